@@ -1,0 +1,56 @@
+"""Per-chunk compression with zstd through pyarrow's codecs (pyarrow.compress lives here)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from .errors import IntegrityError
+
+RAW = 0
+ZSTD = 1
+CODEC_NAMES = {RAW: "raw", ZSTD: "zstd"}
+
+ZSTD_LEVEL = 1
+# Keep the compressed form only when it saves at least this fraction: decompressing costs
+# time on every load, and float arrays rarely get below ~0.9.
+MIN_SAVING = 0.10
+
+_codec: pa.Codec | None = None
+
+
+def _zstd() -> pa.Codec:
+    global _codec
+    if _codec is None:
+        _codec = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
+    return _codec
+
+
+def maybe_compress(data: memoryview | bytes) -> tuple[int, memoryview | bytes]:
+    """Return ``(codec, stored_bytes)``: zstd where it saves ≥ 10 %, else the input as is."""
+    n = len(data)
+    if n < 512:
+        return RAW, data
+    packed = _zstd().compress(data, asbytes=True)
+    if len(packed) <= n * (1 - MIN_SAVING):
+        return ZSTD, packed
+    return RAW, data
+
+
+def compresses_well(sample: memoryview | bytes) -> bool:
+    """Whether a sample of a large buffer is worth compressing at all."""
+    return maybe_compress(sample)[0] == ZSTD
+
+
+def decompress(codec: int, stored: bytes | memoryview, size: int) -> bytes | memoryview:
+    """Inverse of :func:`maybe_compress`; malformed input is an :class:`IntegrityError`."""
+    if codec == RAW:
+        return stored
+    if codec == ZSTD:
+        try:
+            out = _zstd().decompress(stored, decompressed_size=size, asbytes=True)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise IntegrityError(f"a zstd chunk does not decompress ({exc})") from exc
+        if len(out) != size:
+            raise IntegrityError(f"a zstd chunk decompressed to {len(out)} bytes, expected {size}")
+        return out
+    raise IntegrityError(f"unknown codec {codec} in a pack index")

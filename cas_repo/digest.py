@@ -1,0 +1,97 @@
+"""Digests: the identity of every stored thing (BLAKE3-256 lives here and only here)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+import blake3 as _blake3
+
+from .errors import InvalidDigestError
+
+ALGORITHM = "blake3"
+DIGEST_SIZE = 32
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+# Multi-threaded hashing only pays for large inputs; below this one thread is faster.
+_THREADED_MIN = 8 << 20
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Digest:
+    """A validated BLAKE3-256 digest.
+
+    Construct from hex with :meth:`from_hex` or from raw bytes with :meth:`from_bytes`;
+    the only way a path or key is ever built is from one of these.
+    """
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bytes) or len(self.raw) != DIGEST_SIZE:
+            raise InvalidDigestError(f"a {ALGORITHM} digest is {DIGEST_SIZE} bytes, got {self.raw!r:.80}")
+
+    @classmethod
+    def from_hex(cls, text: str) -> "Digest":
+        """Parse a 64-char lowercase hex digest, refusing anything else."""
+        if not isinstance(text, str) or not _HEX.fullmatch(text):
+            raise InvalidDigestError(f"not a {ALGORITHM} hex digest: {str(text)[:80]!r}")
+        return cls(bytes.fromhex(text))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Digest":
+        return cls(bytes(raw))
+
+    @property
+    def hex(self) -> str:
+        return self.raw.hex()
+
+    @property
+    def algorithm(self) -> str:
+        return ALGORITHM
+
+    def __str__(self) -> str:
+        return self.hex
+
+    def __repr__(self) -> str:
+        return f"Digest({ALGORITHM}:{self.hex[:16]}…)"
+
+
+def _key_bytes(key: bytes | None) -> bytes | None:
+    if key is not None and len(key) != 32:
+        raise InvalidDigestError("a keyed BLAKE3 digest needs a 32-byte key")
+    return key
+
+
+def hash_bytes(data: bytes | bytearray | memoryview, *, key: bytes | None = None) -> Digest:
+    """BLAKE3-256 of ``data`` (keyed mode when ``key`` is given)."""
+    hasher = _blake3.blake3(key=_key_bytes(key)) if key else _blake3.blake3()
+    if len(data) >= _THREADED_MIN:
+        hasher = (_blake3.blake3(key=key, max_threads=_blake3.blake3.AUTO) if key
+                  else _blake3.blake3(max_threads=_blake3.blake3.AUTO))
+    hasher.update(data)
+    return Digest(hasher.digest())
+
+
+class Hasher:
+    """An incremental BLAKE3-256 hasher for streams (packs, large files)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, *, key: bytes | None = None) -> None:
+        self._h = _blake3.blake3(key=_key_bytes(key)) if key else _blake3.blake3()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+
+    def digest(self) -> Digest:
+        return Digest(self._h.digest())
+
+
+def hash_many(parts: Iterable[bytes | memoryview], *, key: bytes | None = None) -> Digest:
+    """Digest of the concatenation of ``parts`` without concatenating them."""
+    h = Hasher(key=key)
+    for p in parts:
+        h.update(p)
+    return h.digest()

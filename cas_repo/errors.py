@@ -1,0 +1,176 @@
+"""The exception hierarchy: one root, a few bases, and errors that say what to do.
+
+Every error raised by cas-repo is a :class:`CasRepoError`. "Not found" errors also
+subclass :class:`FileNotFoundError` (the seed's tests rely on it), validation errors
+also subclass :class:`ValueError`, and refused pickles also subclass
+:class:`pickle.UnpicklingError`, so callers that only know the builtins still work.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+
+class CasRepoError(Exception):
+    """Root of every error raised by cas-repo."""
+
+
+# --- not found -------------------------------------------------------------------
+
+
+class ModelNotFoundError(CasRepoError, FileNotFoundError):
+    """No such model_id, or no such version of it."""
+
+    def __init__(self, model_id: str, version: int | None = None, hint: str = "") -> None:
+        self.model_id = model_id
+        self.version = version
+        what = f"model {model_id!r}" if version is None else f"version {version} of model {model_id!r}"
+        msg = f"{what} does not exist"
+        msg += f"; {hint}" if hint else "; `list_models()` shows what the store holds"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # FileNotFoundError would otherwise format errno/filename
+        return self.args[0]
+
+
+class ModelDeletedError(ModelNotFoundError):
+    """The model exists but its latest event is a tombstone."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            model_id,
+            hint="it was deleted (tombstoned); `undelete_model()` brings it back, "
+            "or pass an explicit version to read its history",
+        )
+        self.args = (f"model {model_id!r} is deleted; `undelete_model({model_id!r})` brings it "
+                     "back, or pass an explicit version to read its history",)
+
+
+class ObjectNotFoundError(CasRepoError, FileNotFoundError):
+    """An object the catalog refers to is missing from the object store."""
+
+    def __init__(self, key: str, hint: str = "") -> None:
+        self.key = key
+        super().__init__(
+            f"object {key} is missing from the object store; "
+            + (hint or "run `cas-repo fsck` to see what is affected")
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+# --- validation --------------------------------------------------------------------
+
+
+class InvalidModelIdError(CasRepoError, ValueError):
+    """A model_id that is not 1–128 chars of [A-Za-z0-9._-] starting with an alphanumeric."""
+
+
+class InvalidMetadataError(CasRepoError, ValueError):
+    """Metadata that cannot be stored faithfully (non-JSON values, bad types)."""
+
+
+class InvalidDigestError(CasRepoError, ValueError):
+    """A string that is not a well-formed digest."""
+
+
+# --- integrity ---------------------------------------------------------------------
+
+
+class IntegrityError(CasRepoError):
+    """Stored bytes do not match their digest, or a stored structure is malformed.
+
+    Attributes:
+        expected: the digest the bytes should have (hex), if known.
+        actual: the digest they have (hex), if computed.
+        model_id / version: the version being read, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected: str | None = None,
+        actual: str | None = None,
+        model_id: str | None = None,
+        version: int | None = None,
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        self.model_id = model_id
+        self.version = version
+        parts = [message]
+        if model_id is not None:
+            parts.append(f"model {model_id!r}" + (f" version {version}" if version else ""))
+        if expected is not None:
+            parts.append(f"expected {expected}")
+        if actual is not None:
+            parts.append(f"actual {actual}")
+        parts.append("run `cas-repo fsck --full`; the object may be restored from a backup")
+        super().__init__("; ".join(parts))
+
+    def with_version(self, model_id: str, version: int) -> "IntegrityError":
+        """Return a copy that names the model version being read."""
+        return IntegrityError(
+            self.args[0].split("; ")[0],
+            expected=self.expected,
+            actual=self.actual,
+            model_id=model_id,
+            version=version,
+        )
+
+
+# --- serialization -----------------------------------------------------------------
+
+
+class SerializationError(CasRepoError):
+    """A model could not be serialized or deserialized."""
+
+
+class UnsafePickleError(SerializationError, pickle.UnpicklingError):
+    """A stored pickle names a global (or opcode) outside the allowlist."""
+
+    def __init__(self, global_name: str, reason: str = "") -> None:
+        self.global_name = global_name
+        msg = (
+            f"refused to load {global_name}: it is not in the unpickling allowlist"
+            + (f" ({reason})" if reason else "")
+            + ". If you trust this model class, allow it in code with "
+            f"`cas_repo.allow_globals({global_name!r})` or list it in the CAS_REPO_ALLOW_GLOBALS "
+            "environment variable; stored metadata can never extend the allowlist"
+        )
+        super().__init__(msg)
+
+
+# --- storage / catalog ---------------------------------------------------------------
+
+
+class StoreError(CasRepoError):
+    """The object store failed (I/O error, full disk, permissions)."""
+
+
+class CatalogError(CasRepoError):
+    """The DuckDB catalog failed or is unusable."""
+
+
+class CatalogLockedError(CatalogError):
+    """The catalog lock could not be taken within the timeout."""
+
+
+class CatalogCorruptError(CatalogError):
+    """The catalog file cannot be opened; the object store still holds the truth."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(
+            f"the catalog {path} cannot be opened ({cause}). The objects are intact and hold "
+            "every version: move the file aside and run `cas-repo rebuild-catalog` to recreate it"
+        )
+
+
+class ReadOnlyQueryError(CatalogError):
+    """A user SQL query tried to write or change the session."""
+
+
+class ConcurrentModificationError(CatalogError):
+    """A catalog write kept conflicting with other writers past the retry budget."""

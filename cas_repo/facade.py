@@ -1,0 +1,71 @@
+"""CasModelRepository: the async IModelRepository over a ModelStore.
+
+Every call runs the synchronous core in a worker thread (``asyncio.to_thread``), so an
+event loop never blocks on hashing, disk or the catalog lock. Methods are generated from
+the core's, so signatures and docstrings cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from typing import Any, Callable, Iterable
+
+from .metadata import ModelMetadata
+from .ports import IModelRepository
+from .repository import DEFAULT_ROOT, ModelStore
+
+
+def _offload(name: str) -> Callable[..., Any]:
+    core = getattr(ModelStore, name)
+
+    @functools.wraps(core)
+    async def method(self: "CasModelRepository", *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self.store, name), *args, **kwargs)
+
+    return method
+
+
+class CasModelRepository(IModelRepository):
+    """Async facade: the seed's five methods plus versions, rollback, history and batch loads.
+
+    Args:
+        root: store folder (default ``data/cas``) or an existing :class:`ModelStore`.
+        use_qlib_recorder: also log each save to Qlib's Recorder (see ``cas_repo.qlib_support``).
+        **options: passed to :class:`ModelStore` (``catalog``, ``exclusive``, …).
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | ModelStore = DEFAULT_ROOT, **options: Any) -> None:
+        self.store = root if isinstance(root, ModelStore) else ModelStore(root, **options)
+
+    save_model = _offload("save_model")
+    load_model = _offload("load_model")
+    get_model_metadata = _offload("get_model_metadata")
+    list_models = _offload("list_models")
+    delete_model = _offload("delete_model")
+    undelete_model = _offload("undelete_model")
+    rollback = _offload("rollback")
+    history = _offload("history")
+    set_tags = _offload("set_tags")
+    stats = _offload("stats")
+
+    async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
+        """Load several models concurrently (each in its own worker thread), in order."""
+        return list(await asyncio.gather(*(self.load_model(m) for m in model_ids)))
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.store.close)
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def __aenter__(self) -> "CasModelRepository":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# The abstract methods are satisfied by the generated ones above.
+CasModelRepository.__abstractmethods__ = frozenset()

@@ -1,0 +1,156 @@
+"""ModelMetadata (the seed's entity, extended) and the validation of what it carries."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import InvalidMetadataError, InvalidModelIdError
+
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_METADATA_DEPTH = 32
+
+
+def validate_model_id(model_id: object) -> str:
+    """Return ``model_id`` if it is 1–128 chars of ``[A-Za-z0-9._-]`` starting alphanumeric.
+
+    Raises:
+        InvalidModelIdError: otherwise (the id is never used to build a path either way).
+    """
+    if not isinstance(model_id, str) or not _MODEL_ID.fullmatch(model_id):
+        shown = repr(model_id)[:80]
+        raise InvalidModelIdError(
+            f"invalid model_id {shown}: use 1-128 characters of A-Z a-z 0-9 . _ - "
+            "starting with a letter or digit (e.g. 'lgbm_csi300.v2')"
+        )
+    return model_id
+
+
+def validate_version(version: object) -> int:
+    """Return ``version`` if it is a positive int."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidMetadataError(f"a version is a positive integer, got {version!r}")
+    return version
+
+
+@dataclass
+class ModelMetadata:
+    """What the store knows about one version of a model.
+
+    The first eight fields are the seed design's contract. ``version``, ``digest``
+    (hex BLAKE3 of the version's content manifest) and ``parents`` are filled in by
+    the store on save and load; callers may set ``parents`` (``"model_id@version"``
+    strings) to record lineage such as continued training.
+    """
+
+    model_id: str
+    experiment_name: str
+    model_type: str
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+    created_at: datetime
+    qlib_recorder_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    version: int | None = None
+    digest: str | None = None
+    parents: list[str] = field(default_factory=list)
+    deleted: bool = False
+    rollback_of: int | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The seed passes tags=None; keep that working.
+        if self.tags is None:
+            self.tags = {}
+        if self.parents is None:
+            self.parents = []
+        if self.lineage is None:
+            self.lineage = {}
+
+
+def check_metadata(md: ModelMetadata) -> None:
+    """Validate ``md`` so what is stored is exactly what a load gives back.
+
+    Raises:
+        InvalidModelIdError / InvalidMetadataError: naming the offending field.
+    """
+    validate_model_id(md.model_id)
+    for name in ("experiment_name", "model_type"):
+        value = getattr(md, name)
+        if not isinstance(value, str) or not value or len(value) > 256 or "\x00" in value:
+            raise InvalidMetadataError(f"{name} must be a non-empty string of at most 256 chars, got {value!r:.80}")
+    if not isinstance(md.created_at, datetime):
+        raise InvalidMetadataError(f"created_at must be a datetime, got {type(md.created_at).__name__}")
+    if md.qlib_recorder_id is not None and not isinstance(md.qlib_recorder_id, str):
+        raise InvalidMetadataError("qlib_recorder_id must be a string or None")
+    _check_json("hyperparameters", md.hyperparameters, dict)
+    _check_json("lineage", md.lineage, dict)
+    if not isinstance(md.metrics, dict):
+        raise InvalidMetadataError("metrics must be a dict of name -> number")
+    for k, v in md.metrics.items():
+        if not isinstance(k, str):
+            raise InvalidMetadataError(f"metric names must be strings, got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InvalidMetadataError(f"metric {k!r} must be a number, got {type(v).__name__}")
+        if not math.isfinite(v):
+            raise InvalidMetadataError(
+                f"metric {k!r} is {v}: store only finite numbers (drop it, or record it as a tag)")
+    if not isinstance(md.tags, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in md.tags.items()
+    ):
+        raise InvalidMetadataError("tags must be a dict of str -> str")
+    if not isinstance(md.parents, list):
+        raise InvalidMetadataError("parents must be a list of 'model_id@version' strings")
+    for p in md.parents:
+        parse_ref(p)
+
+
+def _check_json(name: str, value: Any, kind: type, depth: int = 0) -> None:
+    if depth == 0 and not isinstance(value, kind):
+        raise InvalidMetadataError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidMetadataError(f"{name} is nested deeper than {MAX_METADATA_DEPTH} levels")
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMetadataError(f"{name} holds {value}; only finite numbers can be stored")
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_json(name, item, kind, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidMetadataError(f"{name} has a non-string key {k!r:.60}")
+            _check_json(name, v, kind, depth + 1)
+        return
+    raise InvalidMetadataError(
+        f"{name} holds a {type(value).__name__} ({value!r:.60}); only JSON values "
+        "(str, int, float, bool, None, list, dict) can be stored"
+    )
+
+
+def parse_ref(ref: object) -> tuple[str, int]:
+    """Split ``"model_id@version"`` into its parts, validating both."""
+    if not isinstance(ref, str) or ref.count("@") != 1:
+        raise InvalidMetadataError(f"a version reference looks like 'model_id@3', got {ref!r:.80}")
+    model_id, _, version = ref.partition("@")
+    if not version.isdigit():
+        raise InvalidMetadataError(f"a version reference looks like 'model_id@3', got {ref!r:.80}")
+    return validate_model_id(model_id), validate_version(int(version))
+
+
+def format_ref(model_id: str, version: int) -> str:
+    return f"{model_id}@{version}"
+
+
+def utc(dt: datetime) -> datetime:
+    """``dt`` as an aware UTC datetime (naive values are taken as local time)."""
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return dt.astimezone(timezone.utc)

@@ -1,0 +1,90 @@
+"""The object backend port: the few primitives every storage kind implements.
+
+A backend stores immutable blobs under keys produced by :mod:`.keys`. It knows nothing
+of digests, packs or models; :class:`~cas_repo.objects.store.ObjectStore` builds
+everything else on these primitives, and every backend passes the same contract tests
+(``tests/objects/contract.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator, Sequence
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """A listed blob: its key, size in bytes and last-modified time (UTC)."""
+
+    key: str
+    size: int
+    mtime: datetime
+
+
+class ObjectBackend(abc.ABC):
+    """Immutable blob storage.
+
+    Contract: ``put`` publishes all of the bytes or none of them (readers never see a
+    partial blob); putting a key that exists leaves its bytes alone and refreshes its
+    modification time, which is what keeps a concurrent gc from collecting an object a
+    save just deduplicated onto. "Not found" is ``ObjectNotFoundError``; any other
+    failure is ``StoreError``.
+    """
+
+    #: Human-readable location, e.g. a folder or ``s3://bucket/prefix``.
+    url: str
+
+    @abc.abstractmethod
+    def put(self, key: str, parts: Sequence[Buffer]) -> bool:
+        """Publish the concatenation of ``parts`` at ``key``; False if it already existed."""
+
+    @abc.abstractmethod
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset``; fewer only if the blob is shorter."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size and mtime of ``key``."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every blob whose key starts with ``prefix``, streamed (bounded memory)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    @abc.abstractmethod
+    def touch(self, key: str) -> None:
+        """Refresh the mtime of ``key`` (gc's grace period counts from it)."""
+
+    def exists(self, key: str) -> bool:
+        from ..errors import ObjectNotFoundError
+
+        try:
+            self.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def read_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Several ``(offset, length)`` ranges of one blob (backends may batch them)."""
+        return [self.read_range(key, o, n) for o, n in ranges]
+
+    def read(self, key: str) -> bytes:
+        """The whole blob."""
+        return self.read_range(key, 0, self.stat(key).size)
+
+    def list_incomplete(self) -> Iterator[ObjectInfo]:
+        """Leftovers of interrupted writes (temp files); none where puts are atomic."""
+        return iter(())
+
+    def remove_incomplete(self, info: ObjectInfo) -> None:
+        """Delete one leftover reported by :meth:`list_incomplete`."""
+
+    def close(self) -> None:
+        """Release connections or handles."""

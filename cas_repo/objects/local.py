@@ -1,0 +1,235 @@
+"""A local folder as an object backend: atomic publish by temp file → fsync → rename."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat as stat_mod
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..errors import ObjectNotFoundError, StoreError
+from .backend import Buffer, ObjectBackend, ObjectInfo
+from .keys import is_valid_key
+
+TEMP_PREFIX = ".tmp-"
+_OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _io_error(action: str, path: Path | str, exc: OSError) -> StoreError:
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full: free space (e.g. `cas-repo gc`) and retry; nothing was recorded"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "check the permissions of the store folder"
+    else:
+        hint = "the save was not recorded; check the disk and retry"
+    return StoreError(f"could not {action} {path}: {exc.strerror or exc}; {hint}")
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+
+
+class LocalBackend(ObjectBackend):
+    """Blobs as read-only files under ``root``; shard folders are created on demand.
+
+    Symlinks are never followed: a link planted at a blob path or a shard folder makes
+    the operation fail instead of reaching outside ``root``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root).absolute()
+        self.url = str(self.root)
+        self._fsync = fsync
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _io_error("create", self.root, exc) from exc
+        self._known_dirs: set[Path] = set()
+
+    # -- paths -------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        if not is_valid_key(key):
+            raise StoreError(f"refusing malformed object key {key[:100]!r}")
+        return self.root / key
+
+    def _check_dir(self, d: Path, create: bool) -> None:
+        """Ensure every folder from root to ``d`` is a real directory, never a symlink."""
+        if d in self._known_dirs:
+            return
+        rel = d.relative_to(self.root)
+        cur = self.root
+        for part in rel.parts:
+            cur = cur / part
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(cur)
+                except FileExistsError:
+                    pass
+                st = os.lstat(cur)
+            except OSError as exc:
+                raise _io_error("inspect", cur, exc) from exc
+            if not stat_mod.S_ISDIR(st.st_mode):
+                raise StoreError(f"{cur} is not a plain directory (a symlink?); refusing to follow it")
+        self._known_dirs.add(d)
+
+    # -- primitives ----------------------------------------------------------------------
+
+    def put(self, key: str, parts: Sequence[Buffer]) -> bool:
+        path = self._path(key)
+        self._check_dir(path.parent, create=True)
+        try:
+            os.utime(path, follow_symlinks=False)
+            if path.is_symlink():
+                raise StoreError(f"{path} is a symlink; refusing to use it")
+            return False  # present: content addressing makes the bytes identical
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _io_error("refresh", path, exc) from exc
+        tmp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, _OPEN_TEMP, 0o644)
+        except OSError as exc:
+            raise _io_error("create", tmp, exc) from exc
+        try:
+            try:
+                for part in parts:
+                    view = memoryview(part).cast("B")
+                    while view:
+                        n = os.write(fd, view)
+                        view = view[n:]
+                if self._fsync:
+                    os.fsync(fd)
+                os.fchmod(fd, 0o444)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(exc, OSError):
+                raise _io_error("write", path, exc) from exc
+            raise
+        if self._fsync:
+            self._fsync_dir(path.parent)
+        return True
+
+    def _fsync_dir(self, d: Path) -> None:
+        # The rename is durable only once the directory entry is.
+        try:
+            fd = os.open(d, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise _io_error("sync", d, exc) from exc
+
+    def _open(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            self._check_dir(path.parent, create=False)
+            return os.open(path, _OPEN_READ)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(f"{path} is a symlink; refusing to follow it") from exc
+            raise _io_error("open", path, exc) from exc
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        fd = self._open(key)
+        try:
+            return os.pread(fd, length, offset)
+        except OSError as exc:
+            raise _io_error("read", key, exc) from exc
+        finally:
+            os.close(fd)
+
+    def read_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Several ranges of one blob with a single open."""
+        fd = self._open(key)
+        try:
+            return [os.pread(fd, length, offset) for offset, length in ranges]
+        except OSError as exc:
+            raise _io_error("read", key, exc) from exc
+        finally:
+            os.close(fd)
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        except OSError as exc:
+            raise _io_error("stat", path, exc) from exc
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise StoreError(f"{path} is not a regular file (a symlink?); refusing to use it")
+        return ObjectInfo(key, st.st_size, _mtime(st))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if name.startswith(TEMP_PREFIX):
+                    continue
+                full = os.path.join(dirpath, name)
+                key = os.path.relpath(full, base).replace(os.sep, "/")
+                if not key.startswith(prefix) or not is_valid_key(key):
+                    continue
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:
+                    continue  # deleted by a concurrent gc
+                yield ObjectInfo(key, st.st_size, _mtime(st))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _io_error("delete", path, exc) from exc
+
+    def touch(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.utime(path, follow_symlinks=False)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(key) from exc
+        except OSError as exc:
+            raise _io_error("touch", path, exc) from exc
+
+    def list_incomplete(self) -> Iterator[ObjectInfo]:
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            for name in filenames:
+                if name.startswith(TEMP_PREFIX):
+                    full = os.path.join(dirpath, name)
+                    try:
+                        st = os.lstat(full)
+                    except FileNotFoundError:
+                        continue
+                    yield ObjectInfo(os.path.relpath(full, self.root), st.st_size, _mtime(st))
+
+    def remove_incomplete(self, info: ObjectInfo) -> None:
+        name = os.path.basename(info.key)
+        if not name.startswith(TEMP_PREFIX):
+            raise StoreError(f"{info.key} is not a temp file")
+        try:
+            os.unlink(self.root / info.key)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,178 @@
+"""ObjectStore: writes entries into packs and reads them back, verified, from any backend."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+from .. import compression
+from ..digest import Digest, hash_bytes, hash_many
+from ..errors import IntegrityError, ObjectNotFoundError, StoreError
+from .backend import ObjectBackend, ObjectInfo
+from .keys import PACKS, pack_key, parse_pack_key
+from .local import LocalBackend
+from .pack import TAIL_SIZE, Location, PackEntry, decode_index, encode_pack, index_span
+
+# A pack is one PUT and one fsync: large enough that a save of a 300 KB model is a
+# single pack, small enough that an object store can take it in one request.
+PACK_TARGET = 64 << 20
+# Ranges of one pack closer than this are read with one call.
+_COALESCE_GAP = 64 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to store: digest of ``data``, its kind, and whether to try compressing it."""
+
+    digest: Digest
+    kind: int
+    data: bytes | memoryview
+    compress: bool = True
+
+
+def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBackend:
+    """A backend for ``url``: a folder path (or ``file://``) or ``s3://bucket/prefix``."""
+    text = os.fspath(url)
+    if text.startswith("s3://"):
+        try:
+            from .s3 import S3Backend
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise StoreError(f"s3:// stores need pyarrow with S3 support ({exc})") from exc
+        return S3Backend.from_url(text, **options)  # type: ignore[arg-type]
+    if "://" in text and not text.startswith("file://"):
+        raise StoreError(f"unsupported store URL {text!r}: use a folder path or s3://bucket/prefix")
+    return LocalBackend(text.removeprefix("file://"), **options)  # type: ignore[arg-type]
+
+
+class ObjectStore:
+    """Packs of content-addressed entries over an :class:`ObjectBackend`."""
+
+    def __init__(self, backend: ObjectBackend, *, pack_target: int = PACK_TARGET) -> None:
+        self.backend = backend
+        self.pack_target = pack_target
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(self, entries: Iterable[NewEntry]) -> list[Location]:
+        """Store ``entries`` in as few packs as the target size allows; returns their locations.
+
+        Each pack is published atomically; entries are stored once even if listed twice.
+        """
+        locations: list[Location] = []
+        batch: list[PackEntry] = []
+        size = 0
+        seen: set[Digest] = set()
+        for e in entries:
+            if e.digest in seen:
+                continue
+            seen.add(e.digest)
+            codec, stored = compression.maybe_compress(e.data) if e.compress else (compression.RAW, e.data)
+            batch.append(PackEntry(e.digest, e.kind, codec, len(e.data), stored))
+            size += len(stored)
+            if size >= self.pack_target:
+                locations += self._write_pack(batch)
+                batch, size = [], 0
+        if batch:
+            locations += self._write_pack(batch)
+        return locations
+
+    def _write_pack(self, batch: list[PackEntry]) -> list[Location]:
+        parts, spans = encode_pack(batch)
+        name = hash_many(parts)
+        self.backend.put(pack_key(name), parts)
+        return [
+            Location(e.digest, e.kind, name, off, n, e.size, e.codec)
+            for e, (off, n) in zip(batch, spans)
+        ]
+
+    # -- reading ---------------------------------------------------------------------
+
+    def read(self, loc: Location) -> bytes | memoryview:
+        """The verified, uncompressed bytes of one entry."""
+        return self.read_many([loc])[0]
+
+    def read_many(self, locs: Sequence[Location]) -> list[bytes | memoryview]:
+        """Verified bytes of each location, in order; ranges of one pack are read together.
+
+        Raises:
+            IntegrityError: an entry's bytes do not hash to its digest.
+            ObjectNotFoundError: a pack is missing.
+        """
+        out: list[bytes | memoryview | None] = [None] * len(locs)
+        by_pack: dict[Digest, list[int]] = {}
+        for i, loc in enumerate(locs):
+            by_pack.setdefault(loc.pack, []).append(i)
+        for pack, idxs in by_pack.items():
+            idxs.sort(key=lambda i: locs[i].offset)
+            groups: list[tuple[int, int, list[int]]] = []
+            for i in idxs:
+                loc = locs[i]
+                end = loc.offset + loc.stored_size
+                if groups and loc.offset - groups[-1][1] <= _COALESCE_GAP:
+                    start, prev_end, members = groups[-1]
+                    groups[-1] = (start, max(prev_end, end), members + [i])
+                else:
+                    groups.append((loc.offset, end, [i]))
+            blobs = self.backend.read_ranges(pack_key(pack), [(s, e - s) for s, e, _ in groups])
+            for (start, end, members), blob in zip(groups, blobs):
+                view = memoryview(blob)
+                if len(view) != end - start:
+                    raise IntegrityError(f"pack {pack.hex} is shorter than its index says (truncated)",
+                                         expected=locs[members[0]].digest.hex)
+                for i in members:
+                    loc = locs[i]
+                    stored = view[loc.offset - start : loc.offset - start + loc.stored_size]
+                    out[i] = self._verify(loc, stored)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _verify(loc: Location, stored: memoryview) -> bytes | memoryview:
+        data = compression.decompress(loc.codec, stored, loc.size)
+        actual = hash_bytes(data)
+        if actual != loc.digest:
+            raise IntegrityError(
+                f"stored bytes in pack {loc.pack.hex[:16]}… do not match their digest",
+                expected=loc.digest.hex,
+                actual=actual.hex,
+            )
+        return data
+
+    # -- packs -----------------------------------------------------------------------
+
+    def pack_index(self, pack: Digest) -> list[Location]:
+        """Every entry of ``pack``, read from its own index (no catalog involved)."""
+        key = pack_key(pack)
+        size = self.backend.stat(key).size
+        if size < TAIL_SIZE + 8:
+            raise IntegrityError(f"pack {pack.hex} is truncated ({size} bytes)")
+        tail = self.backend.read_range(key, size - TAIL_SIZE, TAIL_SIZE)
+        start, length = index_span(size, tail)
+        index = self.backend.read_range(key, start, length) if length else b""
+        return decode_index(pack, index, start)
+
+    def list_packs(self) -> Iterator[tuple[Digest, ObjectInfo]]:
+        """Every pack in the store with its size and mtime, streamed."""
+        for info in self.backend.list(PACKS + "/"):
+            digest = parse_pack_key(info.key)
+            if digest is not None:
+                yield digest, info
+
+    def pack_info(self, pack: Digest) -> ObjectInfo:
+        return self.backend.stat(pack_key(pack))
+
+    def verify_pack(self, pack: Digest) -> Digest:
+        """Re-hash a whole pack; returns the digest of its bytes (equal to ``pack`` if intact)."""
+        return hash_bytes(self.backend.read(pack_key(pack)))
+
+    def delete_pack(self, pack: Digest) -> None:
+        self.backend.delete(pack_key(pack))
+
+    def touch_pack(self, pack: Digest) -> None:
+        try:
+            self.backend.touch(pack_key(pack))
+        except ObjectNotFoundError:
+            pass
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,413 @@
+"""ModelStore: the synchronous core — versioned save, load, rollback, delete, history.
+
+A save is: serialize → chunk → hash (no I/O, no lock) → under the catalog lock: find
+which chunks are new, allocate version n+1, write one pack with the new chunks, the
+manifest (if new) and the event record → commit the catalog rows in one transaction.
+Objects are durable before the catalog mentions them, so a crash at any point leaves
+at most unreferenced objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .catalog import Catalog, EventCommit, SaveCommit, StoreStats, VersionRow
+from .catalog.catalog import CATALOG_FILE
+from .content import Content, from_content, to_content
+from .digest import Digest, hash_bytes
+from .errors import (ConcurrentModificationError, IntegrityError, ModelDeletedError,
+                     ModelNotFoundError, ObjectNotFoundError, StoreError)
+from .location import RECORD, Location
+from .manifest import EventRecord, Manifest
+from .metadata import ModelMetadata, check_metadata, parse_ref, validate_model_id, validate_version
+from .objects import ObjectStore, open_backend
+from .objects.pack import pack_size
+from .objects.store import NewEntry
+
+DEFAULT_ROOT = "data/cas"
+# Saves with more content than this write their chunks before taking the catalog lock,
+# so one large save does not stall every other writer for the length of its I/O.
+PREWRITE_BYTES = 8 << 20
+_COMMIT_RETRIES = 5
+
+
+def _metadata_json(md: ModelMetadata) -> dict[str, Any]:
+    return {
+        "model_id": md.model_id,
+        "experiment_name": md.experiment_name,
+        "model_type": md.model_type,
+        "hyperparameters": md.hyperparameters,
+        "metrics": md.metrics,
+        "created_at": md.created_at.isoformat(),
+        "qlib_recorder_id": md.qlib_recorder_id,
+        "tags": md.tags,
+        "parents": list(md.parents),
+        "lineage": md.lineage,
+    }
+
+
+def _to_metadata(row: VersionRow) -> ModelMetadata:
+    m = row.metadata
+    return ModelMetadata(
+        model_id=row.model_id,
+        experiment_name=m["experiment_name"],
+        model_type=m["model_type"],
+        hyperparameters=m["hyperparameters"],
+        metrics=m["metrics"],
+        created_at=datetime.fromisoformat(m["created_at"]),
+        qlib_recorder_id=m["qlib_recorder_id"],
+        tags=dict(row.tags),
+        version=row.version,
+        digest=row.manifest,
+        parents=list(row.parents),
+        deleted=row.deleted,
+        rollback_of=row.rollback_of,
+        lineage=m.get("lineage", {}),
+    )
+
+
+class ModelStore:
+    """A versioned, content-addressed store of models (the synchronous core).
+
+    Args:
+        root: store folder (default ``data/cas``), or ``s3://bucket/prefix`` with ``catalog``.
+        catalog: path of the DuckDB catalog file (default ``<root>/catalog.duckdb``).
+        exclusive: keep the catalog open and locked for this store's lifetime (fastest;
+            other processes wait until :meth:`close`). Default: a short session per call,
+            so many processes can share the store.
+        lock_timeout: seconds to wait for the catalog lock before ``CatalogLockedError``.
+        backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = DEFAULT_ROOT,
+        *,
+        catalog: str | os.PathLike[str] | None = None,
+        exclusive: bool = False,
+        lock_timeout: float = 60.0,
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        text = os.fspath(root)
+        remote = "://" in text and not text.startswith("file://")
+        if remote:
+            if catalog is None:
+                raise StoreError(f"a remote store ({text}) needs a local catalog path: "
+                                 "ModelStore(url, catalog='path/to/catalog.duckdb')")
+            objects_url = text
+        else:
+            local = Path(text.removeprefix("file://"))
+            local.mkdir(parents=True, exist_ok=True)
+            objects_url = str(local / "objects")
+            catalog = catalog or local / CATALOG_FILE
+        self.url = text
+        catalog_path = Path(catalog).absolute()
+        catalog_path.parent.mkdir(parents=True, exist_ok=True)
+        self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
+        self.catalog = Catalog(catalog_path, exclusive=exclusive, lock_timeout=lock_timeout)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the catalog (and its lock in exclusive mode) and the backend."""
+        self.catalog.close()
+        self.objects.close()
+
+    def __enter__(self) -> "ModelStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- saving --------------------------------------------------------------------------
+
+    def save_model(self, model: Any, metadata: ModelMetadata) -> str:
+        """Append version n+1 of ``metadata.model_id`` holding ``model``; returns the model_id.
+
+        Fills ``metadata.version`` and ``metadata.digest`` in place (the seed's callers read
+        ``model_id`` from the return value; newer callers may read the version too).
+
+        Raises:
+            InvalidModelIdError / InvalidMetadataError: nothing was written.
+            SerializationError: the model cannot be pickled; nothing was written.
+            StoreError / CatalogError: I/O failed; no version was recorded.
+        """
+        check_metadata(metadata)
+        parents = tuple(parse_ref(p) for p in metadata.parents)
+        content = to_content(model)
+        version = self._commit(metadata, content, parents, kind="save")
+        metadata.version = version
+        metadata.digest = content.digest.hex
+        return metadata.model_id
+
+    def _commit(self, md: ModelMetadata, content: Content, parents: tuple[tuple[str, int], ...],
+                kind: str, rollback_of: int | None = None) -> int:
+        needed = [d.hex for d in content.entries] + [content.digest.hex]
+        prewritten: list[Location] = []
+        if content.manifest.size > PREWRITE_BYTES:
+            with self.catalog.session() as s:
+                present = s.present(needed)
+            prewritten = self.objects.write(
+                [e for d, e in content.entries.items() if d.hex not in present] + [content.manifest_entry])
+        done = {l.digest.hex for l in prewritten}
+        for attempt in range(_COMMIT_RETRIES):
+            try:
+                with self.catalog.session() as s:
+                    state = s.model_state(md.model_id)
+                    if state is not None and state.deleted and kind == "rollback":
+                        raise ModelDeletedError(md.model_id)
+                    # Re-checked under the lock: a gc may have dropped an unreferenced chunk
+                    # since we looked, and then this save must store it again.
+                    present = s.present([h for h in needed if h not in done])
+                    missing = [e for d, e in content.entries.items()
+                               if d.hex not in present and d.hex not in done]
+                    if content.digest.hex not in present and content.digest.hex not in done:
+                        missing.append(content.manifest_entry)
+                    version = (state.head_version if state else 0) + 1
+                    seq = (state.last_seq if state else 0) + 1
+                    now = datetime.now(timezone.utc)
+                    meta = _metadata_json(md)
+                    record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
+                                         tuple(f"{m}@{v}" for m, v in parents), rollback_of)
+                    rbytes = record.to_bytes()
+                    rdig = hash_bytes(rbytes)
+                    locs = self.objects.write(missing + [NewEntry(rdig, RECORD, rbytes, compress=False)])
+                    new = tuple(prewritten) + tuple(locs)
+                    s.commit_save(SaveCommit(
+                        model_id=md.model_id, version=version, seq=seq, kind=kind,
+                        rollback_of=rollback_of, manifest=content.digest.hex, record=rdig.hex, at=now,
+                        created_at=md.created_at, experiment_name=md.experiment_name,
+                        model_type=md.model_type, qlib_recorder_id=md.qlib_recorder_id,
+                        metrics=md.metrics, hyperparameters=md.hyperparameters, lineage=md.lineage,
+                        metadata_json=json.dumps(meta, sort_keys=True), logical_size=content.manifest.size,
+                        new_bytes=sum(l.stored_size for l in new if l.kind != RECORD),
+                        tags=md.tags, parents=parents, new_locations=new,
+                        manifest_chunks=tuple((c.digest.hex, c.size) for c in content.manifest.chunks()),
+                        new_packs=_packs_of(new),
+                    ))
+                    return version
+            except ConcurrentModificationError:
+                if attempt == _COMMIT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _row(self, model_id: str, version: int | None) -> VersionRow:
+        validate_model_id(model_id)
+        if version is not None:
+            validate_version(version)
+        with self.catalog.session() as s:
+            row = s.version_row(model_id, version)
+            if row is None:
+                state = s.model_state(model_id)
+                raise ModelNotFoundError(model_id, version if state else None)
+        if version is None and row.deleted:
+            raise ModelDeletedError(model_id)
+        return row
+
+    def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata:
+        """Metadata of the latest live version (or of ``version``, even if deleted).
+
+        Raises:
+            ModelNotFoundError: unknown model_id or version (a ``FileNotFoundError``).
+            ModelDeletedError: the model is tombstoned and no version was given.
+        """
+        return _to_metadata(self._row(model_id, version))
+
+    def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]:
+        """The model and metadata of the latest live version (or of ``version``).
+
+        Every byte is verified against its digest before unpickling starts.
+
+        Raises:
+            ModelNotFoundError / ModelDeletedError: as :meth:`get_model_metadata`.
+            IntegrityError: stored bytes were altered or lost (names model and version).
+            UnsafePickleError: the pickle names a global outside the allowlist.
+        """
+        row = self._row(model_id, version)
+        return self._load_row(row), _to_metadata(row)
+
+    def _load_row(self, row: VersionRow) -> Any:
+        with self.catalog.session() as s:
+            mloc, chunk_locs = s.content_locations(row.manifest)
+        try:
+            if mloc is None:
+                raise IntegrityError("the catalog has no location for the manifest", expected=row.manifest,
+                                     actual="missing")
+            manifest = Manifest.from_bytes(self._read([mloc])[0])
+
+            def read(digests: Sequence[Digest]) -> list[bytes | memoryview]:
+                locs = []
+                for d in digests:
+                    loc = chunk_locs.get(d.hex)
+                    if loc is None:
+                        raise IntegrityError("the catalog has no location for a chunk",
+                                             expected=d.hex, actual="missing")
+                    locs.append(loc)
+                return self._read(locs)
+
+            return from_content(manifest, read)
+        except IntegrityError as exc:
+            raise exc.with_version(row.model_id, row.version) from exc
+
+    def _read(self, locs: Sequence[Location]) -> list[bytes | memoryview]:
+        try:
+            return self.objects.read_many(locs)
+        except ObjectNotFoundError as exc:
+            raise IntegrityError(f"a pack is missing from the object store ({exc.key})",
+                                 expected=locs[0].digest.hex, actual="missing") from exc
+
+    def load_models(self, model_ids: Iterable[str], *, max_workers: int = 4) -> list[tuple[Any, ModelMetadata]]:
+        """Load several models (latest versions) with a small thread pool, in order."""
+        ids = list(model_ids)
+        rows = [self._row(m, None) for m in ids]
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ids)))) as pool:
+            models = list(pool.map(self._load_row, rows))
+        return [(m, _to_metadata(r)) for m, r in zip(models, rows)]
+
+    # -- listing -------------------------------------------------------------------------
+
+    def list_models(self, experiment_name: str | None = None, model_type: str | None = None,
+                    include_deleted: bool = False) -> list[ModelMetadata]:
+        """The latest version of each model, newest first; tombstoned ones only on request."""
+        with self.catalog.session() as s:
+            rows = s.heads(experiment_name, model_type, include_deleted)
+        return [_to_metadata(r) for r in rows]
+
+    def history(self, model_id: str) -> list[ModelMetadata]:
+        """Every version of ``model_id``, oldest first (``deleted`` reflects the model now).
+
+        Raises:
+            ModelNotFoundError: no such model_id.
+        """
+        validate_model_id(model_id)
+        with self.catalog.session() as s:
+            rows = s.history(model_id)
+        if not rows:
+            raise ModelNotFoundError(model_id)
+        return [_to_metadata(r) for r in rows]
+
+    # -- rollback, delete, undelete -----------------------------------------------------------
+
+    def rollback(self, model_id: str, to_version: int) -> int:
+        """Append a new version whose content and metadata are those of ``to_version``.
+
+        Costs one small event record: the content is shared with ``to_version``.
+
+        Returns:
+            The number of the new version.
+
+        Raises:
+            ModelNotFoundError: no such model or version. ModelDeletedError: undelete first.
+        """
+        row = self._row(model_id, validate_version(to_version))
+        with self.catalog.session() as s:
+            chunks = s.manifest_chunk_digests(row.manifest)
+        md = _to_metadata(row)
+        # Content entries are empty: the manifest and chunks are present, and _commit
+        # re-checks that under the lock; if gc removed any, the rollback fails loudly.
+        content = _KnownContent(row.manifest, chunks, row.logical_size)
+        parents = tuple(parse_ref(p) for p in md.parents)
+        return self._commit_known(md, content, parents, rollback_of=to_version)
+
+    def _commit_known(self, md: ModelMetadata, known: "_KnownContent",
+                      parents: tuple[tuple[str, int], ...], rollback_of: int) -> int:
+        with self.catalog.session() as s:
+            present = s.present([known.manifest] + known.chunks)
+            if len(present) != len(set(known.chunks)) + 1:
+                raise IntegrityError(f"version {rollback_of} has lost objects to gc or damage; "
+                                     "it cannot be rolled back to", model_id=md.model_id)
+            state = s.model_state(md.model_id)
+            assert state is not None
+            if state.deleted:
+                raise ModelDeletedError(md.model_id)
+            version, seq = state.head_version + 1, state.last_seq + 1
+            now = datetime.now(timezone.utc)
+            meta = _metadata_json(md)
+            record = EventRecord("rollback", md.model_id, seq, version, now, Digest.from_hex(known.manifest),
+                                 meta, tuple(md.parents), rollback_of)
+            rbytes = record.to_bytes()
+            rdig = hash_bytes(rbytes)
+            locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
+            s.commit_save(SaveCommit(
+                model_id=md.model_id, version=version, seq=seq, kind="rollback", rollback_of=rollback_of,
+                manifest=known.manifest, record=rdig.hex, at=now, created_at=md.created_at,
+                experiment_name=md.experiment_name, model_type=md.model_type,
+                qlib_recorder_id=md.qlib_recorder_id, metrics=md.metrics,
+                hyperparameters=md.hyperparameters, lineage=md.lineage,
+                metadata_json=json.dumps(meta, sort_keys=True), logical_size=known.size, new_bytes=0,
+                tags=md.tags, parents=parents, new_locations=tuple(locs),
+                new_packs=_packs_of(locs),
+            ))
+            return version
+
+    def delete_model(self, model_id: str) -> None:
+        """Tombstone ``model_id``: it leaves ``load_model``/``list_models``; bytes stay until gc.
+
+        Deleting a deleted model does nothing. Raises ModelNotFoundError for an unknown id.
+        """
+        self._event(model_id, "delete", deleted=True)
+
+    def undelete_model(self, model_id: str) -> None:
+        """Bring back a tombstoned model (its latest version is live again)."""
+        self._event(model_id, "undelete", deleted=False)
+
+    def _event(self, model_id: str, kind: str, *, deleted: bool,
+               version: int | None = None, tags: dict[str, str | None] | None = None) -> None:
+        validate_model_id(model_id)
+        with self.catalog.session() as s:
+            state = s.model_state(model_id)
+            if state is None:
+                raise ModelNotFoundError(model_id)
+            if kind in ("delete", "undelete") and state.deleted == deleted:
+                return
+            seq = state.last_seq + 1
+            target = version or state.head_version
+            now = datetime.now(timezone.utc)
+            record = EventRecord(kind, model_id, seq, target, now, tags=tags or {})
+            rbytes = record.to_bytes()
+            rdig = hash_bytes(rbytes)
+            locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
+            s.commit_event(EventCommit(model_id, seq, kind, target, now, rdig.hex, deleted,
+                                       tags or {}, tuple(locs), _packs_of(locs)))
+
+    def set_tags(self, model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
+        """Set (or, with value None, remove) tags on a version (default: the latest)."""
+        row = self._row(model_id, version)
+        for k, v in tags.items():
+            if not isinstance(k, str) or not k or (v is not None and not isinstance(v, str)):
+                from .errors import InvalidMetadataError
+
+                raise InvalidMetadataError(f"tags are str -> str (or None to remove), got {k!r}: {v!r}")
+        self._event(model_id, "tag", deleted=row.deleted, version=row.version, tags=tags)
+
+    # -- accounting --------------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""
+        with self.catalog.session() as s:
+            return s.stats()
+
+
+class _KnownContent:
+    __slots__ = ("manifest", "chunks", "size")
+
+    def __init__(self, manifest: str, chunks: list[str], size: int) -> None:
+        self.manifest, self.chunks, self.size = manifest, chunks, size
+
+
+def _packs_of(locs: Sequence[Location]) -> tuple[tuple[str, int, int], ...]:
+    """(pack, size, entries) of the packs holding ``locs`` — all written by one call."""
+    packs: dict[Digest, list[int]] = {}
+    for l in locs:
+        acc = packs.setdefault(l.pack, [0, 0])
+        acc[0] += l.stored_size
+        acc[1] += 1
+    return tuple((p.hex, pack_size(stored, n), n) for p, (stored, n) in packs.items())
