@@ -1,7 +1,7 @@
 """Real Qlib models on synthetic data, offline, in well under two seconds each.
 
 qlib, lightgbm and torch are imported inside the functions: `import
-qlib.contrib.model.gbdt` alone costs ~1.8 s and must never be paid by `import cas_repo`.
+qlib.contrib.model.gbdt` alone costs ~1.8 s, never to be paid by `import cas_repo`.
 """
 
 import contextlib
@@ -90,19 +90,15 @@ def rolling_segments(frame: pd.DataFrame, n_windows: int, *, train_days: int | N
     so the test spans tile the end of the frame as in a rolling retrain.
     """
     dates = _dates(frame)
-    unit = len(dates) // (n_windows + 4)
-    train_days, valid_days = train_days or 3 * unit, valid_days or unit
-    test_days = test_days or unit
-    step_days = step_days or test_days
-    span = train_days + valid_days + test_days
-    if min(train_days, valid_days, test_days) < 1 or (n_windows - 1) * step_days + span > len(dates):
+    u = len(dates) // (n_windows + 4)
+    n_train, n_valid, n_test = train_days or 3 * u, valid_days or u, test_days or u
+    step = step_days or n_test
+    span = n_train + n_valid + n_test
+    if min(n_train, n_valid, n_test, step) < 1 or (n_windows - 1) * step + span > len(dates):
         raise ValueError(f"{n_windows} windows of {span} days do not fit in {len(dates)} dates")
-    out = []
-    for s in range(0, n_windows * step_days, step_days):
-        t, v = s + train_days, s + train_days + valid_days
-        out.append(Segments((dates[s], dates[t - 1]), (dates[t], dates[v - 1]),
-                            (dates[v], dates[s + span - 1])))
-    return out
+    starts = [(s, s + n_train, s + n_train + n_valid) for s in range(0, n_windows * step, step)]
+    return [Segments((dates[s], dates[t - 1]), (dates[t], dates[v - 1]),
+                     (dates[v], dates[s + span - 1])) for s, t, v in starts]
 
 
 def make_dataset(frame: pd.DataFrame | None = None, *, train: Span | None = None,
@@ -121,11 +117,8 @@ def make_dataset(frame: pd.DataFrame | None = None, *, train: Span | None = None
         frame = make_frame(**frame_kwargs)
     elif frame_kwargs:
         raise TypeError(f"frame given, so {sorted(frame_kwargs)} would be ignored")
-    if train is None and valid is None and test is None:
-        segments = default_segments(frame)._asdict()
-    else:
-        given = {"train": train, "valid": valid, "test": test}
-        segments = {k: v for k, v in given.items() if v is not None}
+    segments = {k: v for k, v in {"train": train, "valid": valid, "test": test}.items() if v}
+    segments = segments or default_segments(frame)._asdict()
     return DatasetH(DataHandlerLP(data_loader=StaticDataLoader(config=frame)), segments=segments)
 
 
@@ -149,15 +142,12 @@ def quiet_recorder(*modules: str) -> Iterator[_NullRecorder]:
     module global is not thread-safe: do not fit models concurrently in threads.
     """
     stand_in = _NullRecorder()
-    mods = [importlib.import_module(m) for m in modules or ("qlib.contrib.model.gbdt",)]
-    saved = [m.R for m in mods]
-    for m in mods:
-        m.R = stand_in
-    try:
+    with contextlib.ExitStack() as undo:
+        for name in modules or ("qlib.contrib.model.gbdt",):
+            module = importlib.import_module(name)
+            undo.callback(setattr, module, "R", module.R)
+            module.R = stand_in
         yield stand_in
-    finally:
-        for m, r in zip(mods, saved):
-            m.R = r
 
 
 def train_lgbm(dataset, *, num_boost_round: int = 100, seed: int = 42,
@@ -250,11 +240,9 @@ def train_dnn(dataset, *, max_steps: int = 40, seed: int = 42, lr: float = 1e-3,
 def train_lstm(dataset, *, n_epochs: int = 2, seed: int = 42, d_feat: int | None = None,
                hidden_size: int = 16, num_layers: int = 1, batch_size: int = 800,
                lr: float = 1e-3, **kwargs: Any):
-    """Fit a small qlib `LSTM` on CPU; the dataset needs train, valid and test segments.
+    """Fit a small qlib `LSTM` on CPU; needs train, valid and test segments.
 
-    Args:
-        d_feat: features per time step; the F columns are read as d_feat x T steps.
-            Default: all features in a single step.
+    `d_feat` is features per time step (F columns read as d_feat x T); default: all, T=1.
     """
     _require_torch("train_lstm")
     from qlib.contrib.model.pytorch_lstm import LSTM
@@ -276,19 +264,20 @@ def train_lstm(dataset, *, n_epochs: int = 2, seed: int = 42, d_feat: int | None
 def offline_qlib(tmp_dir: str | os.PathLike, *, log_code: bool = False, **init_kwargs: Any):
     """Run a real `qlib.init` offline with its MLflow store under `tmp_dir`; yields `R`.
 
-    provider_uri is an empty `tmp_dir/qlib_data`, region "cn", and an MLflowExpManager
-    writes to `file:<tmp_dir>/mlruns`. While inside, the cwd is `tmp_dir` (qlib drops a
-    `./tmp/.../mlruns/filelock` under the cwd whenever it opens an experiment) and
-    MLFLOW_ALLOW_FILE_STORE=true (mlflow 3.17 refuses file stores otherwise). Unless
-    `log_code`, `R.start` skips qlib's `git diff`/`git status` of the cwd: outside a repo
-    git dumps its usage text on stderr, three times per run.
+    Uses an empty `tmp_dir/qlib_data` as provider_uri, region "cn" and an MLflowExpManager
+    at `file:<tmp_dir>/mlruns`. Inside, the cwd is `tmp_dir` (qlib drops `./tmp/.../mlruns/
+    filelock` under the cwd per experiment) and MLFLOW_ALLOW_FILE_STORE=true (else mlflow
+    3.17 refuses file stores). Unless `log_code`, `R.start` skips qlib's git diff/status
+    of the cwd, which outside a repo dumps git's usage text on stderr.
 
-    Undone on exit: cwd, the env var, the git patch and `sys.excepthook` (qlib sets it);
-    an experiment left active (e.g. by a fit outside `R.start`) is ended. NOT undone, as
-    qlib has no de-init: the config `qlib.config.C`, the data providers, `R` pointing at
-    `tmp_dir/mlruns`, mlflow's tracking URI, qlib's log level and an `atexit` hook.
-    Entering `offline_qlib` again, with any directory, re-initialises cleanly.
+    Undone on exit: cwd, os.environ (back to its state on entry), the git patch and
+    `sys.excepthook`; an experiment left active (a fit outside `R.start`) is ended. NOT
+    undone (qlib has no de-init): `qlib.config.C`, the data providers, `R` pointing at
+    `tmp_dir/mlruns`, mlflow's tracking URI, qlib's log level, an `atexit` hook. Entering
+    again, with any directory, re-initialises cleanly.
     """
+    from unittest import mock
+
     import qlib
     from qlib.workflow import R
     from qlib.workflow.recorder import MLflowRecorder
@@ -297,28 +286,15 @@ def offline_qlib(tmp_dir: str | os.PathLike, *, log_code: bool = False, **init_k
     (tmp / "qlib_data").mkdir(parents=True, exist_ok=True)
     exp_manager = {"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
                    "kwargs": {"uri": f"file:{tmp / 'mlruns'}", "default_exp_name": "Experiment"}}
-    old_cwd, old_hook = os.getcwd(), sys.excepthook
-    old_env = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
-    saved_log_code = MLflowRecorder.__dict__["_log_uncommitted_code"]
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    os.chdir(tmp)
-    if not log_code:
-        MLflowRecorder._log_uncommitted_code = lambda self: None
-    initialised = False
-    try:
+    with contextlib.ExitStack() as undo:
+        undo.enter_context(mock.patch.dict(os.environ, {"MLFLOW_ALLOW_FILE_STORE": "true"}))
+        undo.enter_context(contextlib.chdir(tmp))
+        # Patching with the current value makes the exit restore it after qlib replaced it.
+        undo.enter_context(mock.patch.object(sys, "excepthook", sys.excepthook))
+        if not log_code:
+            undo.enter_context(mock.patch.object(
+                MLflowRecorder, "_log_uncommitted_code", lambda self: None))
         qlib.init(**{"provider_uri": str(tmp / "qlib_data"), "region": "cn",
                      "exp_manager": exp_manager, **init_kwargs})
-        initialised = True
+        undo.callback(R.end_exp)
         yield R
-    finally:
-        try:
-            if initialised:
-                R.end_exp()
-        finally:
-            MLflowRecorder._log_uncommitted_code = saved_log_code
-            sys.excepthook = old_hook
-            os.chdir(old_cwd)
-            if old_env is None:
-                os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
-            else:
-                os.environ["MLFLOW_ALLOW_FILE_STORE"] = old_env

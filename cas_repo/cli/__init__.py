@@ -1,0 +1,83 @@
+"""The ``cas-repo`` command line: parse, call one library function, render, set the exit code.
+
+Exit codes: 0 clean, 1 problems found (or not found / integrity errors), 2 usage errors.
+Each command group lives in its own module with a ``register(subparsers)`` function that
+adds its subcommands; each subcommand's handler takes ``(store_opener, args, out)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Callable, Sequence
+
+from ..errors import CasRepoError, InvalidMetadataError, InvalidModelIdError, ModelNotFoundError
+from .render import Output
+
+# Command modules, each registering one or more subcommands.
+COMMAND_MODULES = ("cas_repo.cli.models",)
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit with its own format
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cas-repo", description="A content-addressed, versioned store for Qlib models.")
+    parser.add_argument("--repo", default=os.environ.get("CAS_REPO", "data/cas"),
+                        help="store folder or s3://bucket/prefix (default: $CAS_REPO or data/cas)")
+    parser.add_argument("--catalog", default=os.environ.get("CAS_REPO_CATALOG"),
+                        help="catalog file for a remote store (default: $CAS_REPO_CATALOG)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def open_store(args: argparse.Namespace):  # noqa: ANN201 - a ModelStore
+    from ..repository import ModelStore
+
+    return ModelStore(args.repo, catalog=args.catalog)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``cas-repo`` command; returns the process exit code."""
+    out = Output(sys.stdout, sys.stderr)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        out.json_mode = args.json
+        handler: Callable | None = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return int(handler(args, out) or EXIT_OK)
+    except UsageError as exc:
+        out.error(f"usage: {exc} (see `cas-repo --help`)")
+        return EXIT_USAGE
+    except (InvalidModelIdError, InvalidMetadataError) as exc:
+        out.error(str(exc))
+        return EXIT_USAGE
+    except ModelNotFoundError as exc:
+        out.error(str(exc))
+        return EXIT_PROBLEMS
+    except CasRepoError as exc:
+        out.error(str(exc))
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

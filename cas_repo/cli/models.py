@@ -1,0 +1,171 @@
+"""Everyday commands: ls, log, show, rollback, delete, undelete, tag."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..metadata import ModelMetadata, parse_ref, validate_model_id
+from .render import Output, human_bytes
+
+
+def _ref(text: str) -> tuple[str, int | None]:
+    """``MODEL_ID`` or ``MODEL_ID@VERSION``."""
+    if "@" in text:
+        return parse_ref(text)
+    return validate_model_id(text), None
+
+
+def _md_json(md: ModelMetadata) -> dict[str, Any]:
+    return {
+        "model_id": md.model_id, "version": md.version, "experiment_name": md.experiment_name,
+        "model_type": md.model_type, "created_at": md.created_at, "digest": md.digest,
+        "metrics": md.metrics, "hyperparameters": md.hyperparameters, "tags": md.tags,
+        "parents": md.parents, "rollback_of": md.rollback_of, "deleted": md.deleted,
+        "qlib_recorder_id": md.qlib_recorder_id, "lineage": md.lineage,
+    }
+
+
+def cmd_ls(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    with open_store(args) as store:
+        models = store.list_models(args.experiment, args.type, include_deleted=args.deleted)
+    if out.json_mode:
+        out.json([_md_json(m) for m in models])
+        return 0
+    out.table(
+        ["model_id", "version", "experiment", "type", "created_at", "metrics", "deleted"],
+        [[m.model_id, m.version, m.experiment_name, m.model_type, m.created_at, m.metrics,
+          "yes" if m.deleted else ""] for m in models],
+    )
+    return 0
+
+
+def cmd_log(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    model_id, _ = _ref(args.model)
+    with open_store(args) as store:
+        versions = store.history(model_id)
+    if out.json_mode:
+        out.json([_md_json(m) for m in versions])
+        return 0
+    out.table(
+        ["version", "created_at", "digest", "metrics", "parents", "note"],
+        [[m.version, m.created_at, (m.digest or "")[:12], m.metrics, ",".join(m.parents),
+          f"rollback of v{m.rollback_of}" if m.rollback_of else ""] for m in versions],
+    )
+    if versions and versions[-1].deleted:
+        out.line(f"({model_id} is deleted; `cas-repo undelete {model_id}` brings it back)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    model_id, version = _ref(args.model)
+    with open_store(args) as store:
+        md = store.get_model_metadata(model_id, version)
+    if out.json_mode:
+        out.json(_md_json(md))
+        return 0
+    for k, v in _md_json(md).items():
+        out.line(f"{k:>17}: {v if v not in (None, {}, []) else '-'}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    model_id = validate_model_id(args.model)
+    with open_store(args) as store:
+        new = store.rollback(model_id, args.version)
+    if out.json_mode:
+        out.json({"model_id": model_id, "version": new, "rollback_of": args.version})
+    else:
+        out.line(f"{model_id}: version {new} = version {args.version}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    model_id = validate_model_id(args.model)
+    with open_store(args) as store:
+        (store.undelete_model if args.command == "undelete" else store.delete_model)(model_id)
+    if out.json_mode:
+        out.json({"model_id": model_id, "deleted": args.command == "delete"})
+    else:
+        out.line(f"{model_id}: {args.command}d")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace, out: Output) -> int:
+    from . import UsageError, open_store
+
+    model_id, version = _ref(args.model)
+    tags: dict[str, str | None] = {}
+    for item in args.tags:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"tags are KEY=VALUE (or KEY= to remove), got {item!r}")
+        tags[key] = value if sep and value else None
+    with open_store(args) as store:
+        store.set_tags(model_id, tags, version)
+        md = store.get_model_metadata(model_id, version) if version else store.get_model_metadata(model_id)
+    if out.json_mode:
+        out.json({"model_id": model_id, "version": md.version, "tags": md.tags})
+    else:
+        out.line(f"{model_id}@{md.version}: {md.tags or 'no tags'}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    with open_store(args) as store:
+        st = store.stats()
+    if out.json_mode:
+        out.json({**{f: getattr(st, f) for f in st.__dataclass_fields__}, "dedup_ratio": st.dedup_ratio})
+        return 0
+    out.line(f"models {st.models}, versions {st.versions}")
+    out.line(f"logical  {human_bytes(st.logical_bytes):>12}  (full copies of every version)")
+    out.line(f"unique   {human_bytes(st.unique_bytes):>12}  (distinct chunks, uncompressed)")
+    out.line(f"physical {human_bytes(st.physical_bytes):>12}  (packs on disk, {st.packs} packs)")
+    out.line(f"dedup ratio {st.dedup_ratio:.1f}x")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ls", help="list models (latest version of each)")
+    p.add_argument("--experiment")
+    p.add_argument("--type")
+    p.add_argument("--deleted", action="store_true", help="include deleted models")
+    p.set_defaults(handler=cmd_ls)
+
+    p = sub.add_parser("log", help="every version of a model")
+    p.add_argument("model", metavar="MODEL_ID")
+    p.set_defaults(handler=cmd_log)
+
+    p = sub.add_parser("show", help="metadata of a version")
+    p.add_argument("model", metavar="MODEL_ID[@VERSION]")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("rollback", help="append a version equal to an older one")
+    p.add_argument("model", metavar="MODEL_ID")
+    p.add_argument("version", type=int)
+    p.set_defaults(handler=cmd_rollback)
+
+    for name, text in (("delete", "tombstone a model (bytes stay until gc)"), ("undelete", "bring a model back")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model", metavar="MODEL_ID")
+        p.set_defaults(handler=cmd_delete)
+
+    p = sub.add_parser("tag", help="set tags on a version (KEY= removes)")
+    p.add_argument("model", metavar="MODEL_ID[@VERSION]")
+    p.add_argument("tags", nargs="+", metavar="KEY=VALUE")
+    p.set_defaults(handler=cmd_tag)
+
+    p = sub.add_parser("stats", help="logical vs physical bytes of the store")
+    p.set_defaults(handler=cmd_stats)
