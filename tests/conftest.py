@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: real stores in temp folders, real metadata."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Callable
+
+import pytest
+
+from cas_repo import ModelMetadata, ModelStore
+
+# Never let a test reach a cloud metadata service, whatever the environment says.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    return tmp_path / "cas"
+
+
+@pytest.fixture
+def store(store_dir):
+    with ModelStore(store_dir) as s:
+        yield s
+
+
+@pytest.fixture
+def make_md() -> Callable[..., ModelMetadata]:
+    """Factory for metadata with sensible defaults: ``make_md("m1", IC=0.05)``."""
+
+    def make(model_id: str = "m1", *, experiment: str = "exp", model_type: str = "LGBM",
+             hyperparameters: dict | None = None, tags: dict | None = None,
+             parents: list | None = None, **metrics: float) -> ModelMetadata:
+        return ModelMetadata(
+            model_id=model_id,
+            experiment_name=experiment,
+            model_type=model_type,
+            hyperparameters=hyperparameters if hyperparameters is not None else {"num_leaves": 31},
+            metrics=metrics or {"IC": 0.05},
+            created_at=datetime(2026, 1, 2, 3, 4, 5),
+            tags=tags or {},
+            parents=parents or [],
+        )
+
+    return make

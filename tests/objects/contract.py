@@ -1,0 +1,164 @@
+"""The contract every ObjectBackend passes, unchanged.
+
+A backend's test module subclasses :class:`BackendContract` and provides one fixture,
+``backend``, yielding a fresh, empty backend. Nothing here knows which backend it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from cas_repo.digest import hash_bytes, hash_many
+from cas_repo.errors import IntegrityError, ObjectNotFoundError, StoreError
+from cas_repo.location import CHUNK, MANIFEST
+from cas_repo.objects import ObjectBackend, ObjectStore
+from cas_repo.objects.keys import pack_key
+from cas_repo.objects.store import NewEntry
+
+
+def _key(data: bytes) -> str:
+    return pack_key(hash_bytes(data))
+
+
+class BackendContract:
+    """Shared behaviour of object backends (primitives, then the ObjectStore on top)."""
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def test_put_then_read_whole_and_ranges(self, backend: ObjectBackend) -> None:
+        data = os.urandom(100_000)
+        key = _key(data)
+        assert backend.put(key, [data[:10], memoryview(data)[10:]]) is True
+        assert backend.read(key) == data
+        assert backend.read_range(key, 5, 20) == data[5:25]
+        assert backend.read_ranges(key, [(0, 3), (99_990, 10)]) == [data[:3], data[-10:]]
+        assert backend.stat(key).size == len(data)
+
+    def test_put_existing_key_keeps_bytes_and_reports_it(self, backend: ObjectBackend) -> None:
+        data = b"x" * 1000
+        key = _key(data)
+        assert backend.put(key, [data]) is True
+        assert backend.put(key, [data]) is False
+        assert backend.read(key) == data
+
+    def test_touch_refreshes_mtime(self, backend: ObjectBackend) -> None:
+        data = os.urandom(64)
+        key = _key(data)
+        backend.put(key, [data])
+        before = backend.stat(key).mtime
+        assert before.tzinfo is not None
+        assert abs(before - datetime.now(timezone.utc)) < timedelta(minutes=5)
+        backend.touch(key)
+        assert backend.stat(key).mtime >= before
+
+    def test_missing_key_is_not_found(self, backend: ObjectBackend) -> None:
+        key = _key(b"never stored")
+        with pytest.raises(ObjectNotFoundError) as info:
+            backend.stat(key)
+        assert isinstance(info.value, FileNotFoundError)
+        with pytest.raises(ObjectNotFoundError):
+            backend.read(key)
+        assert backend.exists(key) is False
+        with pytest.raises(ObjectNotFoundError):
+            backend.touch(key)
+
+    def test_delete_is_idempotent(self, backend: ObjectBackend) -> None:
+        data = b"to delete"
+        key = _key(data)
+        backend.put(key, [data])
+        backend.delete(key)
+        backend.delete(key)
+        assert not backend.exists(key)
+
+    def test_list_streams_every_blob_under_prefix(self, backend: ObjectBackend) -> None:
+        keys = set()
+        for i in range(25):
+            data = f"blob {i}".encode()
+            keys.add(_key(data))
+            backend.put(_key(data), [data])
+        listed = {info.key: info for info in backend.list("packs/")}
+        assert set(listed) == keys
+        assert all(info.size == len(backend.read(k)) for k, info in listed.items())
+        assert list(backend.list("packs/blake3/zz")) == []
+
+    def test_malformed_keys_are_refused(self, backend: ObjectBackend) -> None:
+        for bad in ("../etc/passwd", "/abs", "packs/blake3/ab/../../x", "packs/blake3/AB/" + "0" * 62, ""):
+            with pytest.raises(StoreError):
+                backend.put(bad, [b"x"])
+            with pytest.raises((StoreError, ObjectNotFoundError)):
+                backend.read_range(bad, 0, 1)
+
+    def test_concurrent_puts_of_one_key_publish_one_whole_blob(self, backend: ObjectBackend) -> None:
+        data = os.urandom(1 << 20)
+        key = _key(data)
+        errors: list[BaseException] = []
+
+        def put() -> None:
+            try:
+                backend.put(key, [data])
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=put) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert backend.read(key) == data
+        assert list(backend.list_incomplete()) == []
+
+    # -- the object store over the backend ---------------------------------------------------
+
+    def test_store_round_trip_with_compression_and_dedup(self, backend: ObjectBackend) -> None:
+        store = ObjectStore(backend)
+        text = b"tree=1 leaf_value=0.25 " * 2000
+        noise = os.urandom(50_000)
+        entries = [
+            NewEntry(hash_bytes(text), CHUNK, text),
+            NewEntry(hash_bytes(noise), CHUNK, noise),
+            NewEntry(hash_bytes(text), CHUNK, text),  # listed twice, stored once
+            NewEntry(hash_bytes(b"{}"), MANIFEST, b"{}", compress=False),
+        ]
+        locs = store.write(entries)
+        assert len(locs) == 3
+        assert len({l.pack for l in locs}) == 1
+        assert locs[0].stored_size < len(text)  # compressible text is stored compressed
+        assert locs[1].stored_size == len(noise)  # noise is not
+        assert [bytes(b) for b in store.read_many(locs)] == [text, noise, b"{}"]
+        assert store.pack_index(locs[0].pack) == sorted(locs, key=lambda l: l.offset)
+        packs = list(store.list_packs())
+        assert [p for p, _ in packs] == [locs[0].pack]
+        assert store.verify_pack(locs[0].pack) == locs[0].pack
+
+    def test_store_splits_large_writes_into_packs(self, backend: ObjectBackend) -> None:
+        store = ObjectStore(backend, pack_target=1 << 20)
+        blobs = [os.urandom(300_000) for _ in range(8)]
+        locs = store.write([NewEntry(hash_bytes(b), CHUNK, b) for b in blobs])
+        assert len({l.pack for l in locs}) >= 2
+        assert [bytes(b) for b in store.read_many(locs)] == blobs
+
+    def test_store_detects_a_flipped_byte(self, backend: ObjectBackend) -> None:
+        store = ObjectStore(backend)
+        data = os.urandom(10_000)
+        (loc,) = store.write([NewEntry(hash_bytes(data), CHUNK, data, compress=False)])
+        key = pack_key(loc.pack)
+        raw = bytearray(backend.read(key))
+        raw[loc.offset + 5] ^= 0xFF
+        backend.delete(key)
+        backend.put(key, [bytes(raw)])
+        with pytest.raises(IntegrityError) as info:
+            store.read(loc)
+        assert info.value.expected == loc.digest.hex
+        assert info.value.actual not in (None, loc.digest.hex)
+        assert store.verify_pack(loc.pack) != loc.pack
+
+    def test_pack_name_is_the_digest_of_its_bytes(self, backend: ObjectBackend) -> None:
+        store = ObjectStore(backend)
+        data = b"abc" * 100
+        (loc,) = store.write([NewEntry(hash_bytes(data), CHUNK, data)])
+        assert hash_many([backend.read(pack_key(loc.pack))]) == loc.pack

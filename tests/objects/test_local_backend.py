@@ -1,0 +1,74 @@
+"""The local folder backend: the shared contract plus what only a filesystem has."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from cas_repo.digest import hash_bytes
+from cas_repo.errors import StoreError
+from cas_repo.objects import LocalBackend
+from cas_repo.objects.keys import pack_key
+
+from .contract import BackendContract
+
+
+class TestLocalBackend(BackendContract):
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return LocalBackend(tmp_path / "objects")
+
+
+def test_published_files_are_read_only(tmp_path):
+    b = LocalBackend(tmp_path)
+    key = pack_key(hash_bytes(b"data"))
+    b.put(key, [b"data"])
+    mode = os.stat(tmp_path / key).st_mode
+    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def test_symlinked_shard_directory_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "objects"
+    b = LocalBackend(root)
+    key = pack_key(hash_bytes(b"data"))
+    shard = root / os.path.dirname(key)
+    shard.parent.mkdir(parents=True)
+    os.symlink(outside, shard)
+    with pytest.raises(StoreError, match="symlink"):
+        b.put(key, [b"data"])
+    assert list(outside.iterdir()) == []
+
+
+def test_symlink_at_object_path_is_not_followed(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"do not read")
+    root = tmp_path / "objects"
+    b = LocalBackend(root)
+    key = pack_key(hash_bytes(b"data"))
+    (root / key).parent.mkdir(parents=True)
+    os.symlink(secret, root / key)
+    with pytest.raises(StoreError, match="symlink"):
+        b.read(key)
+    with pytest.raises(StoreError, match="symlink"):
+        b.put(key, [b"data"])
+    assert secret.read_bytes() == b"do not read"
+
+
+def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    b = LocalBackend(tmp_path)
+    key = pack_key(hash_bytes(b"data"))
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(StoreError, match="disk is full"):
+        b.put(key, [b"data"])
+    monkeypatch.undo()
+    assert list(b.list_incomplete()) == []
+    assert not b.exists(key)
+    assert b.put(key, [b"data"]) is True
