@@ -156,10 +156,10 @@ def train_lgbm(dataset, *, num_boost_round: int = 100, seed: int = 42,
                verbose: bool = False, **params: Any):
     """Fit a `qlib.contrib.model.gbdt.LGBModel` single-threaded and deterministically.
 
-    `early_stopping_rounds=None` never stops early, but LightGBM still keeps only the
-    trees up to the best validation iteration (all 100 on a default frame). With
-    `use_recorder=True` metrics go to the real `R`: the caller must be inside
-    `offline_qlib` and `R.start`. Extra `params` (and `loss`) go to LGBModel.
+    `early_stopping_rounds=None` never stops early, but LightGBM still keeps only the trees
+    up to the best validation iteration (100 of 100 on a default frame, 155 of 500); a
+    dataset without "valid" keeps all. With `use_recorder=True` metrics go to the real `R`
+    (be inside `offline_qlib` and `R.start`). Extra `params` (and `loss`) go to LGBModel.
     """
     from qlib.contrib.model.gbdt import LGBModel
 
