@@ -99,3 +99,23 @@ class StoreStats:
     def dedup_ratio(self) -> float:
         """Logical bytes per physical byte (higher is better)."""
         return self.logical_bytes / self.physical_bytes if self.physical_bytes else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ContentOverlap:
+    """How much of version B's content version A already holds."""
+
+    a: str
+    b: str
+    a_bytes: int
+    b_bytes: int
+    shared_bytes: int
+
+    @property
+    def added_bytes(self) -> int:
+        """Bytes of B not found in A (what B cost on top of A, before compression)."""
+        return self.b_bytes - self.shared_bytes
+
+    @property
+    def shared_fraction(self) -> float:
+        return self.shared_bytes / self.b_bytes if self.b_bytes else 1.0

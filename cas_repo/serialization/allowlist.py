@@ -89,6 +89,7 @@ _MODELS = [
     "qlib.contrib.model.double_ensemble.DEnsembleModel",
     "qlib.contrib.model.highfreq_gdbt_model.HFLGBModel",
     "lightgbm.basic.Booster",
+    "lightgbm.basic._InnerPredictor",  # kept by boosters trained with init_model
     "xgboost.core.Booster",
     "sklearn.linear_model._base.LinearRegression",
     "sklearn.linear_model._ridge.Ridge",
