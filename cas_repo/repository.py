@@ -159,15 +159,13 @@ class ModelStore:
         for attempt in range(_COMMIT_RETRIES):
             try:
                 with self.catalog.session() as s:
-                    state = s.model_state(md.model_id)
-                    if state is not None and state.deleted and kind == "rollback":
-                        raise ModelDeletedError(md.model_id)
-                    # Re-checked under the lock: a gc may have dropped an unreferenced chunk
-                    # since we looked, and then this save must store it again.
-                    present = s.present([h for h in needed if h not in done])
+                    # Presence is (re-)checked under the lock: a gc may have dropped an
+                    # unreferenced chunk since we looked, and then this save stores it again.
+                    state, present = s.state_and_present(md.model_id, needed)
                     missing = [e for d, e in content.entries.items()
                                if d.hex not in present and d.hex not in done]
-                    if content.digest.hex not in present and content.digest.hex not in done:
+                    new_manifest = content.digest.hex not in present
+                    if new_manifest and content.digest.hex not in done:
                         missing.append(content.manifest_entry)
                     version = (state.head_version if state else 0) + 1
                     seq = (state.last_seq if state else 0) + 1
@@ -178,7 +176,8 @@ class ModelStore:
                     rbytes = record.to_bytes()
                     rdig = hash_bytes(rbytes)
                     locs = self.objects.write(missing + [NewEntry(rdig, RECORD, rbytes, compress=False)])
-                    new = tuple(prewritten) + tuple(locs)
+                    # A prewritten entry another writer committed meanwhile keeps its first location.
+                    new = tuple(l for l in prewritten if l.digest.hex not in present) + tuple(locs)
                     s.commit_save(SaveCommit(
                         model_id=md.model_id, version=version, seq=seq, kind=kind,
                         rollback_of=rollback_of, manifest=content.digest.hex, record=rdig.hex, at=now,
@@ -188,7 +187,8 @@ class ModelStore:
                         metadata_json=json.dumps(meta, sort_keys=True), logical_size=content.manifest.size,
                         new_bytes=sum(l.stored_size for l in new if l.kind != RECORD),
                         tags=md.tags, parents=parents, new_locations=new,
-                        manifest_chunks=tuple((c.digest.hex, c.size) for c in content.manifest.chunks()),
+                        manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
+                                         if new_manifest else None),
                         new_packs=_packs_of(new),
                     ))
                     return version

@@ -63,6 +63,7 @@ class SaveCommit:
     tags: dict[str, str]
     parents: tuple[tuple[str, int], ...]
     new_locations: tuple[Location, ...] = ()
+    #: The manifest's chunk list, given only when the manifest itself is new.
     manifest_chunks: tuple[tuple[str, int], ...] | None = None
     new_packs: tuple[tuple[str, int, int], ...] = ()
 
