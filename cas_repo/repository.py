@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .catalog import Catalog, ContentOverlap, EventCommit, SaveCommit, StoreStats, VersionRow
+from .catalog import Catalog, ContentOverlap, EventCommit, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
@@ -199,18 +199,22 @@ class ModelStore:
 
     # -- loading ---------------------------------------------------------------------------
 
-    def _row(self, model_id: str, version: int | None) -> VersionRow:
+    @staticmethod
+    def _resolve(s: Session, model_id: str, version: int | None) -> VersionRow:
         validate_model_id(model_id)
         if version is not None:
             validate_version(version)
-        with self.catalog.session() as s:
-            row = s.version_row(model_id, version)
-            if row is None:
-                state = s.model_state(model_id)
-                raise ModelNotFoundError(model_id, version if state else None)
+        row = s.version_row(model_id, version)
+        if row is None:
+            raise ModelNotFoundError(model_id, version if s.model_state(model_id) else None)
         if version is None and row.deleted:
             raise ModelDeletedError(model_id)
         return row
+
+    def _row(self, model_id: str, version: int | None) -> VersionRow:
+        validate_model_id(model_id)
+        with self.catalog.session() as s:
+            return self._resolve(s, model_id, version)
 
     def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata:
         """Metadata of the latest live version (or of ``version``, even if deleted).
@@ -231,12 +235,20 @@ class ModelStore:
             IntegrityError: stored bytes were altered or lost (names model and version).
             UnsafePickleError: the pickle names a global outside the allowlist.
         """
-        row = self._row(model_id, version)
-        return self._load_row(row), _to_metadata(row)
-
-    def _load_row(self, row: VersionRow) -> Any:
+        validate_model_id(model_id)
+        # One catalog session for the row and the locations: in shared mode each session
+        # costs a DuckDB open (~12 ms).
         with self.catalog.session() as s:
-            mloc, chunk_locs = s.content_locations(row.manifest)
+            row = self._resolve(s, model_id, version)
+            locations = s.content_locations(row.manifest)
+        return self._load_row(row, locations), _to_metadata(row)
+
+    def _load_row(self, row: VersionRow,
+                  locations: tuple[Location | None, dict[str, Location]] | None = None) -> Any:
+        if locations is None:
+            with self.catalog.session() as s:
+                locations = s.content_locations(row.manifest)
+        mloc, chunk_locs = locations
         try:
             if mloc is None:
                 raise IntegrityError("the catalog has no location for the manifest", expected=row.manifest,
@@ -267,9 +279,13 @@ class ModelStore:
     def load_models(self, model_ids: Iterable[str], *, max_workers: int = 4) -> list[tuple[Any, ModelMetadata]]:
         """Load several models (latest versions) with a small thread pool, in order."""
         ids = list(model_ids)
-        rows = [self._row(m, None) for m in ids]
+        if not ids:
+            return []
+        with self.catalog.session() as s:
+            rows = [self._resolve(s, m, None) for m in ids]
+            locations = [s.content_locations(r.manifest) for r in rows]
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ids)))) as pool:
-            models = list(pool.map(self._load_row, rows))
+            models = list(pool.map(self._load_row, rows, locations))
         return [(m, _to_metadata(r)) for m, r in zip(models, rows)]
 
     # -- listing -------------------------------------------------------------------------
@@ -306,44 +322,35 @@ class ModelStore:
 
         Raises:
             ModelNotFoundError: no such model or version. ModelDeletedError: undelete first.
+            IntegrityError: the target's objects are gone (gc'd after a purge, or damaged).
         """
-        row = self._row(model_id, validate_version(to_version))
+        validate_version(to_version)
         with self.catalog.session() as s:
+            row = self._resolve(s, model_id, to_version)
+            state = s.model_state(model_id)
+            if state is None or state.deleted:
+                raise ModelDeletedError(model_id)
             chunks = s.manifest_chunk_digests(row.manifest)
-        md = _to_metadata(row)
-        # Content entries are empty: the manifest and chunks are present, and _commit
-        # re-checks that under the lock; if gc removed any, the rollback fails loudly.
-        content = _KnownContent(row.manifest, chunks, row.logical_size)
-        parents = tuple(parse_ref(p) for p in md.parents)
-        return self._commit_known(md, content, parents, rollback_of=to_version)
-
-    def _commit_known(self, md: ModelMetadata, known: "_KnownContent",
-                      parents: tuple[tuple[str, int], ...], rollback_of: int) -> int:
-        with self.catalog.session() as s:
-            present = s.present([known.manifest] + known.chunks)
-            if len(present) != len(set(known.chunks)) + 1:
-                raise IntegrityError(f"version {rollback_of} has lost objects to gc or damage; "
-                                     "it cannot be rolled back to", model_id=md.model_id)
-            state = s.model_state(md.model_id)
-            assert state is not None
-            if state.deleted:
-                raise ModelDeletedError(md.model_id)
+            if len(s.present([row.manifest, *chunks])) != len(set(chunks)) + 1:
+                raise IntegrityError(f"version {to_version} has lost objects; it cannot be rolled back to",
+                                     model_id=model_id, version=to_version)
+            md = _to_metadata(row)
             version, seq = state.head_version + 1, state.last_seq + 1
             now = datetime.now(timezone.utc)
             meta = _metadata_json(md)
-            record = EventRecord("rollback", md.model_id, seq, version, now, Digest.from_hex(known.manifest),
-                                 meta, tuple(md.parents), rollback_of)
+            record = EventRecord("rollback", model_id, seq, version, now, Digest.from_hex(row.manifest),
+                                 meta, tuple(md.parents), to_version)
             rbytes = record.to_bytes()
             rdig = hash_bytes(rbytes)
             locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
             s.commit_save(SaveCommit(
-                model_id=md.model_id, version=version, seq=seq, kind="rollback", rollback_of=rollback_of,
-                manifest=known.manifest, record=rdig.hex, at=now, created_at=md.created_at,
+                model_id=model_id, version=version, seq=seq, kind="rollback", rollback_of=to_version,
+                manifest=row.manifest, record=rdig.hex, at=now, created_at=md.created_at,
                 experiment_name=md.experiment_name, model_type=md.model_type,
                 qlib_recorder_id=md.qlib_recorder_id, metrics=md.metrics,
                 hyperparameters=md.hyperparameters, lineage=md.lineage,
-                metadata_json=json.dumps(meta, sort_keys=True), logical_size=known.size, new_bytes=0,
-                tags=md.tags, parents=parents, new_locations=tuple(locs),
+                metadata_json=json.dumps(meta, sort_keys=True), logical_size=row.logical_size, new_bytes=0,
+                tags=md.tags, parents=tuple(parse_ref(p) for p in md.parents), new_locations=tuple(locs),
                 new_packs=_packs_of(locs),
             ))
             return version
@@ -405,13 +412,6 @@ class ModelStore:
         """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""
         with self.catalog.session() as s:
             return s.stats()
-
-
-class _KnownContent:
-    __slots__ = ("manifest", "chunks", "size")
-
-    def __init__(self, manifest: str, chunks: list[str], size: int) -> None:
-        self.manifest, self.chunks, self.size = manifest, chunks, size
 
 
 def _packs_of(locs: Sequence[Location]) -> tuple[tuple[str, int, int], ...]:
