@@ -65,7 +65,3 @@ class CasModelRepository(IModelRepository):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-# The abstract methods are satisfied by the generated ones above.
-CasModelRepository.__abstractmethods__ = frozenset()
