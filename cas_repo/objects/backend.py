@@ -37,6 +37,9 @@ class ObjectBackend(abc.ABC):
 
     #: Human-readable location, e.g. a folder or ``s3://bucket/prefix``.
     url: str
+    #: Pack size this backend publishes best (an object store: one request per pack);
+    #: None leaves it to the store.
+    preferred_pack_size: int | None = None
 
     @abc.abstractmethod
     def put(self, key: str, parts: Sequence[Buffer]) -> bool:

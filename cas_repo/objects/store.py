@@ -48,9 +48,9 @@ def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBacken
 class ObjectStore:
     """Packs of content-addressed entries over an :class:`ObjectBackend`."""
 
-    def __init__(self, backend: ObjectBackend, *, pack_target: int = PACK_TARGET) -> None:
+    def __init__(self, backend: ObjectBackend, *, pack_target: int | None = None) -> None:
         self.backend = backend
-        self.pack_target = pack_target
+        self.pack_target = pack_target or backend.preferred_pack_size or PACK_TARGET
 
     # -- writing ---------------------------------------------------------------------
 
