@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import pickle
 import sys
@@ -80,6 +81,10 @@ def dumps(model: Any) -> SerializedModel:
 def _install_optional_reducers() -> None:
     # Only when the caller already imported torch: importing it here would cost seconds.
     if "torch" in sys.modules and "torch.Tensor" not in _REDUCERS:
+        # The tensor reducers are an optional module; without it a model that holds no
+        # tensor (LightGBM, imported next to torch by qlib) must still save.
+        if importlib.util.find_spec(f"{__package__}.torch_support") is None:
+            return
         from . import torch_support
 
         torch_support.install()
