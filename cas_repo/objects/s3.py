@@ -65,6 +65,7 @@ class S3Backend(ObjectBackend):
     """
 
     preferred_pack_size = S3_PACK_TARGET
+    read_concurrency = 8
 
     def __init__(self, config: S3Config) -> None:
         self.config = config

@@ -83,6 +83,17 @@ def test_store_keeps_every_pack_a_single_put(s3, backend):
     assert [bytes(b) for b in store.read_many(locs)] == blobs
 
 
+def test_reads_spread_over_many_packs_are_verified_and_a_missing_one_is_reported(backend):
+    store = ObjectStore(backend, pack_target=1)  # one pack per entry
+    blobs = [os.urandom(3000 + i) for i in range(12)]
+    locs = store.write([NewEntry(hash_bytes(b), CHUNK, b, compress=False) for b in blobs])
+    assert len({l.pack for l in locs}) == 12
+    assert [bytes(b) for b in store.read_many(locs[::-1])] == blobs[::-1]
+    store.delete_pack(locs[7].pack)
+    with pytest.raises(ObjectNotFoundError):
+        store.read_many(locs)
+
+
 # -- timestamps ----------------------------------------------------------------------------
 
 
