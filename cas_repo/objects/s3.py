@@ -13,6 +13,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any, Iterator, Sequence
 
 import pyarrow.fs as pafs
@@ -55,10 +56,7 @@ def _join(key: str, parts: Sequence[Buffer]) -> memoryview | bytes:
 
 
 class S3Backend(ObjectBackend):
-    """Blobs under ``s3://bucket/prefix/packs/blake3/ab/…``.
-
-    Args:
-        config: resolved settings; :meth:`from_url` builds them from options and AWS_* env.
+    """Blobs under ``s3://bucket/prefix/packs/blake3/ab/…``; see :meth:`from_url`.
 
     Raises:
         StoreError: the bucket is missing (and may not be created) or cannot be reached.
@@ -68,9 +66,7 @@ class S3Backend(ObjectBackend):
     read_concurrency = 8
 
     def __init__(self, config: S3Config) -> None:
-        self.config = config
-        self.url = config.url
-        self._root = config.root
+        self.config, self.url, self._root = config, config.url, config.root
         try:
             self._fs = pafs.S3FileSystem(
                 retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=config.max_attempts),
@@ -162,23 +158,24 @@ class S3Backend(ObjectBackend):
 
         pyarrow binds no abort: a stream PUTs whatever it holds when it is closed or
         garbage collected. So finish the write if the stream still takes bytes (an
-        interrupt between two calls); otherwise close it and delete what it published,
-        unless that is the whole blob (a concurrent put of the same key). The exception
-        that brought us here propagates either way.
+        interrupt between two calls); otherwise close it and delete what it published
+        unless that is the whole blob (a concurrent put of the same key). The caller's
+        exception propagates either way.
         """
         try:
-            written = stream.tell()
-            if written < len(data):
-                stream.write(memoryview(data)[written:])
-            if stream.tell() == len(data):
-                stream.close()
-                return
+            if stream.tell() < len(data):
+                stream.write(memoryview(data)[stream.tell():])
+            whole = stream.tell() == len(data)
         except BaseException:  # noqa: BLE001 - the caller re-raises the original failure
-            pass
+            whole = False
         try:
-            stream.close()
-        except BaseException:  # noqa: BLE001 - a failed close published nothing
+            stream.close()  # publishes the whole blob, or a prefix that is removed below
+        except OSError:
+            return  # a failed close published nothing
+        except BaseException:  # noqa: BLE001 - an interrupt may land after the PUT went out
             pass
+        if whole:
+            return
         try:
             found = self._size_or_none(path, key)
             if found is not None and found != len(data):
@@ -251,15 +248,10 @@ class S3Backend(ObjectBackend):
         pending: deque[Future[list[ObjectInfo]]] = deque()
         todo = iter(shards)
         try:
-            for shard in todo:
-                pending.append(pool.submit(self._list_shard, shard, prefix))
-                if len(pending) >= _LIST_AHEAD:
-                    break
+            pending.extend(pool.submit(self._list_shard, s, prefix) for s in islice(todo, _LIST_AHEAD))
             while pending:
                 infos = pending.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(pool.submit(self._list_shard, nxt, prefix))
+                pending.extend(pool.submit(self._list_shard, s, prefix) for s in islice(todo, 1))
                 yield from infos
         finally:
             for fut in pending:
