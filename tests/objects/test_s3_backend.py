@@ -97,7 +97,7 @@ def test_reads_spread_over_many_packs_are_verified_and_a_missing_one_is_reported
 # -- timestamps ----------------------------------------------------------------------------
 
 
-def test_put_of_a_present_key_and_touch_refresh_last_modified(backend):
+def test_put_of_a_present_key_and_touch_refresh_last_modified(s3, backend):
     data = os.urandom(5000)
     key = pack_key(hash_bytes(data))
     backend.put(key, [data])
@@ -105,11 +105,15 @@ def test_put_of_a_present_key_and_touch_refresh_last_modified(backend):
     assert first.tzinfo is not None and first.utcoffset() == timedelta(0)
     assert abs(first - datetime.now(timezone.utc)) < timedelta(minutes=5)
     time.sleep(1.1)  # Last-Modified has one-second resolution
+    mark = s3.log_offset()
     assert backend.put(key, [data]) is False
+    assert s3.requests_since(mark) == {"HEAD": 1, "PUT": 1}  # the same bytes, PUT again
     second = backend.stat(key).mtime
     assert second > first
     time.sleep(1.1)
+    mark = s3.log_offset()
     backend.touch(key)
+    assert s3.requests_since(mark) == {"HEAD": 1, "GET": 1, "PUT": 1}
     third = backend.stat(key).mtime
     assert third > second
     assert backend.read(key) == data
@@ -225,14 +229,16 @@ def test_listing_streams_one_shard_at_a_time(s3, backend):
     assert list(backend.list("other/")) == []
 
 
-def test_deleted_objects_leave_nothing_listed(backend):
+def test_deleted_objects_leave_nothing_listed(s3, backend):
     keys = []
     for i in range(3):
         data = f"gone {i}".encode()
         keys.append(pack_key(hash_bytes(data)))
         backend.put(keys[-1], [data])
+    mark = s3.log_offset()
     for key in keys:
         backend.delete(key)
+    assert s3.requests_since(mark) == {"HEAD": 3, "DELETE": 3, "PUT": 3}
     # pyarrow leaves an empty "directory" marker per shard; it is not an object.
     assert list(backend.list("packs/")) == []
     with pytest.raises(ObjectNotFoundError):
