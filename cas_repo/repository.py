@@ -99,7 +99,8 @@ class ModelStore:
         if remote:
             if catalog is None:
                 raise StoreError(f"a remote store ({text}) needs a local catalog path: "
-                                 "ModelStore(url, catalog='path/to/catalog.duckdb')")
+                                 "ModelStore(url, catalog='path/to/catalog.duckdb'), or "
+                                 "`cas-repo --catalog PATH` / CAS_REPO_CATALOG on the command line")
             objects_url = text
         else:
             local = Path(text.removeprefix("file://"))

@@ -37,6 +37,11 @@ class ObjectBackend(abc.ABC):
 
     #: Human-readable location, e.g. a folder or ``s3://bucket/prefix``.
     url: str
+    #: Pack size this backend publishes best (an object store: one request per pack);
+    #: None leaves it to the store.
+    preferred_pack_size: int | None = None
+    #: How many blobs the store may read at once (an object store: overlap round trips).
+    read_concurrency: int = 1
 
     @abc.abstractmethod
     def put(self, key: str, parts: Sequence[Buffer]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -48,9 +49,9 @@ def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBacken
 class ObjectStore:
     """Packs of content-addressed entries over an :class:`ObjectBackend`."""
 
-    def __init__(self, backend: ObjectBackend, *, pack_target: int = PACK_TARGET) -> None:
+    def __init__(self, backend: ObjectBackend, *, pack_target: int | None = None) -> None:
         self.backend = backend
-        self.pack_target = pack_target
+        self.pack_target = pack_target or backend.preferred_pack_size or PACK_TARGET
 
     # -- writing ---------------------------------------------------------------------
 
@@ -103,28 +104,41 @@ class ObjectStore:
         by_pack: dict[Digest, list[int]] = {}
         for i, loc in enumerate(locs):
             by_pack.setdefault(loc.pack, []).append(i)
-        for pack, idxs in by_pack.items():
-            idxs.sort(key=lambda i: locs[i].offset)
-            groups: list[tuple[int, int, list[int]]] = []
-            for i in idxs:
-                loc = locs[i]
-                end = loc.offset + loc.stored_size
-                if groups and loc.offset - groups[-1][1] <= _COALESCE_GAP:
-                    start, prev_end, members = groups[-1]
-                    groups[-1] = (start, max(prev_end, end), members + [i])
-                else:
-                    groups.append((loc.offset, end, [i]))
-            blobs = self.backend.read_ranges(pack_key(pack), [(s, e - s) for s, e, _ in groups])
-            for (start, end, members), blob in zip(groups, blobs):
-                view = memoryview(blob)
-                if len(view) != end - start:
-                    raise IntegrityError(f"pack {pack.hex} is shorter than its index says (truncated)",
-                                         expected=locs[members[0]].digest.hex)
-                for i in members:
-                    loc = locs[i]
-                    stored = view[loc.offset - start : loc.offset - start + loc.stored_size]
-                    out[i] = self._verify(loc, stored)
+        items = list(by_pack.items())
+        workers = min(self.backend.read_concurrency, len(items))
+        if workers > 1:
+            # Packs of a deduplicated history are many small reads: overlap their round trips.
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-read") as pool:
+                for fut in [pool.submit(self._read_pack, p, idxs, locs, out) for p, idxs in items]:
+                    fut.result()
+        else:
+            for pack, idxs in items:
+                self._read_pack(pack, idxs, locs, out)
         return out  # type: ignore[return-value]
+
+    def _read_pack(self, pack: Digest, idxs: list[int], locs: Sequence[Location],
+                   out: list[bytes | memoryview | None]) -> None:
+        """Read and verify the entries ``idxs`` of ``locs`` that live in ``pack`` into ``out``."""
+        idxs.sort(key=lambda i: locs[i].offset)
+        groups: list[tuple[int, int, list[int]]] = []
+        for i in idxs:
+            loc = locs[i]
+            end = loc.offset + loc.stored_size
+            if groups and loc.offset - groups[-1][1] <= _COALESCE_GAP:
+                start, prev_end, members = groups[-1]
+                groups[-1] = (start, max(prev_end, end), members + [i])
+            else:
+                groups.append((loc.offset, end, [i]))
+        blobs = self.backend.read_ranges(pack_key(pack), [(s, e - s) for s, e, _ in groups])
+        for (start, end, members), blob in zip(groups, blobs):
+            view = memoryview(blob)
+            if len(view) != end - start:
+                raise IntegrityError(f"pack {pack.hex} is shorter than its index says (truncated)",
+                                     expected=locs[members[0]].digest.hex)
+            for i in members:
+                loc = locs[i]
+                stored = view[loc.offset - start : loc.offset - start + loc.stored_size]
+                out[i] = self._verify(loc, stored)
 
     @staticmethod
     def _verify(loc: Location, stored: memoryview) -> bytes | memoryview:
