@@ -154,8 +154,10 @@ class ModelStore:
         if content.manifest.size > PREWRITE_BYTES:
             with self.catalog.session() as s:
                 present = s.present(needed)
-            prewritten = self.objects.write(
-                [e for d, e in content.entries.items() if d.hex not in present] + [content.manifest_entry])
+            todo = [e for d, e in content.entries.items() if d.hex not in present]
+            if content.digest.hex not in present:
+                todo.append(content.manifest_entry)
+            prewritten = self.objects.write(todo)
         done = {l.digest.hex for l in prewritten}
         for attempt in range(_COMMIT_RETRIES):
             try:

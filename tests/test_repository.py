@@ -216,3 +216,15 @@ def test_store_layout_uses_digests_only(store, store_dir, make_md):
     packs = [p for p in (store_dir / "objects").rglob("*") if p.is_file()]
     assert packs and all(p.relative_to(store_dir / "objects").parts[:2] == ("packs", "blake3") for p in packs)
     assert all(not os.access(p, os.W_OK) or os.geteuid() == 0 for p in packs)
+
+
+def test_unchanged_large_model_resave_writes_only_its_record(store, make_md):
+    # Above 8 MiB the chunks are written before the catalog lock is taken.
+    model = {"w": np.random.default_rng(0).standard_normal(1_500_000)}
+    store.save_model(model, make_md("big"))
+    before = store.stats()
+    store.save_model(model, make_md("big"))
+    after = store.stats()
+    assert after.packs == before.packs + 1
+    assert after.physical_bytes - before.physical_bytes < 2048
+    assert store.load_model("big")[0]["w"].tobytes() == model["w"].tobytes()
