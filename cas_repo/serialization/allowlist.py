@@ -89,6 +89,8 @@ _MODELS = [
     "qlib.contrib.model.double_ensemble.DEnsembleModel",
     "qlib.contrib.model.highfreq_gdbt_model.HFLGBModel",
     "lightgbm.basic.Booster",
+    # Written in place of lightgbm.basic._InnerPredictor (see substitutes.py).
+    "cas_repo.serialization.substitutes.InertLightGBMPredictor",
     "xgboost.core.Booster",
     "sklearn.linear_model._base.LinearRegression",
     "sklearn.linear_model._ridge.Ridge",
