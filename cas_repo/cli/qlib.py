@@ -9,10 +9,11 @@ from .render import Output, human_bytes
 
 def cmd_import_mlruns(args: argparse.Namespace, out: Output) -> int:
     from ..qlib_support.mlruns_import import import_runs, scan_mlruns
-    from . import open_store
+    from ..repository import ModelStore
 
     runs = scan_mlruns(args.path, args.experiment)
-    with open_store(args) as store, out.progress(len(runs), "importing runs") as bar:
+    with (ModelStore(args.repo, catalog=args.catalog, exclusive=args.exclusive) as store,
+          out.progress(len(runs), "importing runs") as bar):
         report = import_runs(store, runs, source=args.path, artifacts=args.artifact or None,
                              progress=bar.advance)
     if out.json_mode:
@@ -39,4 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", metavar="NAME", help="only this experiment (name or id)")
     p.add_argument("--artifact", action="append", metavar="NAME",
                    help="only artifacts with this path or file name (repeatable; default all pickles)")
+    p.add_argument("--exclusive", action="store_true",
+                   help="hold the catalog for the whole import: about twice as fast, "
+                        "but other processes using the store wait until it ends")
     p.set_defaults(handler=cmd_import_mlruns)

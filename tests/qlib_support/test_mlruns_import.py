@@ -193,7 +193,8 @@ def test_cli_import_mlruns(tree, tmp_path):
     repo = str(tmp_path / "cli")
     out = io.StringIO()
     with redirect_stdout(out):
-        code = main(["--repo", repo, "import-mlruns", str(mlruns), "--experiment", "rolling"])
+        code = main(["--repo", repo, "import-mlruns", str(mlruns), "--experiment", "rolling",
+                     "--exclusive"])
     text = out.getvalue()
     assert code == 0, text
     assert "runs seen         5" in text and "versions created  5 (0 already imported)" in text
