@@ -12,6 +12,10 @@ def cmd_import_mlruns(args: argparse.Namespace, out: Output) -> int:
     from ..repository import ModelStore
 
     runs = scan_mlruns(args.path, args.experiment)
+    if not runs and args.experiment:
+        names = sorted({r.experiment_name for r in scan_mlruns(args.path)})
+        out.error(f"no experiment {args.experiment!r} in {args.path} (it has: {', '.join(names) or 'none'})")
+        return 1
     with (ModelStore(args.repo, catalog=args.catalog, exclusive=args.exclusive) as store,
           out.progress(len(runs), "importing runs") as bar):
         report = import_runs(store, runs, source=args.path, artifacts=args.artifact or None,

@@ -5,7 +5,8 @@ Order of a mirrored save (``ModelStore(..., use_qlib_recorder=True)``):
 1. metadata is validated and the model serialized (nothing written yet);
 2. the Recorder logs params, metrics and tags and ``R.save_objects`` the model in the
    metadata's experiment (in a new run named after the model_id, or in the run the
-   caller has open inside ``with R.start(...)``); this gives the recorder id;
+   caller has open inside ``with R.start(...)``, where params are left to the caller);
+   this gives the recorder id;
 3. cas-repo commits the version with ``qlib_recorder_id`` and ``lineage.recorder`` set;
 4. the run is tagged ``cas_repo.ref = model@version``.
 
@@ -18,6 +19,7 @@ adopts exactly such runs (it keys on recorder id and artifact). Step 4 is best e
 
 from __future__ import annotations
 
+import time
 import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
@@ -30,8 +32,9 @@ from ..metadata import ModelMetadata
 if TYPE_CHECKING:
     from ..repository import ModelStore
 
-# MLflow refuses longer param values.
+# MLflow refuses longer param values, and more params plus tags in one batch.
 _MAX_PARAM = 6000
+_BATCH = 100
 
 
 def _recorder_api() -> Any:
@@ -98,12 +101,12 @@ class RecorderMirror:
             active = R.exp_manager.active_experiment
             if active is not None:
                 recorder = R.get_recorder()
-                self._write(recorder, model, md, artifact, skip=set(recorder.list_params()))
+                self._write(recorder, model, md, artifact, own_run=False)
                 experiment = active.name
             else:
                 with R.start(experiment_name=md.experiment_name, recorder_name=md.model_id):
                     recorder = R.get_recorder()
-                    self._write(recorder, model, md, artifact, skip=set())
+                    self._write(recorder, model, md, artifact, own_run=True)
                 experiment = md.experiment_name
         except CasRepoError:
             raise
@@ -117,22 +120,30 @@ class RecorderMirror:
                           "run_name": recorder.name, "artifact": artifact}
 
     @staticmethod
-    def _write(recorder: Any, model: Any, md: ModelMetadata, artifact: str, skip: set[str]) -> None:
-        # Inside the caller's own run, params it logged already stay: MLflow forbids
-        # changing a param, and the full hyperparameters are in cas-repo anyway.
-        params = {k: v for k, v in flat_params(md.hyperparameters).items() if k not in skip}
-        if params:
-            recorder.log_params(**params)
-        if md.metrics:
-            recorder.log_metrics(**md.metrics)
-        recorder.set_tags(**{**md.tags, "cas_repo.model_id": md.model_id,
-                             "cas_repo.model_type": md.model_type})
+    def _write(recorder: Any, model: Any, md: ModelMetadata, artifact: str, own_run: bool) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        # Params only in a run of our own: the caller's open run logs its own, and MLflow
+        # refuses to change a param (the full hyperparameters are in cas-repo anyway).
+        params = flat_params(md.hyperparameters) if own_run else {}
+        tags = {**md.tags, "cas_repo.model_id": md.model_id, "cas_repo.model_type": md.model_type}
+        entities = [Param(k, v) for k, v in params.items()] + [RunTag(k, v) for k, v in tags.items()]
+        metrics = [Metric(k, float(v), now, 0) for k, v in md.metrics.items()]
+        # The client's log_batch, not recorder.log_params & co: qlib queues those to a
+        # thread while a run is active, where a failure is lost (and stops later logging).
+        for i in range(0, max(len(entities), len(metrics), 1), _BATCH):
+            batch = entities[i: i + _BATCH]
+            recorder.client.log_batch(recorder.id, metrics=metrics[i: i + _BATCH],
+                                      params=[e for e in batch if isinstance(e, Param)],
+                                      tags=[e for e in batch if isinstance(e, RunTag)])
         recorder.save_objects(**{artifact: model})
 
     @staticmethod
     def _tag(recorder: Any, tags: dict[str, str]) -> None:
         try:
-            recorder.set_tags(**tags)
+            for key, value in tags.items():
+                recorder.client.set_tag(recorder.id, key, value)
         except Exception as exc:  # noqa: BLE001 - the outcome of the save is already decided
             warnings.warn(f"could not tag Qlib recorder {recorder.id} with {sorted(tags)}: {exc}",
                           RuntimeWarning, stacklevel=4)

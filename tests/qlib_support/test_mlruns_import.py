@@ -206,6 +206,7 @@ def test_cli_import_mlruns(tree, tmp_path):
     assert report["versions_created"] == 3 and report["already_imported"] == 0
     assert [i["artifact"] for i in report["refused"]] == ["model.pkl"]
     assert main(["--repo", repo, "import-mlruns", str(tmp_path / "nothing")]) == 1
+    assert main(["--repo", repo, "import-mlruns", str(mlruns), "--experiment", "nope"]) == 1
 
 
 def test_sqlite_tracking_store(tmp_path, fresh):

@@ -131,7 +131,8 @@ def test_inside_an_open_run_the_save_goes_to_that_run(tmp_path, qlib_R, make_md)
             assert md.qlib_recorder_id == recorder.id
         assert md.lineage["recorder"]["experiment_name"] == "workflow"
         params = recorder.list_params()
-        assert params["num_leaves"] == "99" and params["lr"] == "0.1"  # MLflow params never change
+        assert params["num_leaves"] == "99" and "lr" not in params  # the run's params are its own
+        assert recorder.list_tags()["cas_repo.ref"] == "inner@1"
         assert recorder.load_object("inner.pkl") == {"w": 1}
 
 
@@ -146,6 +147,19 @@ def test_load_by_recorder_errors(tmp_path, qlib_R, store):
     with pytest.raises(AmbiguousRecorderError, match="artifact="):
         store.load_model_by_recorder(rid)
     assert store.load_model_by_recorder(rid, artifact="b.pkl")[0] == [2]
+
+
+def test_many_params_and_metrics_are_logged_in_batches(tmp_path, qlib_R, make_md):
+    hyper = {f"p{i:03d}": i for i in range(150)}
+    metrics = {f"m{i:04d}": i / 10 for i in range(1200)}
+    with ModelStore(tmp_path / "cas", use_qlib_recorder=True) as store:
+        md = make_md("wide", experiment="alpha", hyperparameters=hyper, **metrics)
+        store.save_model([1], md)
+    recorder = qlib_R.get_recorder(recorder_id=md.qlib_recorder_id, experiment_name="alpha")
+    params = recorder.list_params()
+    params.pop("cmd-sys.argv", None)  # qlib logs the command line itself
+    assert params == {k: str(v) for k, v in hyper.items()}
+    assert recorder.list_metrics() == metrics
 
 
 def test_flat_params():
