@@ -29,9 +29,10 @@ class SerializedModel:
         return len(self.stream) + sum(b.nbytes for b in self.buffers)
 
 
-# Reducers for types whose own pickling is not deterministic across processes. Each
-# entry maps a type to a function returning a ``__reduce__`` tuple whose callable is an
-# allowlisted global. Registered lazily by module name so torch is never imported here.
+# Reducers for types whose own pickling is not deterministic across processes, or whose
+# class is unsafe to rebuild (substitutes.py). Each maps a type to a function returning a
+# ``__reduce__`` tuple whose callable is an allowlisted global. Keyed by qualified name,
+# so neither torch nor lightgbm is imported here.
 _REDUCERS: dict[str, Callable[[Any], Any]] = dict(REPLACED)
 # Reducer (or None) by type, so each type's qualified name is formatted once.
 _BY_TYPE: dict[type, Callable[[Any], Any] | None] = {}
