@@ -42,7 +42,8 @@ _NUMPY_OF = {name: torch.empty(0, dtype=dtype).numpy().dtype for name, dtype in 
 def _dtype_name(dtype: Any) -> str:
     name = _NAME_OF.get(dtype)
     if name is None:
-        raise SerializationError(f"cannot store torch dtype {dtype}: supported are {sorted(_NAME_OF.values())}")
+        raise SerializationError(
+            f"cannot store torch dtype {dtype}: supported are {sorted(_NAME_OF.values())}")
     return name
 
 

@@ -126,13 +126,10 @@ def test_import_creates_versions_with_the_run_metadata(tree, fresh):
         assert md.lineage["recorder"]["artifact_blake3"]
         loaded, _ = fresh.load_model(md.model_id, md.version)
         np.testing.assert_array_equal(syn.predict(loaded, ds), syn.predict(model, ds))
-    pd.testing.assert_frame_equal(fresh.load_model("misc.pred")[0], saved[runs_by_name(runs, "mixed")]["pred.pkl"])
+    mixed = next(rid for rid, r in runs.items() if r.run_name == "mixed")
+    pd.testing.assert_frame_equal(fresh.load_model("misc.pred")[0], saved[mixed]["pred.pkl"])
     assert len(fresh.history("dups.model")) == 3
     assert _tree_digest(mlruns) == before  # nothing in mlruns was touched
-
-
-def runs_by_name(runs, name):
-    return next(rid for rid, r in runs.items() if r.run_name == name)
 
 
 def test_duplicates_and_continued_training_add_only_distinct_content(tree, fresh):
