@@ -174,3 +174,38 @@ class ReadOnlyQueryError(CatalogError):
 
 class ConcurrentModificationError(CatalogError):
     """A catalog write kept conflicting with other writers past the retry budget."""
+
+
+# --- Qlib integration -----------------------------------------------------------------
+
+
+class QlibRecorderError(CasRepoError):
+    """Qlib's Recorder (MLflow) failed while mirroring a save; nothing was stored in cas-repo."""
+
+
+class QlibNotInitializedError(QlibRecorderError):
+    """A store with ``use_qlib_recorder=True`` saved before ``qlib.init()`` was called."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "the Qlib Recorder is not initialised" + (f" ({detail})" if detail else "")
+            + ": call qlib.init(...) (with an exp_manager, e.g. an MLflow file: or sqlite: URI) "
+            "before saving with use_qlib_recorder=True, or open the store without it; "
+            "nothing was saved")
+
+
+class RecorderNotFoundError(CasRepoError, FileNotFoundError):
+    """No version records this Qlib recorder id (and artifact)."""
+
+    def __init__(self, recorder_id: str, artifact: str | None = None) -> None:
+        self.recorder_id = recorder_id
+        what = f"Qlib recorder {recorder_id!r}" + (f" artifact {artifact!r}" if artifact else "")
+        super().__init__(f"no version records {what}; runs logged outside cas-repo can be "
+                         "imported with `cas-repo import-mlruns PATH`")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class AmbiguousRecorderError(CasRepoError, LookupError):
+    """One recorder run holds several stored artifacts; the caller must name one."""

@@ -41,6 +41,7 @@ class CasModelRepository(IModelRepository):
 
     save_model = _offload("save_model")
     load_model = _offload("load_model")
+    load_model_by_recorder = _offload("load_model_by_recorder")
     get_model_metadata = _offload("get_model_metadata")
     list_models = _offload("list_models")
     delete_model = _offload("delete_model")

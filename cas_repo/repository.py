@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +84,8 @@ class ModelStore:
             so many processes can share the store.
         lock_timeout: seconds to wait for the catalog lock before ``CatalogLockedError``.
         backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
+        use_qlib_recorder: also log every save to Qlib's Recorder (dual track; needs
+            ``qlib.init()``); see :mod:`cas_repo.qlib_support.recorder`.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class ModelStore:
         exclusive: bool = False,
         lock_timeout: float = 60.0,
         backend_options: dict[str, Any] | None = None,
+        use_qlib_recorder: bool = False,
     ) -> None:
         text = os.fspath(root)
         remote = "://" in text and not text.startswith("file://")
@@ -112,6 +116,11 @@ class ModelStore:
         catalog_path.parent.mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
         self.catalog = Catalog(catalog_path, exclusive=exclusive, lock_timeout=lock_timeout)
+        self.recorder = None
+        if use_qlib_recorder:
+            from .qlib_support.recorder import RecorderMirror  # qlib itself loads on first save
+
+            self.recorder = RecorderMirror()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -128,23 +137,32 @@ class ModelStore:
 
     # -- saving --------------------------------------------------------------------------
 
-    def save_model(self, model: Any, metadata: ModelMetadata) -> str:
+    def save_model(self, model: Any, metadata: ModelMetadata, *, dataset: Any = None) -> str:
         """Append version n+1 of ``metadata.model_id`` holding ``model``; returns the model_id.
 
         Fills ``metadata.version`` and ``metadata.digest`` in place (the seed's callers read
-        ``model_id`` from the return value; newer callers may read the version too).
+        ``model_id`` from the return value; newer callers may read the version too). Given
+        the Qlib ``dataset`` the model was trained on, records its lineage (handler,
+        segments, label, feature digest, library versions) in ``metadata.lineage``. With
+        ``use_qlib_recorder``, the Recorder logs the model first and ``qlib_recorder_id``
+        is set from it.
 
         Raises:
             InvalidModelIdError / InvalidMetadataError: nothing was written.
             SerializationError: the model cannot be pickled; nothing was written.
+            QlibRecorderError: the Recorder failed (or qlib is not initialised); nothing saved.
             StoreError / CatalogError: I/O failed; no version was recorded.
         """
+        if dataset is not None:
+            from .qlib_support.lineage import add_dataset_lineage
+
+            add_dataset_lineage(metadata, dataset)
         check_metadata(metadata)
         parents = tuple(parse_ref(p) for p in metadata.parents)
         content = to_content(model)
-        version = self._commit(metadata, content, parents, kind="save")
-        metadata.version = version
-        metadata.digest = content.digest.hex
+        with self.recorder.mirrored(model, metadata) if self.recorder else nullcontext():
+            metadata.version = self._commit(metadata, content, parents, kind="save")
+            metadata.digest = content.digest.hex
         return metadata.model_id
 
     def _commit(self, md: ModelMetadata, content: Content, parents: tuple[tuple[str, int], ...],
@@ -278,6 +296,21 @@ class ModelStore:
         except ObjectNotFoundError as exc:
             raise IntegrityError(f"a pack is missing from the object store ({exc.key})",
                                  expected=locs[0].digest.hex, actual="missing") from exc
+
+    def load_model_by_recorder(self, recorder_id: str,
+                               artifact: str | None = None) -> tuple[Any, ModelMetadata]:
+        """The model and metadata saved from Qlib recorder run ``recorder_id``.
+
+        Finds versions written by a dual-track save or ``import-mlruns``; ``artifact``
+        picks one object when the run saved several.
+
+        Raises:
+            RecorderNotFoundError: no version records that run (a ``FileNotFoundError``).
+            AmbiguousRecorderError: the run saved several objects and no artifact was named.
+        """
+        from .qlib_support.recorder import find_recorder_version
+
+        return self.load_model(*find_recorder_version(self, recorder_id, artifact))
 
     def load_models(self, model_ids: Iterable[str], *, max_workers: int = 4) -> list[tuple[Any, ModelMetadata]]:
         """Load several models (latest versions) with a small thread pool, in order."""

@@ -1,8 +1,13 @@
-"""Helpers that make real Qlib models offline, on synthetic data, in about a second.
+"""Qlib integration: dual track, mlruns import, lineage, and offline test models.
 
-`cas_repo.qlib_support.synthetic` builds `(datetime, instrument)` frames, wraps them
-in a `DatasetH`, trains `LGBModel` (and, with torch, `DNNModelPytorch`/`LSTM`) and
-runs a real `qlib.init` in a temporary directory. This package imports nothing heavy:
-qlib, lightgbm and torch are imported inside the functions that need them, because
-`import qlib.contrib.model.gbdt` alone takes ~1.8 s.
+* `recorder` — `RecorderMirror`, used by `ModelStore(..., use_qlib_recorder=True)` to
+  log each save to Qlib's Recorder, and the lookup behind `load_model_by_recorder`;
+* `mlruns` / `mlruns_import` — read Qlib/MLflow tracking data (file store or sqlite)
+  and import its pickles as versions (`cas-repo import-mlruns`);
+* `lineage` / `metadata` — a dataset's lineage and `metadata_for(model, dataset, …)`;
+* `synthetic` — real Qlib models on synthetic data, offline, in about a second.
+
+This package imports nothing heavy: qlib, mlflow, lightgbm and torch are imported
+inside the functions that need them, because `import qlib.contrib.model.gbdt` alone
+takes ~1.8 s.
 """

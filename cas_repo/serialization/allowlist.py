@@ -89,7 +89,8 @@ _MODELS = [
     "qlib.contrib.model.double_ensemble.DEnsembleModel",
     "qlib.contrib.model.highfreq_gdbt_model.HFLGBModel",
     "lightgbm.basic.Booster",
-    "lightgbm.basic._InnerPredictor",  # kept by boosters trained with init_model
+    # Written in place of lightgbm.basic._InnerPredictor (see substitutes.py).
+    "cas_repo.serialization.substitutes.InertLightGBMPredictor",
     "xgboost.core.Booster",
     "sklearn.linear_model._base.LinearRegression",
     "sklearn.linear_model._ridge.Ridge",
@@ -97,7 +98,29 @@ _MODELS = [
     "sklearn.preprocessing._data.StandardScaler",
 ]
 
-_DEFAULT = frozenset(_BUILTINS + _STDLIB + _NUMPY + _PANDAS + _MODELS)
+# Qlib's PyTorch models (DNN, LSTM, GRU, ALSTM). Tensors, Parameters and dtypes are
+# stored by ``torch_support`` as arrays and names and rebuilt by its three functions;
+# torch's own tensor rebuilders are absent on purpose (they go through ``torch.load``).
+# Modules and optimizers are rebuilt as ``cls.__new__`` plus their pickled ``__dict__``.
+_TORCH = [
+    "cas_repo.serialization.torch_support._rebuild_tensor",
+    "cas_repo.serialization.torch_support._rebuild_parameter",
+    "cas_repo.serialization.torch_support._dtype",
+    "torch.device", "torch.Size",
+    "torch.nn.modules.linear.Linear", "torch.nn.modules.rnn.LSTM", "torch.nn.modules.rnn.GRU",
+    "torch.nn.modules.batchnorm.BatchNorm1d", "torch.nn.modules.dropout.Dropout",
+    "torch.nn.modules.activation.LeakyReLU", "torch.nn.modules.activation.SiLU",
+    "torch.nn.modules.activation.Tanh", "torch.nn.modules.activation.Softmax",
+    "torch.nn.modules.container.ModuleList", "torch.nn.modules.container.Sequential",
+    "torch.optim.adam.Adam", "torch.optim.sgd.SGD",
+    "qlib.log.QlibLogger",
+    "qlib.contrib.model.pytorch_nn.DNNModelPytorch", "qlib.contrib.model.pytorch_nn.Net",
+    "qlib.contrib.model.pytorch_lstm.LSTM", "qlib.contrib.model.pytorch_lstm.LSTMModel",
+    "qlib.contrib.model.pytorch_gru.GRU", "qlib.contrib.model.pytorch_gru.GRUModel",
+    "qlib.contrib.model.pytorch_alstm.ALSTM", "qlib.contrib.model.pytorch_alstm.ALSTMModel",
+]
+
+_DEFAULT = frozenset(_BUILTINS + _STDLIB + _NUMPY + _PANDAS + _MODELS + _TORCH)
 
 _lock = threading.Lock()
 _extra: set[str] = set()

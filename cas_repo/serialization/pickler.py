@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import SerializationError
+from .substitutes import REPLACED
 
 PROTOCOL = 5
 # Buffers smaller than this stay inside the stream: a separate chunk stream per tiny
@@ -28,23 +29,28 @@ class SerializedModel:
         return len(self.stream) + sum(b.nbytes for b in self.buffers)
 
 
-# Reducers for types whose own pickling is not deterministic across processes. Each
-# entry maps a type to a function returning a ``__reduce__`` tuple whose callable is an
-# allowlisted global. Registered lazily by module name so torch is never imported here.
-_REDUCERS: dict[str, Callable[[Any], Any]] = {}
+# Reducers for types whose own pickling is not deterministic across processes, or whose
+# class is unsafe to rebuild (substitutes.py). Each maps a type to a function returning a
+# ``__reduce__`` tuple whose callable is an allowlisted global. Keyed by qualified name,
+# so neither torch nor lightgbm is imported here.
+_REDUCERS: dict[str, Callable[[Any], Any]] = dict(REPLACED)
+# Reducer (or None) by type, so each type's qualified name is formatted once.
+_BY_TYPE: dict[type, Callable[[Any], Any] | None] = {}
 
 
 def register_reducer(qualified_type: str, reducer: Callable[[Any], Any]) -> None:
     """Use ``reducer(obj)`` for objects whose exact type is ``module.QualName``."""
     _REDUCERS[qualified_type] = reducer
+    _BY_TYPE.clear()
 
 
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if not _REDUCERS:
-            return NotImplemented
         t = type(obj)
-        reducer = _REDUCERS.get(f"{t.__module__}.{t.__qualname__}")
+        try:
+            reducer = _BY_TYPE[t]
+        except KeyError:
+            reducer = _BY_TYPE[t] = _REDUCERS.get(f"{t.__module__}.{t.__qualname__}")
         if reducer is None:
             return NotImplemented
         return reducer(obj)

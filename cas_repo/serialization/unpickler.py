@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from ..errors import SerializationError, UnsafePickleError
 from .allowlist import is_allowed
+from .substitutes import SUBSTITUTES
 
 # EXT1/2/4 resolve globals through copyreg's extension cache, which the C unpickler
 # consults *before* find_class: a cached entry would bypass the allowlist.
@@ -17,7 +18,12 @@ _REFUSED_OPCODES = {"EXT1", "EXT2", "EXT4"}
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if not isinstance(module, str) or not isinstance(name, str) or not is_allowed(module, name):
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise UnsafePickleError(f"{module}.{name}")
+        substitute = SUBSTITUTES.get(f"{module}.{name}")
+        if substitute is not None:
+            return substitute
+        if not is_allowed(module, name):
             raise UnsafePickleError(f"{module}.{name}")
         return super().find_class(module, name)
 

@@ -1,0 +1,50 @@
+"""Qlib commands: import-mlruns."""
+
+from __future__ import annotations
+
+import argparse
+
+from .render import Output, human_bytes
+
+
+def cmd_import_mlruns(args: argparse.Namespace, out: Output) -> int:
+    from ..qlib_support.mlruns_import import import_runs, scan_mlruns
+    from ..repository import ModelStore
+
+    runs = scan_mlruns(args.path, args.experiment)
+    if not runs and args.experiment:
+        names = sorted({r.experiment_name for r in scan_mlruns(args.path)})
+        out.error(f"no experiment {args.experiment!r} in {args.path} (it has: {', '.join(names) or 'none'})")
+        return 1
+    with (ModelStore(args.repo, catalog=args.catalog, exclusive=args.exclusive) as store,
+          out.progress(len(runs), "importing runs") as bar):
+        report = import_runs(store, runs, source=args.path, artifacts=args.artifact or None,
+                             progress=bar.advance)
+    if out.json_mode:
+        out.json({**{f: getattr(report, f) for f in report.__dataclass_fields__},
+                  "versions_created": report.versions_created})
+        return 0 if report.ok else 1
+    out.line(f"runs seen         {report.runs_seen} ({report.runs_with_objects} with saved objects)")
+    out.line(f"versions created  {report.versions_created} ({report.already_imported} already imported)")
+    ratio = f" ({report.new_physical_bytes / report.artifact_bytes:.1%})" if report.artifact_bytes else ""
+    out.line(f"bytes             {human_bytes(report.artifact_bytes)} of pickles read, "
+             f"{human_bytes(report.new_physical_bytes)} new in cas-repo{ratio}")
+    out.line(f"time              {report.seconds:.1f} s")
+    for title, issues in (("skipped", report.skipped), ("refused", report.refused)):
+        if issues:
+            out.line(f"{title} ({len(issues)}):")
+            for i in issues:
+                out.line(f"  run {i.run_id} {i.artifact or '(whole run)'}: {i.reason}")
+    return 0 if report.ok else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-mlruns", help="import Qlib Recorder runs (an mlruns folder or sqlite URI)")
+    p.add_argument("path", metavar="PATH", help="mlruns folder, file: URI, sqlite:///mlflow.db or .db file")
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment (name or id)")
+    p.add_argument("--artifact", action="append", metavar="NAME",
+                   help="only artifacts with this path or file name (repeatable; default all pickles)")
+    p.add_argument("--exclusive", action="store_true",
+                   help="hold the catalog for the whole import: about twice as fast, "
+                        "but other processes using the store wait until it ends")
+    p.set_defaults(handler=cmd_import_mlruns)

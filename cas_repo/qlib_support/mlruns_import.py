@@ -1,0 +1,220 @@
+"""Importing existing Qlib Recorder runs (MLflow ``mlruns``) into cas-repo.
+
+Every pickled object a run saved (``R.save_objects``) becomes a version, oldest run
+first, with the run's params as hyperparameters, the last value of each metric, its
+tags, its start time as ``created_at`` and its id as ``qlib_recorder_id``; the run's
+coordinates go to ``lineage.recorder``. Versions of one object name in one experiment
+form one model (``<experiment>.<name>``), so successive runs dedup against each other.
+
+* **Safe**: pickles are loaded with cas-repo's restricted unpickler; a pickle naming a
+  global outside the allowlist is *refused* and reported, never loaded.
+* **Idempotent and resumable**: an artifact is keyed by (recorder id, artifact path);
+  keys already in the catalog are skipped, and each version commits on its own, so an
+  interrupted import simply runs again.
+* **Read-only**: the tracking data is only read (see :mod:`.mlruns`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+from .. import serialization
+from ..catalog.recorder import recorder_versions
+from ..digest import hash_bytes
+from ..errors import CasRepoError, InvalidMetadataError, SerializationError, UnsafePickleError
+from ..metadata import ModelMetadata, validate_model_id
+from .metadata import model_type_of
+from .mlruns import Run, open_runs
+
+if TYPE_CHECKING:
+    from ..repository import ModelStore
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportIssue:
+    """An artifact (or a whole run, when ``artifact`` is None) not imported, and why."""
+
+    run_id: str
+    artifact: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import did. ``refused`` are problems; ``skipped`` are expected non-models."""
+
+    source: str
+    runs_seen: int
+    runs_with_objects: int
+    created: tuple[str, ...]
+    already_imported: int
+    skipped: tuple[ImportIssue, ...]
+    refused: tuple[ImportIssue, ...]
+    artifact_bytes: int
+    logical_bytes: int
+    new_physical_bytes: int
+    seconds: float
+
+    @property
+    def versions_created(self) -> int:
+        return len(self.created)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+
+def scan_mlruns(source: str | Path, experiment: str | None = None) -> list[Run]:
+    """The runs of ``source`` (oldest first), of one experiment (name or id) if given."""
+    runs = [r for r in open_runs(source)
+            if experiment is None or experiment in (r.experiment_name, r.experiment_id)]
+    return sorted(runs, key=lambda r: (r.start_time or _EPOCH, r.run_id))
+
+
+def model_id_for(run: Run, artifact: str) -> str:
+    """``<experiment>.<artifact without .pkl>``, or the model_id a dual-track save tagged."""
+    tagged = run.tags.get("cas_repo.model_id")
+    if tagged and artifact == f"{tagged}.pkl":
+        return tagged
+    stem = artifact[:-4] if artifact.endswith(".pkl") else artifact
+    raw = _NOT_ID.sub("_", f"{run.experiment_name}.{stem}".replace("/", "."))
+    return validate_model_id(raw.lstrip("._-")[:128] or "model")
+
+
+def _is_pickle(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _refusal(exc: Exception) -> str:
+    if isinstance(exc, UnsafePickleError) and exc.global_name.startswith("torch."):
+        return (f"it needs {exc.global_name}: torch's own tensor pickles rebuild through "
+                "torch.load, which cas-repo never allows. Load the run in a trusted session "
+                "(recorder.load_object) and save the model with cas-repo, which stores "
+                "tensors as plain arrays")
+    return str(exc)
+
+
+def import_runs(store: "ModelStore", runs: Sequence[Run], *, source: str = "",
+                artifacts: Iterable[str] | None = None,
+                progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import the saved objects of ``runs`` into ``store``; see the module docstring.
+
+    Args:
+        artifacts: import only these artifact paths (or names); default every pickle.
+        progress: called with 1 after each run.
+
+    Raises:
+        CasRepoError: the store was opened with ``use_qlib_recorder`` (an import must
+            not log back to the Recorder); StoreError / CatalogError abort the import,
+            which can then be run again.
+    """
+    if store.recorder is not None:
+        raise CasRepoError("open the store without use_qlib_recorder to import runs: "
+                           "an import must not log its versions back to the Recorder")
+    wanted = set(artifacts) if artifacts is not None else None
+    started = time.perf_counter()
+    before = store.stats()
+    with store.catalog.session() as s:
+        done = {(v.recorder_id, v.artifact) for v in recorder_versions(s, [r.run_id for r in runs])}
+    tally = _Tally()
+    for run in runs:
+        try:
+            _import_run(store, run, wanted, done, tally)
+        finally:
+            if progress is not None:
+                progress(1)
+    after = store.stats()
+    return ImportReport(
+        source=source, runs_seen=len(runs), runs_with_objects=tally.with_objects,
+        created=tuple(tally.created), already_imported=tally.already, skipped=tuple(tally.skipped),
+        refused=tuple(tally.refused), artifact_bytes=tally.artifact_bytes,
+        logical_bytes=after.logical_bytes - before.logical_bytes,
+        new_physical_bytes=after.physical_bytes - before.physical_bytes,
+        seconds=time.perf_counter() - started)
+
+
+class _Tally:
+    """The running counts of one import (a private accumulator, not a value)."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.skipped: list[ImportIssue] = []
+        self.refused: list[ImportIssue] = []
+        self.already = self.with_objects = self.artifact_bytes = 0
+
+
+def _import_run(store: "ModelStore", run: Run, wanted: set[str] | None,
+                done: set[tuple[str, str | None]], t: _Tally) -> None:
+    if run.problem:
+        t.refused.append(ImportIssue(run.run_id, None, run.problem))
+        return
+    if run.deleted:
+        t.skipped.append(ImportIssue(run.run_id, None, "the run is deleted in MLflow"))
+        return
+    names = [a for a in run.artifacts() if wanted is None or a in wanted or a.rsplit("/", 1)[-1] in wanted]
+    pickles = 0
+    for name in names:
+        if (run.run_id, name) in done:
+            t.already += 1
+            pickles += 1
+            continue
+        try:
+            data = (run.artifacts_dir / name).read_bytes()  # type: ignore[operator]
+        except OSError as exc:
+            t.refused.append(ImportIssue(run.run_id, name, f"cannot be read: {exc}"))
+            continue
+        if not _is_pickle(data[:2]):
+            t.skipped.append(ImportIssue(run.run_id, name, "not a pickle"))
+            continue
+        pickles += 1
+        try:
+            obj = serialization.loads(data)
+            md = _metadata(run, name, obj, data)
+            store.save_model(obj, md)
+        except (SerializationError, InvalidMetadataError) as exc:
+            t.refused.append(ImportIssue(run.run_id, name, _refusal(exc)))
+            continue
+        done.add((run.run_id, name))
+        t.created.append(f"{md.model_id}@{md.version}")
+        t.artifact_bytes += len(data)
+    if pickles:
+        t.with_objects += 1
+    elif not names:
+        t.skipped.append(ImportIssue(run.run_id, None, "the run saved no objects"))
+
+
+def _metadata(run: Run, artifact: str, obj: object, data: bytes) -> ModelMetadata:
+    recorder = {
+        "source": "import-mlruns", "experiment_name": run.experiment_name,
+        "experiment_id": run.experiment_id, "recorder_id": run.run_id, "run_name": run.run_name,
+        "artifact": artifact, "status": run.status, "artifact_bytes": len(data),
+        "artifact_blake3": hash_bytes(data).hex,
+        "end_time": run.end_time.isoformat() if run.end_time else None,
+    }
+    return ModelMetadata(
+        model_id=model_id_for(run, artifact),
+        experiment_name=run.experiment_name or "Default",
+        model_type=model_type_of(obj),
+        hyperparameters=dict(run.params),
+        metrics=dict(run.metrics),
+        created_at=run.start_time or datetime.now(timezone.utc),
+        qlib_recorder_id=run.run_id,
+        tags=dict(run.tags),
+        lineage={"recorder": recorder},
+    )
+
+
+def import_mlruns(store: "ModelStore", source: str | Path, *, experiment: str | None = None,
+                  artifacts: Iterable[str] | None = None,
+                  progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Scan ``source`` (an ``mlruns`` folder or sqlite URI) and import its runs into ``store``."""
+    runs = scan_mlruns(source, experiment)
+    return import_runs(store, runs, source=str(source), artifacts=artifacts, progress=progress)
