@@ -86,8 +86,6 @@ def dumps(model: Any) -> SerializedModel:
 def _install_optional_reducers() -> None:
     # Only when the caller already imported torch: importing it here would cost seconds.
     if "torch" in sys.modules and "torch.Tensor" not in _REDUCERS:
-        try:
-            from . import torch_support
-        except ImportError:
-            return
+        from . import torch_support
+
         torch_support.install()
