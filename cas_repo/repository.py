@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .catalog import Catalog, EventCommit, SaveCommit, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
@@ -25,10 +25,11 @@ from .errors import (ConcurrentModificationError, IntegrityError, ModelDeletedEr
                      ModelNotFoundError, ObjectNotFoundError, StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
-from .metadata import ModelMetadata, check_metadata, parse_ref, validate_model_id, validate_version
+from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
 from .objects.pack import pack_size
 from .objects.store import NewEntry
+from .queries import QueryMixin
 
 DEFAULT_ROOT = "data/cas"
 # Saves with more content than this write their chunks before taking the catalog lock,
@@ -72,7 +73,7 @@ def _to_metadata(row: VersionRow) -> ModelMetadata:
     )
 
 
-class ModelStore:
+class ModelStore(QueryMixin):
     """A versioned, content-addressed store of models (the synchronous core).
 
     Args:
@@ -83,6 +84,8 @@ class ModelStore:
             so many processes can share the store.
         lock_timeout: seconds to wait for the catalog lock before ``CatalogLockedError``.
         backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
+        clock: returns the time events are recorded at (default: the system clock); a
+            naive datetime is taken as local time. Lets imports and tests set history times.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class ModelStore:
         exclusive: bool = False,
         lock_timeout: float = 60.0,
         backend_options: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         text = os.fspath(root)
         remote = "://" in text and not text.startswith("file://")
@@ -107,12 +111,16 @@ class ModelStore:
             objects_url = str(local / "objects")
             catalog = catalog or local / CATALOG_FILE
         self.url = text
+        self._clock = clock
         catalog_path = Path(catalog).absolute()
         catalog_path.parent.mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
         self.catalog = Catalog(catalog_path, exclusive=exclusive, lock_timeout=lock_timeout)
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return utc(self._clock()) if self._clock else datetime.now(timezone.utc)
 
     def close(self) -> None:
         """Release the catalog (and its lock in exclusive mode) and the backend."""
@@ -171,7 +179,7 @@ class ModelStore:
                         missing.append(content.manifest_entry)
                     version = (state.head_version if state else 0) + 1
                     seq = (state.last_seq if state else 0) + 1
-                    now = datetime.now(timezone.utc)
+                    now = self._now()
                     meta = _metadata_json(md)
                     record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
                                          tuple(f"{m}@{v}" for m, v in parents), rollback_of)
@@ -329,7 +337,7 @@ class ModelStore:
             if state.deleted:
                 raise ModelDeletedError(md.model_id)
             version, seq = state.head_version + 1, state.last_seq + 1
-            now = datetime.now(timezone.utc)
+            now = self._now()
             meta = _metadata_json(md)
             record = EventRecord("rollback", md.model_id, seq, version, now, Digest.from_hex(known.manifest),
                                  meta, tuple(md.parents), rollback_of)
@@ -370,7 +378,7 @@ class ModelStore:
                 return
             seq = state.last_seq + 1
             target = version or state.head_version
-            now = datetime.now(timezone.utc)
+            now = self._now()
             record = EventRecord(kind, model_id, seq, target, now, tags=tags or {})
             rbytes = record.to_bytes()
             rdig = hash_bytes(rbytes)

@@ -32,6 +32,14 @@ CATALOG_FILE = "catalog.duckdb"
 # Above this many rows an Arrow bulk insert beats row-at-a-time inserts.
 _BULK_ROWS = 32
 
+# Users' SQL runs where it cannot write the catalog, touch files, or load code.
+_READER_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+
 _VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
     "v.metadata_json, m.deleted"
@@ -107,6 +115,32 @@ class Catalog:
                 yield Session(con)
             finally:
                 con.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for users' SQL, with file access and extensions disabled.
+
+        In exclusive mode the kept connection is closed meanwhile: DuckDB refuses to open
+        one file twice in a process with different settings.
+        """
+        if self._closed:
+            raise CatalogError("the store is closed; open a new ModelStore")
+        with self.lock:
+            kept, self._con = self._con, None
+            if kept is not None:
+                kept.close()
+            try:
+                try:
+                    con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
+                except duckdb.Error as exc:
+                    raise CatalogError(f"opening the catalog {self.path} read-only failed: {exc}") from exc
+                try:
+                    yield con
+                finally:
+                    con.close()
+            finally:
+                if kept is not None:
+                    self._con = self._connect()
 
     def close(self) -> None:
         with self._guard:
@@ -313,6 +347,8 @@ class Session:
                               sorted(set(edges)))
             self._insert_rows("tags", ("model_id", "version", "key", "value"),
                               [(c.model_id, c.version, k, v) for k, v in sorted(c.tags.items())])
+            self._insert_rows("event_tags", ("model_id", "seq", "version", "key", "value"),
+                              [(c.model_id, c.seq, c.version, k, v) for k, v in sorted(c.tags.items())])
             self.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                              [c.model_id, c.seq, c.kind, c.version, at, c.record])
             self.con.execute(
@@ -329,6 +365,8 @@ class Session:
             self._insert_locations(c.new_locations, c.new_packs, c.at)
             self.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                              [c.model_id, c.seq, c.kind, c.version, at, c.record])
+            self._insert_rows("event_tags", ("model_id", "seq", "version", "key", "value"),
+                              [(c.model_id, c.seq, c.version, k, v) for k, v in sorted(c.set_tags.items())])
             for key, value in sorted(c.set_tags.items()):
                 self.con.execute("DELETE FROM tags WHERE model_id = ? AND version = ? AND key = ?",
                                  [c.model_id, c.version, key])

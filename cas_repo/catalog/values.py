@@ -99,3 +99,77 @@ class StoreStats:
     def dedup_ratio(self) -> float:
         """Logical bytes per physical byte (higher is better)."""
         return self.logical_bytes / self.physical_bytes if self.physical_bytes else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a model's event log; ``tags`` is what a save or tag event set (None: removed)."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    tags: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAt:
+    """A model's state at a point in time, replayed from its events."""
+
+    model_id: str
+    version: int
+    deleted: bool
+    last_seq: int
+    last_event_at: datetime
+
+    @property
+    def loaded_version(self) -> int | None:
+        """The version ``load_model(model_id)`` returned then (None while tombstoned)."""
+        return None if self.deleted else self.version
+
+
+@dataclass(frozen=True, slots=True)
+class LineageNode:
+    """A version reached through lineage edges, ``depth`` edges away at the nearest."""
+
+    model_id: str
+    version: int
+    depth: int
+    relation: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model_id}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Ancestors and descendants of one version, through parent and rollback edges."""
+
+    model_id: str
+    version: int
+    ancestors: tuple[LineageNode, ...]
+    descendants: tuple[LineageNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDiff:
+    """Bytes two manifests share and differ by, counting each distinct chunk once."""
+
+    shared_bytes: int
+    added_bytes: int
+    removed_bytes: int
+    shared_chunks: int
+    added_chunks: int
+    removed_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    """What ``export`` wrote: one Parquet file per view, all from one snapshot."""
+
+    directory: str
+    exported_at: datetime
+    rows: dict[str, int]
+    bytes: int
