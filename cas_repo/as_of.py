@@ -82,7 +82,9 @@ class StoreAsOf:
         if not rows:
             raise ModelNotFoundError(model_id, version, hint=f"it did not exist {when}")
         if version is None and rows[0].deleted:
-            raise ModelDeletedError(model_id)
+            err = ModelDeletedError(model_id)
+            err.args = (f"model {model_id!r} was deleted {when}; pass a version to read one",)
+            raise err
         return rows[0]
 
 
