@@ -21,19 +21,22 @@ TABLES: dict[str, tuple[str, ...]] = {
     "packs": ("pack", "size", "entries", "created_at"),
     "objects": ("digest", "kind", "pack", "offset", "stored_size", "size", "codec"),
     "manifest_chunks": ("manifest", "seq", "chunk", "size"),
+    "lineage": ("model_id", "version", "parent_model", "parent_version", "relation"),
+    "tags": ("model_id", "version", "key", "value"),
     "versions": ("model_id", "version", "manifest", "record", "kind", "rollback_of", "experiment_name",
                  "model_type", "created_at", "saved_at", "qlib_recorder_id", "logical_size", "new_bytes",
                  "metrics", "hyperparameters", "lineage", "metadata_json"),
-    "lineage": ("model_id", "version", "parent_model", "parent_version", "relation"),
-    "tags": ("model_id", "version", "key", "value"),
     "events": ("model_id", "seq", "kind", "version", "event_at", "record"),
     "event_tags": ("model_id", "seq", "version", "key", "value"),
 }
 
 _REFRESH_HEADS = """
-INSERT INTO models (model_id, experiment_name, model_type, head_version, last_seq, deleted, updated_at)
+INSERT INTO models (model_id, experiment_name, model_type, head_version, last_seq, deleted, updated_at,
+                    head_manifest, head_kind, head_rollback_of, head_saved_at, head_logical_size,
+                    head_metadata_json, head_tags, head_parents)
 SELECT v.model_id, v.experiment_name, v.model_type, v.version, e.last_seq,
-       coalesce(e.last_state = 'delete', false), e.updated_at
+       coalesce(e.last_state = 'delete', false), e.updated_at,
+       v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, v.metadata_json, v.tags, v.parents
 FROM (
     SELECT model_id, max(version) AS head FROM versions
     WHERE model_id IN (SELECT model_id FROM _cas_touched) GROUP BY model_id
@@ -47,7 +50,30 @@ JOIN (
 ON CONFLICT (model_id) DO UPDATE SET
     experiment_name = excluded.experiment_name, model_type = excluded.model_type,
     head_version = excluded.head_version, last_seq = excluded.last_seq,
-    deleted = excluded.deleted, updated_at = excluded.updated_at
+    deleted = excluded.deleted, updated_at = excluded.updated_at,
+    head_manifest = excluded.head_manifest, head_kind = excluded.head_kind,
+    head_rollback_of = excluded.head_rollback_of, head_saved_at = excluded.head_saved_at,
+    head_logical_size = excluded.head_logical_size, head_metadata_json = excluded.head_metadata_json,
+    head_tags = excluded.head_tags, head_parents = excluded.head_parents
+"""
+
+# Versions take their tags and parents columns from the tag and lineage rows (imported
+# first), so the copies agree with their sources.
+_INSERT_VERSIONS = """
+INSERT INTO versions ({cols}, tags, parents)
+SELECT {icols},
+       coalesce(t.tags, MAP {{}}::MAP(VARCHAR, VARCHAR)), coalesce(p.parents, []::VARCHAR[])
+FROM _cas_import i
+LEFT JOIN (
+    SELECT model_id, version, map_from_entries(list(struct_pack(k := key, v := value) ORDER BY key)) AS tags
+    FROM tags WHERE model_id IN (SELECT DISTINCT model_id FROM _cas_import) GROUP BY model_id, version
+) t ON t.model_id = i.model_id AND t.version = i.version
+LEFT JOIN (
+    SELECT model_id, version,
+           list(parent_model || '@' || parent_version ORDER BY parent_model, parent_version) AS parents
+    FROM lineage WHERE relation = 'parent' AND model_id IN (SELECT DISTINCT model_id FROM _cas_import)
+    GROUP BY model_id, version
+) p ON p.model_id = i.model_id AND p.version = i.version
 """
 
 
@@ -56,7 +82,7 @@ def bulk_import(s: Session, tables: Mapping[str, pa.Table]) -> dict[str, int]:
 
     All or nothing: one transaction. Afterwards each touched model's head row is derived
     from its versions and events (head = newest version; deleted = its last non-tag event
-    is a delete). Objects already present are kept (the first location wins).
+    is a delete), with the head table's cached copy of the head version. Objects already present are kept (the first location wins).
 
     Returns:
         Rows inserted per table.
@@ -83,7 +109,11 @@ def bulk_import(s: Session, tables: Mapping[str, pa.Table]) -> dict[str, int]:
             verb = "INSERT OR IGNORE" if name in ("objects", "packs") else "INSERT"
             con.register("_cas_import", tables[name])
             try:
-                con.execute(f"{verb} INTO {name} ({cols}) SELECT {cols} FROM _cas_import")
+                if name == "versions":
+                    icols = ", ".join(f'i."{c}"' for c in columns)
+                    con.execute(_INSERT_VERSIONS.format(cols=cols, icols=icols))
+                else:
+                    con.execute(f"{verb} INTO {name} ({cols}) SELECT {cols} FROM _cas_import")
             finally:
                 con.unregister("_cas_import")
             counts[name] = tables[name].num_rows

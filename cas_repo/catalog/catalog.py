@@ -40,9 +40,19 @@ _READER_CONFIG = {
     "lock_configuration": True,
 }
 
+# The head table's cached copy of each head version (migration 0002): one point query.
+_HEAD_COLS = (
+    "model_id, head_version, head_manifest, head_kind, head_rollback_of, head_saved_at, "
+    "head_logical_size, head_metadata_json, deleted, head_tags, head_parents"
+)
+_MODEL_COLS = (
+    "model_id, experiment_name, model_type, head_version, last_seq, deleted, updated_at, head_manifest, "
+    "head_kind, head_rollback_of, head_saved_at, head_logical_size, head_metadata_json, head_tags, head_parents"
+)
+
 _VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
-    "v.metadata_json, m.deleted"
+    "v.metadata_json, m.deleted, v.tags, v.parents"
 )
 
 
@@ -262,6 +272,9 @@ class Session:
     def version_row(self, model_id: str, version: int | None) -> VersionRow | None:
         """A version (the head when ``version`` is None), or None if it does not exist."""
         if version is None:
+            cached = self._all(f"SELECT {_HEAD_COLS} FROM models WHERE model_id = ?", [model_id])
+            if cached and cached[0][7] is not None:
+                return self._rows_to_versions(cached)[0]
             where, params = "v.version = m.head_version", [model_id]
         else:
             where, params = "v.version = ?", [model_id, version]
@@ -271,14 +284,26 @@ class Session:
         return self._rows_to_versions(rows)[0] if rows else None
 
     def history(self, model_id: str) -> list[VersionRow]:
+        # Two single-filter queries: DuckDB uses the model_id index only for a scan whose
+        # one filter is model_id, and a join would scan every version.
+        state = self._all("SELECT deleted FROM models WHERE model_id = ?", [model_id])
+        if not state:
+            return []
         rows = self._all(
-            f"SELECT {_VERSION_COLS} FROM versions v JOIN models m USING (model_id) "
-            "WHERE v.model_id = ? ORDER BY v.version", [model_id])
+            f"SELECT {_VERSION_COLS.replace('m.deleted', '?')} FROM versions v "
+            "WHERE v.model_id = ? ORDER BY v.version", [state[0][0], model_id])
         return self._rows_to_versions(rows)
 
     def heads(self, experiment_name: str | None, model_type: str | None,
               include_deleted: bool) -> list[VersionRow]:
         """The head version of each model, newest first."""
+        where = ("WHERE (? IS NULL OR experiment_name = ?) AND (? IS NULL OR model_type = ?) "
+                 "AND (? OR NOT deleted)")
+        params = [experiment_name, experiment_name, model_type, model_type, include_deleted]
+        cached = self._all(f"SELECT {_HEAD_COLS} FROM models {where} "
+                           "ORDER BY head_saved_at DESC, model_id", params)
+        if all(r[7] is not None for r in cached):
+            return self._rows_to_versions(cached)
         rows = self._all(
             f"SELECT {_VERSION_COLS} FROM models m JOIN versions v "
             "ON v.model_id = m.model_id AND v.version = m.head_version "
@@ -288,8 +313,19 @@ class Session:
         return self._rows_to_versions(rows)
 
     def _rows_to_versions(self, rows: list[tuple]) -> list[VersionRow]:
+        """Rows of (_VERSION_COLS or _HEAD_COLS) as values."""
         if not rows:
             return []
+        if all(r[9] is not None and r[10] is not None for r in rows):
+            return [
+                VersionRow(
+                    model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
+                    saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
+                    metadata=json.loads(r[7]), tags=r[9], parents=tuple(r[10]), deleted=r[8],
+                )
+                for r in rows
+            ]
+        # Rows written without the tags/parents copies (by an older writer): read the sources.
         keys = [(r[0], r[1]) for r in rows]
         tags: dict[tuple[str, int], dict[str, str]] = {}
         parents: dict[tuple[str, int], list[str]] = {}
@@ -333,13 +369,20 @@ class Session:
             if c.manifest_chunks is not None and not self.manifest_known(c.manifest):
                 self._insert_rows("manifest_chunks", ("manifest", "seq", "chunk", "size"),
                                   [(c.manifest, i, d, n) for i, (d, n) in enumerate(c.manifest_chunks)])
+            tag_keys = sorted(c.tags)
+            tag_values = [c.tags[k] for k in tag_keys]
+            parents = [f"{m}@{v}" for m, v in sorted(set(c.parents))]
             self.con.execute(
-                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                "MAP(?::VARCHAR[], ?::DOUBLE[]), ?, ?, ?)",
+                "INSERT INTO versions (model_id, version, manifest, record, kind, rollback_of, "
+                "experiment_name, model_type, created_at, saved_at, qlib_recorder_id, logical_size, "
+                "new_bytes, metrics, hyperparameters, lineage, metadata_json, tags, parents) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, MAP(?::VARCHAR[], ?::DOUBLE[]), ?, ?, ?, "
+                "MAP(?::VARCHAR[], ?::VARCHAR[]), ?::VARCHAR[])",
                 [c.model_id, c.version, c.manifest, c.record, c.kind, c.rollback_of,
                  c.experiment_name, c.model_type, naive_utc(c.created_at), at, c.qlib_recorder_id,
                  c.logical_size, c.new_bytes, list(c.metrics), [float(v) for v in c.metrics.values()],
-                 json.dumps(c.hyperparameters), json.dumps(c.lineage), c.metadata_json])
+                 json.dumps(c.hyperparameters), json.dumps(c.lineage), c.metadata_json,
+                 tag_keys, tag_values, parents])
             edges = [(c.model_id, c.version, pm, pv, "parent") for pm, pv in c.parents]
             if c.rollback_of is not None:
                 edges.append((c.model_id, c.version, c.model_id, c.rollback_of, "rollback_of"))
@@ -352,11 +395,11 @@ class Session:
             self.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
                              [c.model_id, c.seq, c.kind, c.version, at, c.record])
             self.con.execute(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?, false, ?) ON CONFLICT (model_id) DO UPDATE SET "
-                "experiment_name = excluded.experiment_name, model_type = excluded.model_type, "
-                "head_version = excluded.head_version, last_seq = excluded.last_seq, "
-                "deleted = false, updated_at = excluded.updated_at",
-                [c.model_id, c.experiment_name, c.model_type, c.version, c.seq, at])
+                f"INSERT INTO models ({_MODEL_COLS}) VALUES (?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, "
+                "MAP(?::VARCHAR[], ?::VARCHAR[]), ?::VARCHAR[]) ON CONFLICT (model_id) DO UPDATE SET "
+                + ", ".join(f"{col} = excluded.{col}" for col in _MODEL_COLS.split(", ")[1:]),
+                [c.model_id, c.experiment_name, c.model_type, c.version, c.seq, at, c.manifest, c.kind,
+                 c.rollback_of, at, c.logical_size, c.metadata_json, tag_keys, tag_values, parents])
 
     def commit_event(self, c: EventCommit) -> None:
         """Record a delete, undelete or tag event."""
@@ -376,3 +419,11 @@ class Session:
             self.con.execute(
                 "UPDATE models SET last_seq = ?, deleted = ?, updated_at = ? WHERE model_id = ?",
                 [c.seq, c.deleted, at, c.model_id])
+            if c.set_tags:
+                tags = dict(self._all("SELECT key, value FROM tags WHERE model_id = ? AND version = ? "
+                                      "ORDER BY key", [c.model_id, c.version]))
+                keyed = [list(tags), list(tags.values())]
+                self.con.execute("UPDATE versions SET tags = MAP(?::VARCHAR[], ?::VARCHAR[]) "
+                                 "WHERE model_id = ? AND version = ?", keyed + [c.model_id, c.version])
+                self.con.execute("UPDATE models SET head_tags = MAP(?::VARCHAR[], ?::VARCHAR[]) "
+                                 "WHERE model_id = ? AND head_version = ?", keyed + [c.model_id, c.version])

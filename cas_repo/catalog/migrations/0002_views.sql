@@ -29,60 +29,88 @@ CREATE INDEX tags_model_id ON tags (model_id);
 CREATE INDEX lineage_model_id ON lineage (model_id);
 CREATE INDEX events_model_id ON events (model_id);
 
--- One row per version (saves and rollbacks), newest facts joined in.
-CREATE VIEW v_versions AS
-SELECT
-    v.model_id,
-    v.version,
-    v.kind,
-    v.rollback_of,
-    v.experiment_name,
-    v.model_type,
-    v.created_at,
-    v.saved_at,
-    v.manifest AS digest,
-    v.logical_size,
-    v.new_bytes,
-    v.metrics,
-    v.hyperparameters,
-    coalesce(t.tags, MAP {}::MAP(VARCHAR, VARCHAR)) AS tags,
-    coalesce(p.parents, []::VARCHAR[]) AS parents,
-    p.parents[1] AS parent,
-    v.qlib_recorder_id,
-    v.version = m.head_version AS is_head,
-    m.deleted AS model_deleted,
-    v.record
-FROM versions v
-JOIN models m ON m.model_id = v.model_id
-LEFT JOIN (
+-- Each version carries its current tags and its declared parents, so the versions view
+-- is a plain scan (joining the tags and lineage tables cost ~2.5x on 1M versions). The
+-- `tags` and `lineage` tables stay the source; these columns are kept equal to them.
+ALTER TABLE versions ADD COLUMN tags MAP(VARCHAR, VARCHAR);
+ALTER TABLE versions ADD COLUMN parents VARCHAR[];
+
+UPDATE versions SET tags = t.tags
+FROM (
     SELECT model_id, version, map_from_entries(list(struct_pack(k := key, v := value) ORDER BY key)) AS tags
     FROM tags GROUP BY model_id, version
-) t ON t.model_id = v.model_id AND t.version = v.version
-LEFT JOIN (
+) t
+WHERE versions.model_id = t.model_id AND versions.version = t.version;
+
+UPDATE versions SET parents = p.parents
+FROM (
     SELECT model_id, version, list(parent_model || '@' || parent_version ORDER BY parent_model, parent_version) AS parents
     FROM lineage WHERE relation = 'parent' GROUP BY model_id, version
-) p ON p.model_id = v.model_id AND p.version = v.version;
+) p
+WHERE versions.model_id = p.model_id AND versions.version = p.version;
+
+UPDATE versions SET tags = MAP {}::MAP(VARCHAR, VARCHAR) WHERE tags IS NULL;
+UPDATE versions SET parents = []::VARCHAR[] WHERE parents IS NULL;
+
+-- The head table carries a copy of each head version, so `get_model_metadata(id)` and
+-- `list_models()` read one row per model instead of joining 1M-row tables (a point query
+-- here is ~0.6 ms at 100k models; the joins with tags and parents took ~5 ms). NULL
+-- head_* columns mean "not cached": readers then fall back to the join.
+ALTER TABLE models ADD COLUMN head_manifest VARCHAR;
+ALTER TABLE models ADD COLUMN head_kind VARCHAR;
+ALTER TABLE models ADD COLUMN head_rollback_of INTEGER;
+ALTER TABLE models ADD COLUMN head_saved_at TIMESTAMP;
+ALTER TABLE models ADD COLUMN head_logical_size BIGINT;
+ALTER TABLE models ADD COLUMN head_metadata_json VARCHAR;
+ALTER TABLE models ADD COLUMN head_tags MAP(VARCHAR, VARCHAR);
+ALTER TABLE models ADD COLUMN head_parents VARCHAR[];
+
+UPDATE models SET
+    head_manifest = v.manifest, head_kind = v.kind, head_rollback_of = v.rollback_of,
+    head_saved_at = v.saved_at, head_logical_size = v.logical_size,
+    head_metadata_json = v.metadata_json, head_tags = v.tags, head_parents = v.parents
+FROM versions v
+WHERE v.model_id = models.model_id AND v.version = models.head_version;
+
+-- One row per version (saves and rollbacks). `parent` is the first declared parent.
+CREATE VIEW v_versions AS
+SELECT
+    model_id,
+    version,
+    kind,
+    rollback_of,
+    experiment_name,
+    model_type,
+    created_at,
+    saved_at,
+    manifest AS digest,
+    logical_size,
+    new_bytes,
+    metrics,
+    hyperparameters,
+    coalesce(tags, MAP {}::MAP(VARCHAR, VARCHAR)) AS tags,
+    coalesce(parents, []::VARCHAR[]) AS parents,
+    parents[1] AS parent,
+    qlib_recorder_id,
+    record
+FROM versions;
 
 -- One row per model_id: its head (newest) version and whether it is tombstoned.
 -- `load_model(model_id)` returns the head unless `deleted`.
 CREATE VIEW v_models AS
 SELECT
-    m.model_id,
-    m.experiment_name,
-    m.model_type,
-    m.head_version,
-    m.deleted,
-    m.updated_at,
-    m.head_version AS versions,
-    m.last_seq AS events,
-    v.manifest AS digest,
-    v.created_at,
-    v.saved_at,
-    v.logical_size,
-    v.metrics,
-    v.hyperparameters
-FROM models m
-JOIN versions v ON v.model_id = m.model_id AND v.version = m.head_version;
+    model_id,
+    experiment_name,
+    model_type,
+    head_version,
+    deleted,
+    updated_at,
+    last_seq AS events,
+    head_manifest AS digest,
+    head_saved_at AS saved_at,
+    head_logical_size AS logical_size,
+    coalesce(head_tags, MAP {}::MAP(VARCHAR, VARCHAR)) AS tags
+FROM models;
 
 -- Lineage edges: `relation` is 'parent' (declared at save) or 'rollback_of'.
 CREATE VIEW v_lineage AS
