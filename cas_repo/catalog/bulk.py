@@ -33,10 +33,14 @@ TABLES: dict[str, tuple[str, ...]] = {
 _REFRESH_HEADS = """
 INSERT INTO models (model_id, experiment_name, model_type, head_version, last_seq, deleted, updated_at,
                     head_manifest, head_kind, head_rollback_of, head_saved_at, head_logical_size,
-                    head_metadata_json, head_tags, head_parents)
+                    head_created_at, head_qlib_recorder_id, head_hyperparameters, head_metrics,
+                    head_lineage, head_tags, head_parents)
 SELECT v.model_id, v.experiment_name, v.model_type, v.version, e.last_seq,
        coalesce(e.last_state = 'delete', false), e.updated_at,
-       v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, v.metadata_json, v.tags, v.parents
+       v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size,
+       v.metadata_json::JSON ->> 'created_at', v.qlib_recorder_id,
+       (v.metadata_json::JSON -> 'hyperparameters')::VARCHAR, (v.metadata_json::JSON -> 'metrics')::VARCHAR,
+       coalesce((v.metadata_json::JSON -> 'lineage')::VARCHAR, '{}'), v.tags, v.parents
 FROM (
     SELECT model_id, max(version) AS head FROM versions
     WHERE model_id IN (SELECT model_id FROM _cas_touched) GROUP BY model_id
@@ -53,7 +57,9 @@ ON CONFLICT (model_id) DO UPDATE SET
     deleted = excluded.deleted, updated_at = excluded.updated_at,
     head_manifest = excluded.head_manifest, head_kind = excluded.head_kind,
     head_rollback_of = excluded.head_rollback_of, head_saved_at = excluded.head_saved_at,
-    head_logical_size = excluded.head_logical_size, head_metadata_json = excluded.head_metadata_json,
+    head_logical_size = excluded.head_logical_size, head_created_at = excluded.head_created_at,
+    head_qlib_recorder_id = excluded.head_qlib_recorder_id, head_hyperparameters = excluded.head_hyperparameters,
+    head_metrics = excluded.head_metrics, head_lineage = excluded.head_lineage,
     head_tags = excluded.head_tags, head_parents = excluded.head_parents
 """
 

@@ -54,21 +54,31 @@ UPDATE versions SET parents = []::VARCHAR[] WHERE parents IS NULL;
 
 -- The head table carries a copy of each head version, so `get_model_metadata(id)` and
 -- `list_models()` read one row per model instead of joining 1M-row tables (a point query
--- here is ~0.6 ms at 100k models; the joins with tags and parents took ~5 ms). NULL
--- head_* columns mean "not cached": readers then fall back to the join.
+-- here is ~0.6 ms at 100k models; the joins with tags and parents took ~5 ms). The
+-- metadata is split into small JSON fields: parsing whole metadata documents was most
+-- of list_models()'s time. NULL head_* columns mean "not cached": readers then join.
 ALTER TABLE models ADD COLUMN head_manifest VARCHAR;
 ALTER TABLE models ADD COLUMN head_kind VARCHAR;
 ALTER TABLE models ADD COLUMN head_rollback_of INTEGER;
 ALTER TABLE models ADD COLUMN head_saved_at TIMESTAMP;
 ALTER TABLE models ADD COLUMN head_logical_size BIGINT;
-ALTER TABLE models ADD COLUMN head_metadata_json VARCHAR;
+ALTER TABLE models ADD COLUMN head_created_at VARCHAR;
+ALTER TABLE models ADD COLUMN head_qlib_recorder_id VARCHAR;
+ALTER TABLE models ADD COLUMN head_hyperparameters VARCHAR;
+ALTER TABLE models ADD COLUMN head_metrics VARCHAR;
+ALTER TABLE models ADD COLUMN head_lineage VARCHAR;
 ALTER TABLE models ADD COLUMN head_tags MAP(VARCHAR, VARCHAR);
 ALTER TABLE models ADD COLUMN head_parents VARCHAR[];
 
 UPDATE models SET
     head_manifest = v.manifest, head_kind = v.kind, head_rollback_of = v.rollback_of,
     head_saved_at = v.saved_at, head_logical_size = v.logical_size,
-    head_metadata_json = v.metadata_json, head_tags = v.tags, head_parents = v.parents
+    head_created_at = v.metadata_json::JSON ->> 'created_at',
+    head_qlib_recorder_id = v.qlib_recorder_id,
+    head_hyperparameters = (v.metadata_json::JSON -> 'hyperparameters')::VARCHAR,
+    head_metrics = (v.metadata_json::JSON -> 'metrics')::VARCHAR,
+    head_lineage = coalesce((v.metadata_json::JSON -> 'lineage')::VARCHAR, '{}'),
+    head_tags = v.tags, head_parents = v.parents
 FROM versions v
 WHERE v.model_id = models.model_id AND v.version = models.head_version;
 
