@@ -52,15 +52,25 @@ _MODEL_COLS = (
     "head_hyperparameters, head_metrics, head_lineage, head_tags, head_parents"
 )
 
+# Parents come from the metadata, not v.parents: fetching a LIST column row by row
+# through the index cost more than the rest of a 1,000-version history together.
 _VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
-    "v.metadata_json, m.deleted, v.tags, v.parents"
+    "v.metadata_json, m.deleted, v.tags"
 )
 
 
 def _parse_many(texts: list[str]) -> list[Any]:
     # One parse of a JSON array is ~40% cheaper than a json.loads call per document.
     return json.loads("[" + ",".join(texts) + "]") if texts else []
+
+
+def _refs(parents: Sequence[str]) -> tuple[str, ...]:
+    """``model@version`` references normalized and ordered as the lineage table has them."""
+    if not parents:
+        return ()
+    split = {(ref.rpartition("@")[0], int(ref.rpartition("@")[2])) for ref in parents}
+    return tuple(f"{m}@{v}" for m, v in sorted(split))
 
 
 def _dump(value: Any) -> str:
@@ -342,12 +352,12 @@ class Session:
         """Rows of _VERSION_COLS as values."""
         if not rows:
             return []
-        if all(r[9] is not None and r[10] is not None for r in rows):
+        if all(r[9] is not None for r in rows):
             return [
                 VersionRow(
                     model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                     saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
-                    metadata=md, tags=r[9], parents=tuple(r[10]), deleted=r[8],
+                    metadata=md, tags=r[9], parents=_refs(md.get("parents", ())), deleted=r[8],
                 )
                 for r, md in zip(rows, _parse_many([r[7] for r in rows]))
             ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -154,12 +155,15 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
             "n": len(ms)}
 
 
-def _time(fn, repeat: int) -> list[float]:
+def _time(fn, repeat: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall times of ``repeat`` calls; CPU times (all threads) go to ``cpu`` if given."""
     out = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
     return out
 
 
@@ -175,9 +179,11 @@ def measure(store: ModelStore, n_models: int, lookups: int = 2000) -> dict[str, 
         head_catalog = _time(lambda: s.version_row(next(it), None), lookups)
     it = iter(ids)
     head_store = _time(lambda: store.get_model_metadata(next(it)), lookups)
-    listed = []
-    list_times = _time(lambda: listed.append(len(store.list_models(include_deleted=True))), 3)
-    hist_times = _time(lambda: store.history("m000000"), 20)
+    listed: list[int] = []
+    list_cpu: list[float] = []
+    list_times = _time(lambda: listed.append(len(store.list_models(include_deleted=True))), 5, list_cpu)
+    hist_cpu: list[float] = []
+    hist_times = _time(lambda: store.history("m000000"), 30, hist_cpu)
     with store.catalog.reader() as con:
         con.sql(BEST_IC_SQL).fetchall()
         query_times = _time(lambda: con.sql(BEST_IC_SQL).fetchall(), 10)
@@ -185,8 +191,10 @@ def measure(store: ModelStore, n_models: int, lookups: int = 2000) -> dict[str, 
     return {
         "head_lookup_catalog": _percentiles(head_catalog),
         "head_lookup_get_model_metadata": _percentiles(head_store),
-        "list_models_all_s": round(min(list_times), 3), "list_models_rows": listed[0],
+        "list_models_all_s": round(min(list_times), 3), "list_models_cpu_s": round(min(list_cpu), 3),
+        "list_models_rows": listed[0],
         "history_1000_versions_ms": round(min(hist_times) * 1000, 2),
+        "history_1000_versions_cpu_ms": round(min(hist_cpu) * 1000, 2),
         "best_rank_ic_per_experiment_ms": round(min(query_times) * 1000, 1),
         "best_rank_ic_via_store_sql_ms": round(min(sql_times) * 1000, 1),
     }
@@ -219,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 "import_rows_per_s": int(sum(counts.values()) / import_s), "rows": counts,
                 **measure(store, args.models),
                 "catalog_mib": round((Path(tmp) / "cas" / "catalog.duckdb").stat().st_size / 2**20, 1),
-                "machine": f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
+                "load_average_1m": round(os.getloadavg()[0], 1),
                 "date": datetime.now().strftime("%Y-%m-%d"),
             }
     print(json.dumps(report))
