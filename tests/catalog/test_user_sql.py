@@ -151,3 +151,15 @@ def test_export_writes_every_view_as_parquet_from_one_snapshot(filled, tmp_path)
     assert pa.types.is_map(versions.schema.field("metrics").type)
     assert (tmp_path / "snap" / "export.json").exists()
     assert not list((tmp_path / "snap").glob(".*tmp"))
+
+
+@pytest.mark.asyncio
+async def test_async_facade_runs_queries_in_a_worker_thread(filled):
+    from cas_repo import CasModelRepository
+
+    repo = CasModelRepository(filled)  # not closed: the module's store stays open
+    table = await repo.sql("SELECT count(*) AS n FROM v_versions WHERE model_id = ?", ["m1"])
+    assert table.column("n").to_pylist() == [2]
+    assert [e.kind for e in await repo.events("m1")] == ["save", "save"]
+    assert [n.ref for n in (await repo.lineage("m1", 2)).ancestors] == ["m1@1"]
+    assert (await repo.diff(("m1", 1), ("m1", 2))).metrics == {"IC": (0.05, 0.07)}
