@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .catalog import Catalog, EventCommit, SaveCommit, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
+from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
 from .errors import (ConcurrentModificationError, IntegrityError, ModelDeletedError,
@@ -71,6 +72,18 @@ def _to_metadata(row: VersionRow) -> ModelMetadata:
         rollback_of=row.rollback_of,
         lineage=m.get("lineage", {}),
     )
+
+
+def _batch_to_metadata(b: HeadBatch) -> list[ModelMetadata]:
+    """What _to_metadata gives for each head, without a VersionRow per model."""
+    return [
+        ModelMetadata(model_id=b.model_id[i], experiment_name=b.experiment_name[i], model_type=b.model_type[i],
+                      hyperparameters=b.hyperparameters[i], metrics=b.metrics[i],
+                      created_at=datetime.fromisoformat(b.created_at[i]), qlib_recorder_id=b.qlib_recorder_id[i],
+                      tags=b.tags[i], version=b.version[i], digest=b.manifest[i], parents=b.parents[i],
+                      deleted=b.deleted[i], rollback_of=b.rollback_of[i], lineage=b.lineage[i])
+        for i in range(len(b))
+    ]
 
 
 class ModelStore(QueryMixin):
@@ -286,7 +299,10 @@ class ModelStore(QueryMixin):
                     include_deleted: bool = False) -> list[ModelMetadata]:
         """The latest version of each model, newest first; tombstoned ones only on request."""
         with self.catalog.session() as s:
-            rows = s.heads(experiment_name, model_type, include_deleted)
+            batch = s.head_batch(experiment_name, model_type, include_deleted)
+            rows = s.heads(experiment_name, model_type, include_deleted) if batch is None else []
+        if batch is not None:
+            return _batch_to_metadata(batch)
         return [_to_metadata(r) for r in rows]
 
     def history(self, model_id: str) -> list[ModelMetadata]:

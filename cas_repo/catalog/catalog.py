@@ -26,7 +26,7 @@ from ..errors import CatalogCorruptError, CatalogError, ConcurrentModificationEr
 from ..location import Location
 from .lock import CatalogLock
 from .migrations import migrate
-from .values import EventCommit, ModelState, SaveCommit, StoreStats, VersionRow
+from .values import EventCommit, HeadBatch, ModelState, SaveCommit, StoreStats, VersionRow
 
 CATALOG_FILE = "catalog.duckdb"
 # Above this many rows an Arrow bulk insert beats row-at-a-time inserts.
@@ -41,9 +41,12 @@ _READER_CONFIG = {
 }
 
 # The head table's cached copy of each head version (migration 0002): one point query.
+# Tags and parents are fetched as JSON text: converting MAP and LIST values to Python
+# objects row by row cost DuckDB more than one json.loads of them all.
 _HEAD_COLS = (
     "model_id, head_version, head_manifest, head_kind, head_rollback_of, head_saved_at, "
-    "head_logical_size, head_created_at, deleted, head_tags, head_parents, experiment_name, model_type, "
+    "head_logical_size, head_created_at, deleted, coalesce(head_tags::JSON::VARCHAR, '{}'), "
+    "coalesce(head_parents::JSON::VARCHAR, '[]'), experiment_name, model_type, "
     "head_qlib_recorder_id, head_hyperparameters, head_metrics, head_lineage"
 )
 _MODEL_COLS = (
@@ -315,16 +318,41 @@ class Session:
             "WHERE v.model_id = ? ORDER BY v.version", [state[0][0], model_id])
         return self._rows_to_versions(rows)
 
+    def head_batch(self, experiment_name: str | None, model_type: str | None,
+                   include_deleted: bool) -> HeadBatch | None:
+        """The head version of each model, newest first, from the head table's copies.
+
+        Returns None if some head has no copy (written by an older writer): use heads().
+        """
+        rows = self._all(
+            f"SELECT {_HEAD_COLS} FROM models WHERE (? IS NULL OR experiment_name = ?) "
+            "AND (? IS NULL OR model_type = ?) AND (? OR NOT deleted) ORDER BY head_saved_at DESC, model_id",
+            [experiment_name, experiment_name, model_type, model_type, include_deleted])
+        if any(r[7] is None for r in rows):
+            return None
+        cols: list[Any] = list(zip(*rows)) if rows else [()] * 17
+        for i in (9, 10, 14, 15, 16):
+            cols[i] = _parse_many(list(cols[i]))
+        return HeadBatch(*cols)
+
     def heads(self, experiment_name: str | None, model_type: str | None,
               include_deleted: bool) -> list[VersionRow]:
         """The head version of each model, newest first."""
-        where = ("WHERE (? IS NULL OR experiment_name = ?) AND (? IS NULL OR model_type = ?) "
-                 "AND (? OR NOT deleted)")
-        params = [experiment_name, experiment_name, model_type, model_type, include_deleted]
-        cached = self._all(f"SELECT {_HEAD_COLS} FROM models {where} "
-                           "ORDER BY head_saved_at DESC, model_id", params)
-        if all(r[7] is not None for r in cached):
-            return self._heads_to_versions(cached)
+        batch = self.head_batch(experiment_name, model_type, include_deleted)
+        if batch is not None:
+            return [
+                VersionRow(
+                    model_id=batch.model_id[i], version=batch.version[i], manifest=batch.manifest[i],
+                    kind=batch.kind[i], rollback_of=batch.rollback_of[i],
+                    saved_at=batch.saved_at[i].replace(tzinfo=timezone.utc), logical_size=batch.logical_size[i],
+                    metadata={"experiment_name": batch.experiment_name[i], "model_type": batch.model_type[i],
+                              "hyperparameters": batch.hyperparameters[i], "metrics": batch.metrics[i],
+                              "created_at": batch.created_at[i], "qlib_recorder_id": batch.qlib_recorder_id[i],
+                              "lineage": batch.lineage[i]},
+                    tags=batch.tags[i], parents=tuple(batch.parents[i]), deleted=batch.deleted[i],
+                )
+                for i in range(len(batch))
+            ]
         rows = self._all(
             f"SELECT {_VERSION_COLS} FROM models m JOIN versions v "
             "ON v.model_id = m.model_id AND v.version = m.head_version "
@@ -336,16 +364,16 @@ class Session:
     @staticmethod
     def _heads_to_versions(rows: list[tuple]) -> list[VersionRow]:
         """Rows of _HEAD_COLS as values; ``metadata`` holds what ModelMetadata needs."""
-        hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (14, 15, 16))
+        tags, parents, hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (9, 10, 14, 15, 16))
         return [
             VersionRow(
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                 saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
                 metadata={"experiment_name": r[11], "model_type": r[12], "hyperparameters": h,
                           "metrics": m, "created_at": r[7], "qlib_recorder_id": r[13], "lineage": ln},
-                tags=r[9], parents=tuple(r[10]), deleted=r[8],
+                tags=t, parents=tuple(p), deleted=r[8],
             )
-            for r, h, m, ln in zip(rows, hyper, metrics, lineage)
+            for r, t, p, h, m, ln in zip(rows, tags, parents, hyper, metrics, lineage)
         ]
 
     def _rows_to_versions(self, rows: list[tuple]) -> list[VersionRow]:

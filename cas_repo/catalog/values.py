@@ -173,3 +173,33 @@ class ExportReport:
     exported_at: datetime
     rows: dict[str, int]
     bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeadBatch:
+    """The head versions of many models, column by column (index i = one model).
+
+    One value instead of a VersionRow per model: listing 100,000 models is dominated by
+    object construction, so the columns go straight into ModelMetadata.
+    """
+
+    model_id: tuple[str, ...]
+    version: tuple[int, ...]
+    manifest: tuple[str, ...]
+    kind: tuple[str, ...]
+    rollback_of: tuple[int | None, ...]
+    saved_at: tuple[datetime, ...]
+    logical_size: tuple[int, ...]
+    created_at: tuple[str, ...]
+    deleted: tuple[bool, ...]
+    tags: list[dict[str, str]]
+    parents: list[list[str]]
+    experiment_name: tuple[str, ...]
+    model_type: tuple[str, ...]
+    qlib_recorder_id: tuple[str | None, ...]
+    hyperparameters: list[Any]
+    metrics: list[Any]
+    lineage: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.model_id)
