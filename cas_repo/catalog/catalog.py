@@ -49,6 +49,9 @@ _HEAD_COLS = (
     "coalesce(head_parents::JSON::VARCHAR, '[]'), experiment_name, model_type, "
     "head_qlib_recorder_id, head_hyperparameters, head_metrics, head_lineage"
 )
+# One head: its MAP and LIST converted directly are cheaper than casts to JSON text.
+_HEAD_COLS_ONE = _HEAD_COLS.replace("coalesce(head_tags::JSON::VARCHAR, '{}')", "head_tags").replace(
+    "coalesce(head_parents::JSON::VARCHAR, '[]')", "head_parents")
 _MODEL_COLS = (
     "model_id, experiment_name, model_type, head_version, last_seq, deleted, updated_at, head_manifest, "
     "head_kind, head_rollback_of, head_saved_at, head_logical_size, head_created_at, head_qlib_recorder_id, "
@@ -296,8 +299,8 @@ class Session:
     def version_row(self, model_id: str, version: int | None) -> VersionRow | None:
         """A version (the head when ``version`` is None), or None if it does not exist."""
         if version is None:
-            cached = self._all(f"SELECT {_HEAD_COLS} FROM models WHERE model_id = ?", [model_id])
-            if cached and cached[0][7] is not None:
+            cached = self._all(f"SELECT {_HEAD_COLS_ONE} FROM models WHERE model_id = ?", [model_id])
+            if cached and cached[0][7] is not None and cached[0][9] is not None and cached[0][10] is not None:
                 return self._heads_to_versions(cached)[0]
             where, params = "v.version = m.head_version", [model_id]
         else:
@@ -363,17 +366,17 @@ class Session:
 
     @staticmethod
     def _heads_to_versions(rows: list[tuple]) -> list[VersionRow]:
-        """Rows of _HEAD_COLS as values; ``metadata`` holds what ModelMetadata needs."""
-        tags, parents, hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (9, 10, 14, 15, 16))
+        """Rows of _HEAD_COLS_ONE as values; ``metadata`` holds what ModelMetadata needs."""
+        hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (14, 15, 16))
         return [
             VersionRow(
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                 saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
                 metadata={"experiment_name": r[11], "model_type": r[12], "hyperparameters": h,
                           "metrics": m, "created_at": r[7], "qlib_recorder_id": r[13], "lineage": ln},
-                tags=t, parents=tuple(p), deleted=r[8],
+                tags=r[9], parents=tuple(r[10]), deleted=r[8],
             )
-            for r, t, p, h, m, ln in zip(rows, tags, parents, hyper, metrics, lineage)
+            for r, h, m, ln in zip(rows, hyper, metrics, lineage)
         ]
 
     def _rows_to_versions(self, rows: list[tuple]) -> list[VersionRow]:
