@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             del tables
             if args.drop_indexes:
                 with store.catalog.session() as s:
-                    for ix in ("versions_model_id", "tags_model_id", "lineage_model_id", "events_model_id"):
+                    for ix in ("versions_model_id", "events_model_id"):
                         s.con.execute(f"DROP INDEX {ix}")
             report = {
                 "models": args.models, "versions": args.versions, "indexes": not args.drop_indexes,
