@@ -168,7 +168,11 @@ class CatalogCorruptError(CatalogError):
         )
 
 
-class ReadOnlyQueryError(CatalogError):
+class QueryError(CatalogError, ValueError):
+    """A user SQL query is malformed or refers to something that does not exist."""
+
+
+class ReadOnlyQueryError(QueryError):
     """A user SQL query tried to write or change the session."""
 
 

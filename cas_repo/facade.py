@@ -50,6 +50,11 @@ class CasModelRepository(IModelRepository):
     history = _offload("history")
     set_tags = _offload("set_tags")
     stats = _offload("stats")
+    sql = _offload("sql")
+    export = _offload("export")
+    events = _offload("events")
+    lineage = _offload("lineage")
+    diff = _offload("diff")
 
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""

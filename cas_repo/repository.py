@@ -16,20 +16,22 @@ from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .catalog import Catalog, ContentOverlap, EventCommit, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
+from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
 from .errors import (ConcurrentModificationError, IntegrityError, ModelDeletedError,
                      ModelNotFoundError, ObjectNotFoundError, StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
-from .metadata import ModelMetadata, check_metadata, parse_ref, validate_model_id, validate_version
+from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
 from .objects.pack import pack_size
 from .objects.store import NewEntry
+from .queries import QueryMixin
 
 DEFAULT_ROOT = "data/cas"
 # Saves with more content than this write their chunks before taking the catalog lock,
@@ -73,7 +75,19 @@ def _to_metadata(row: VersionRow) -> ModelMetadata:
     )
 
 
-class ModelStore:
+def _batch_to_metadata(b: HeadBatch) -> list[ModelMetadata]:
+    """What _to_metadata gives for each head, without a VersionRow per model."""
+    return [
+        ModelMetadata(model_id=b.model_id[i], experiment_name=b.experiment_name[i], model_type=b.model_type[i],
+                      hyperparameters=b.hyperparameters[i], metrics=b.metrics[i],
+                      created_at=datetime.fromisoformat(b.created_at[i]), qlib_recorder_id=b.qlib_recorder_id[i],
+                      tags=b.tags[i], version=b.version[i], digest=b.manifest[i], parents=b.parents[i],
+                      deleted=b.deleted[i], rollback_of=b.rollback_of[i], lineage=b.lineage[i])
+        for i in range(len(b))
+    ]
+
+
+class ModelStore(QueryMixin):
     """A versioned, content-addressed store of models (the synchronous core).
 
     Args:
@@ -86,6 +100,8 @@ class ModelStore:
         backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
         use_qlib_recorder: also log every save to Qlib's Recorder (dual track; needs
             ``qlib.init()``); see :mod:`cas_repo.qlib_support.recorder`.
+        clock: returns the time events are recorded at (default: the system clock); a
+            naive datetime is taken as local time. Lets imports and tests set history times.
     """
 
     def __init__(
@@ -97,6 +113,7 @@ class ModelStore:
         lock_timeout: float = 60.0,
         backend_options: dict[str, Any] | None = None,
         use_qlib_recorder: bool = False,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         text = os.fspath(root)
         remote = "://" in text and not text.startswith("file://")
@@ -112,6 +129,7 @@ class ModelStore:
             objects_url = str(local / "objects")
             catalog = catalog or local / CATALOG_FILE
         self.url = text
+        self._clock = clock
         catalog_path = Path(catalog).absolute()
         catalog_path.parent.mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
@@ -123,6 +141,9 @@ class ModelStore:
             self.recorder = RecorderMirror()
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return utc(self._clock()) if self._clock else datetime.now(timezone.utc)
 
     def close(self) -> None:
         """Release the catalog (and its lock in exclusive mode) and the backend."""
@@ -190,7 +211,7 @@ class ModelStore:
                         missing.append(content.manifest_entry)
                     version = (state.head_version if state else 0) + 1
                     seq = (state.last_seq if state else 0) + 1
-                    now = datetime.now(timezone.utc)
+                    now = self._now()
                     meta = _metadata_json(md)
                     record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
                                          tuple(f"{m}@{v}" for m, v in parents), rollback_of)
@@ -330,7 +351,10 @@ class ModelStore:
                     include_deleted: bool = False) -> list[ModelMetadata]:
         """The latest version of each model, newest first; tombstoned ones only on request."""
         with self.catalog.session() as s:
-            rows = s.heads(experiment_name, model_type, include_deleted)
+            batch = s.head_batch(experiment_name, model_type, include_deleted)
+            rows = s.heads(experiment_name, model_type, include_deleted) if batch is None else []
+        if batch is not None:
+            return _batch_to_metadata(batch)
         return [_to_metadata(r) for r in rows]
 
     def history(self, model_id: str) -> list[ModelMetadata]:
@@ -372,7 +396,7 @@ class ModelStore:
                                      model_id=model_id, version=to_version)
             md = _to_metadata(row)
             version, seq = state.head_version + 1, state.last_seq + 1
-            now = datetime.now(timezone.utc)
+            now = self._now()
             meta = _metadata_json(md)
             record = EventRecord("rollback", model_id, seq, version, now, Digest.from_hex(row.manifest),
                                  meta, tuple(md.parents), to_version)
@@ -413,7 +437,7 @@ class ModelStore:
                 return
             seq = state.last_seq + 1
             target = version or state.head_version
-            now = datetime.now(timezone.utc)
+            now = self._now()
             record = EventRecord(kind, model_id, seq, target, now, tags=tags or {})
             rbytes = record.to_bytes()
             rdig = hash_bytes(rbytes)

@@ -120,3 +120,107 @@ class ContentOverlap:
     @property
     def shared_fraction(self) -> float:
         return self.shared_bytes / self.b_bytes if self.b_bytes else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a model's event log; ``tags`` is what a save or tag event set (None: removed)."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    tags: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAt:
+    """A model's state at a point in time, replayed from its events."""
+
+    model_id: str
+    version: int
+    deleted: bool
+    last_seq: int
+    last_event_at: datetime
+
+    @property
+    def loaded_version(self) -> int | None:
+        """The version ``load_model(model_id)`` returned then (None while tombstoned)."""
+        return None if self.deleted else self.version
+
+
+@dataclass(frozen=True, slots=True)
+class LineageNode:
+    """A version reached through lineage edges, ``depth`` edges away at the nearest."""
+
+    model_id: str
+    version: int
+    depth: int
+    relation: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model_id}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Ancestors and descendants of one version, through parent and rollback edges."""
+
+    model_id: str
+    version: int
+    ancestors: tuple[LineageNode, ...]
+    descendants: tuple[LineageNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDiff:
+    """Bytes two manifests share and differ by, counting each distinct chunk once."""
+
+    shared_bytes: int
+    added_bytes: int
+    removed_bytes: int
+    shared_chunks: int
+    added_chunks: int
+    removed_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    """What ``export`` wrote: one Parquet file per view, all from one snapshot."""
+
+    directory: str
+    exported_at: datetime
+    rows: dict[str, int]
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeadBatch:
+    """The head versions of many models, column by column (index i = one model).
+
+    One value instead of a VersionRow per model: listing 100,000 models is dominated by
+    object construction, so the columns go straight into ModelMetadata.
+    """
+
+    model_id: tuple[str, ...]
+    version: tuple[int, ...]
+    manifest: tuple[str, ...]
+    kind: tuple[str, ...]
+    rollback_of: tuple[int | None, ...]
+    saved_at: tuple[datetime, ...]
+    logical_size: tuple[int, ...]
+    created_at: tuple[str, ...]
+    deleted: tuple[bool, ...]
+    tags: list[dict[str, str]]
+    parents: list[list[str]]
+    experiment_name: tuple[str, ...]
+    model_type: tuple[str, ...]
+    qlib_recorder_id: tuple[str | None, ...]
+    hyperparameters: list[Any]
+    metrics: list[Any]
+    lineage: list[Any]
+
+    def __len__(self) -> int:
+        return len(self.model_id)

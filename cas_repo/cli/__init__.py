@@ -13,11 +13,11 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from ..errors import CasRepoError, InvalidMetadataError, InvalidModelIdError, ModelNotFoundError
+from ..errors import CasRepoError, InvalidMetadataError, InvalidModelIdError, ModelNotFoundError, QueryError
 from .render import Output
 
 # Command modules, each registering one or more subcommands.
-COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.qlib")
+COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.compare", "cas_repo.cli.qlib")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        # Also accepted after the command; SUPPRESS keeps a --json given before it.
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                             help="machine-readable output")
     return parser
 
 
@@ -65,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         out.error(f"usage: {exc} (see `cas-repo --help`)")
         return EXIT_USAGE
-    except (InvalidModelIdError, InvalidMetadataError) as exc:
+    except (InvalidModelIdError, InvalidMetadataError, QueryError) as exc:
         out.error(str(exc))
         return EXIT_USAGE
     except ModelNotFoundError as exc:

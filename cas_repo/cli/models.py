@@ -1,4 +1,4 @@
-"""Everyday commands: ls, log, show, rollback, delete, undelete, tag."""
+"""Everyday commands: ls, log, show, rollback, delete, undelete, tag, stats."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from ..metadata import ModelMetadata, parse_ref, validate_model_id
 from .render import Output, human_bytes
 
 
-def _ref(text: str) -> tuple[str, int | None]:
+def ref(text: str) -> tuple[str, int | None]:
     """``MODEL_ID`` or ``MODEL_ID@VERSION``."""
     if "@" in text:
         return parse_ref(text)
     return validate_model_id(text), None
 
 
-def _md_json(md: ModelMetadata) -> dict[str, Any]:
+def md_json(md: ModelMetadata) -> dict[str, Any]:
     return {
         "model_id": md.model_id, "version": md.version, "experiment_name": md.experiment_name,
         "model_type": md.model_type, "created_at": md.created_at, "digest": md.digest,
@@ -26,13 +26,18 @@ def _md_json(md: ModelMetadata) -> dict[str, Any]:
     }
 
 
+def _as_of(store, args: argparse.Namespace):  # noqa: ANN001, ANN202 - ModelStore or StoreAsOf
+    """The store itself, or the store as of ``--as-of``."""
+    return store.as_of(args.as_of) if getattr(args, "as_of", None) else store
+
+
 def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
     with open_store(args) as store:
-        models = store.list_models(args.experiment, args.type, include_deleted=args.deleted)
+        models = _as_of(store, args).list_models(args.experiment, args.type, include_deleted=args.deleted)
     if out.json_mode:
-        out.json([_md_json(m) for m in models])
+        out.json([md_json(m) for m in models])
         return 0
     out.table(
         ["model_id", "version", "experiment", "type", "created_at", "metrics", "deleted"],
@@ -42,21 +47,38 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _event_note(e, md: ModelMetadata | None) -> str:  # noqa: ANN001 - an Event
+    parts = []
+    if e.kind == "rollback" and md is not None:
+        parts.append(f"rollback to v{md.rollback_of}")
+    elif e.kind in ("delete", "undelete"):
+        parts.append(f"{e.kind}d")
+    if e.tags:
+        parts.append("tags " + ", ".join(f"{k}={v}" if v is not None else f"-{k}" for k, v in e.tags.items()))
+    return "; ".join(parts)
+
+
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
-    model_id, _ = _ref(args.model)
+    model_id, _ = ref(args.model)
     with open_store(args) as store:
-        versions = store.history(model_id)
+        versions = {m.version: m for m in store.history(model_id)}
+        events = store.events(model_id)
+    made = {e.version: e for e in events if e.kind in ("save", "rollback")}
     if out.json_mode:
-        out.json([_md_json(m) for m in versions])
+        out.json([{"seq": e.seq, "event": e.kind, "at": e.at, "version": e.version, "tags_set": e.tags,
+                   **({"metadata": md_json(versions[e.version])} if made.get(e.version) is e else {})}
+                  for e in events])
         return 0
-    out.table(
-        ["version", "created_at", "digest", "metrics", "parents", "note"],
-        [[m.version, m.created_at, (m.digest or "")[:12], m.metrics, ",".join(m.parents),
-          f"rollback of v{m.rollback_of}" if m.rollback_of else ""] for m in versions],
-    )
-    if versions and versions[-1].deleted:
+    rows = []
+    for e in events:
+        md = versions.get(e.version) if made.get(e.version) is e else None
+        rows.append([e.seq, e.at, e.kind, e.version, (md.digest or "")[:12] if md else "",
+                     md.metrics if md else "", ",".join(md.parents) if md else "", _event_note(e, md)])
+    out.table(["seq", "at (UTC)", "event", "version", "digest", "metrics", "parents", "note"], rows)
+    last = versions[max(versions)]
+    if last.deleted:
         out.line(f"({model_id} is deleted; `cas-repo undelete {model_id}` brings it back)")
     return 0
 
@@ -64,13 +86,13 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
 def cmd_show(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
-    model_id, version = _ref(args.model)
+    model_id, version = ref(args.model)
     with open_store(args) as store:
-        md = store.get_model_metadata(model_id, version)
+        md = _as_of(store, args).get_model_metadata(model_id, version)
     if out.json_mode:
-        out.json(_md_json(md))
+        out.json(md_json(md))
         return 0
-    for k, v in _md_json(md).items():
+    for k, v in md_json(md).items():
         out.line(f"{k:>17}: {v if v not in (None, {}, []) else '-'}")
     return 0
 
@@ -104,7 +126,7 @@ def cmd_delete(args: argparse.Namespace, out: Output) -> int:
 def cmd_tag(args: argparse.Namespace, out: Output) -> int:
     from . import UsageError, open_store
 
-    model_id, version = _ref(args.model)
+    model_id, version = ref(args.model)
     tags: dict[str, str | None] = {}
     for item in args.tags:
         key, sep, value = item.partition("=")
@@ -142,14 +164,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment")
     p.add_argument("--type")
     p.add_argument("--deleted", action="store_true", help="include deleted models")
+    p.add_argument("--as-of", metavar="TIME", help="as the store stood at TIME (ISO 8601, e.g. 2026-01-09T18:00Z)")
     p.set_defaults(handler=cmd_ls)
 
-    p = sub.add_parser("log", help="every version of a model")
+    p = sub.add_parser("log", help="a model's history: saves, rollbacks, deletes, undeletes, tags")
     p.add_argument("model", metavar="MODEL_ID")
     p.set_defaults(handler=cmd_log)
 
     p = sub.add_parser("show", help="metadata of a version")
     p.add_argument("model", metavar="MODEL_ID[@VERSION]")
+    p.add_argument("--as-of", metavar="TIME", help="as it stood at TIME (tags, deletion) (ISO 8601)")
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("rollback", help="append a version equal to an older one")

@@ -31,10 +31,6 @@ CREATE TABLE versions (
     hyperparameters  JSON NOT NULL,
     lineage          JSON NOT NULL,
     metadata_json    VARCHAR NOT NULL,
-    -- Denormalized for one-query reads: explicit parents ('model@3') and current tags
-    -- (the lineage and tags tables hold the same facts in queryable form).
-    parents          VARCHAR[] NOT NULL,
-    tags             MAP(VARCHAR, VARCHAR) NOT NULL,
     PRIMARY KEY (model_id, version)
 );
 

@@ -1,0 +1,94 @@
+"""Time travel: a read-only view of a store as it stood at one moment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .catalog import history
+from .catalog.values import ModelAt, VersionRow
+from .errors import InvalidMetadataError, ModelDeletedError, ModelNotFoundError
+from .metadata import ModelMetadata, utc, validate_model_id, validate_version
+
+if TYPE_CHECKING:
+    from .repository import ModelStore
+
+
+def as_timestamp(at: object) -> datetime:
+    """``at`` as an aware UTC datetime: a datetime (naive = local time) or ISO 8601 text.
+
+    Raises:
+        InvalidMetadataError: anything else.
+    """
+    if isinstance(at, str):
+        try:
+            at = datetime.fromisoformat(at.strip())
+        except ValueError as exc:
+            raise InvalidMetadataError(
+                f"{at!r} is not an ISO 8601 time: use e.g. 2026-01-09 or 2026-01-09T18:00Z") from exc
+    if not isinstance(at, datetime):
+        raise InvalidMetadataError(f"a point in time is a datetime or ISO 8601 text, got {type(at).__name__}")
+    return utc(at)
+
+
+class StoreAsOf:
+    """The store's history replayed up to ``at`` (inclusive): what readers saw then.
+
+    Tags and tombstones are those of that time; a model first saved later does not exist.
+    Obtain one with :meth:`ModelStore.as_of`.
+    """
+
+    def __init__(self, store: "ModelStore", at: datetime) -> None:
+        self.store = store
+        self.at = as_timestamp(at)
+
+    def __repr__(self) -> str:
+        return f"StoreAsOf({self.store.url!r}, {self.at.isoformat()})"
+
+    def models(self) -> list[ModelAt]:
+        """Every model that existed then: its newest version and whether it was tombstoned."""
+        with self.store.catalog.session() as s:
+            return history.models_at(s, self.at)
+
+    def list_models(self, experiment_name: str | None = None, model_type: str | None = None,
+                    include_deleted: bool = False) -> list[ModelMetadata]:
+        """What ``list_models`` returned then: each model's newest version, newest first."""
+        with self.store.catalog.session() as s:
+            rows = history.versions_at(s, self.at, experiment_name=experiment_name,
+                                       model_type=model_type, include_deleted=include_deleted)
+        return [_metadata(r) for r in rows]
+
+    def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata:
+        """What ``get_model_metadata`` returned then (tags of that time).
+
+        Raises:
+            ModelNotFoundError: the model (or version) did not exist yet.
+            ModelDeletedError: the model was tombstoned then and no version was given.
+        """
+        return _metadata(self._row(model_id, version))
+
+    def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]:
+        """The model ``load_model`` returned then, read (and verified) from today's store."""
+        row = self._row(model_id, version)
+        return self.store._load_row(row), _metadata(row)
+
+    def _row(self, model_id: str, version: int | None) -> VersionRow:
+        validate_model_id(model_id)
+        if version is not None:
+            validate_version(version)
+        with self.store.catalog.session() as s:
+            rows = history.versions_at(s, self.at, model_id=model_id, version=version)
+        when = f"as of {self.at.isoformat()}"
+        if not rows:
+            raise ModelNotFoundError(model_id, version, hint=f"it did not exist {when}")
+        if version is None and rows[0].deleted:
+            err = ModelDeletedError(model_id)
+            err.args = (f"model {model_id!r} was deleted {when}; pass a version to read one",)
+            raise err
+        return rows[0]
+
+
+def _metadata(row: VersionRow) -> ModelMetadata:
+    from .repository import _to_metadata
+
+    return _to_metadata(row)

@@ -1,0 +1,96 @@
+"""History reads: event log, state as of a time, lineage walks and content diffs.
+
+They use the macros and views of ``0002_views.sql``, so the library answers exactly what
+users' SQL over the same views answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from .catalog import Session, _VERSION_COLS, naive_utc
+from .values import ContentDiff, Event, Lineage, LineageNode, ModelAt, VersionRow
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc)
+
+
+def events(s: Session, model_id: str) -> list[Event]:
+    """Every event of ``model_id`` in order, with the tags each one set."""
+    tags: dict[int, dict[str, str | None]] = {}
+    for seq, key, value in s._all(
+            "SELECT seq, key, value FROM event_tags WHERE model_id = ? ORDER BY seq, key", [model_id]):
+        tags.setdefault(seq, {})[key] = value
+    return [
+        Event(model_id, seq, kind, version, _aware(at), tags.get(seq, {}))
+        for seq, kind, version, at in s._all(
+            "SELECT seq, kind, version, event_at FROM events WHERE model_id = ? ORDER BY seq", [model_id])
+    ]
+
+
+def models_at(s: Session, at: datetime, model_id: str | None = None) -> list[ModelAt]:
+    """The state of each model (or of one) at ``at``, replayed from the event log."""
+    rows = s._all(
+        "SELECT model_id, version, deleted, last_seq, last_event_at FROM models_as_of(?) "
+        "WHERE ? IS NULL OR model_id = ? ORDER BY model_id",
+        [naive_utc(at), model_id, model_id])
+    return [ModelAt(m, v, d, q, _aware(t)) for m, v, d, q, t in rows if v is not None]
+
+
+def versions_at(s: Session, at: datetime, *, model_id: str | None = None, version: int | None = None,
+                experiment_name: str | None = None, model_type: str | None = None,
+                include_deleted: bool = True) -> list[VersionRow]:
+    """Version rows as they stood at ``at``: tags and the ``deleted`` flag of that time.
+
+    With ``version`` None, each model's newest version then (newest save first);
+    otherwise that version, if it existed then.
+    """
+    t = naive_utc(at)
+    pick = "v.version = a.version" if version is None else "v.version = ?"
+    params: list = [t] + ([] if version is None else [version])
+    rows = s._all(
+        f"SELECT {_VERSION_COLS.replace('m.deleted', 'a.deleted')} "
+        "FROM models_as_of(?) a JOIN versions v ON v.model_id = a.model_id AND " + pick + " "
+        "WHERE v.version <= a.version AND (? IS NULL OR a.model_id = ?) "
+        "AND (? IS NULL OR v.experiment_name = ?) AND (? IS NULL OR v.model_type = ?) "
+        "AND (? OR NOT a.deleted) ORDER BY v.saved_at DESC, v.model_id",
+        params + [model_id, model_id, experiment_name, experiment_name, model_type, model_type,
+                  include_deleted])
+    found = s._rows_to_versions(rows)
+    if not found:
+        return []
+    ids = sorted({r.model_id for r in found})
+    tags: dict[tuple[str, int], dict[str, str]] = {}
+    for mid, ver, key, value in s._all(
+            "SELECT model_id, version, key, value FROM tags_as_of(?) "
+            "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY key", [t, ids]):
+        tags.setdefault((mid, ver), {})[key] = value
+    return [dataclasses.replace(r, tags=tags.get((r.model_id, r.version), {})) for r in found]
+
+
+def lineage(s: Session, model_id: str, version: int) -> Lineage:
+    """Ancestors and descendants of ``model_id@version`` (nearest first)."""
+    def walk(macro: str) -> tuple[LineageNode, ...]:
+        # `macro` is one of the two names below, never a caller's text.
+        return tuple(LineageNode(*r) for r in s._all(
+            f"SELECT model_id, version, depth, relation FROM {macro}(?, ?)", [model_id, version]))
+
+    return Lineage(model_id, version, walk("lineage_ancestors"), walk("lineage_descendants"))
+
+
+def content_diff(s: Session, manifest_a: str, manifest_b: str) -> ContentDiff:
+    """Distinct chunk bytes shared by two manifests, added in ``b`` and dropped from ``a``."""
+    (shared, added, removed, n_shared, n_added, n_removed), = s._all(
+        "WITH a AS (SELECT DISTINCT chunk, size FROM manifest_chunks WHERE manifest = ?), "
+        "b AS (SELECT DISTINCT chunk, size FROM manifest_chunks WHERE manifest = ?), "
+        "j AS (SELECT a.chunk IS NOT NULL AS in_a, b.chunk IS NOT NULL AS in_b, "
+        "coalesce(a.size, b.size) AS size FROM a FULL OUTER JOIN b ON a.chunk = b.chunk) "
+        "SELECT coalesce(sum(size) FILTER (WHERE in_a AND in_b), 0), "
+        "coalesce(sum(size) FILTER (WHERE in_b AND NOT in_a), 0), "
+        "coalesce(sum(size) FILTER (WHERE in_a AND NOT in_b), 0), "
+        "count(*) FILTER (WHERE in_a AND in_b), count(*) FILTER (WHERE in_b AND NOT in_a), "
+        "count(*) FILTER (WHERE in_a AND NOT in_b) FROM j",
+        [manifest_a, manifest_b])
+    return ContentDiff(int(shared), int(added), int(removed), n_shared, n_added, n_removed)
+

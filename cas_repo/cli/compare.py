@@ -1,0 +1,99 @@
+"""Comparing versions: ``diff MODEL@A MODEL@B`` and ``lineage MODEL@V``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .models import md_json, ref
+from .render import Output, human_bytes
+
+
+def _num(v: Any) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+def cmd_diff(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    (ma, va), (mb, vb) = ref(args.a), ref(args.b)
+    with open_store(args) as store:
+        a = (ma, va if va is not None else store.get_model_metadata(ma).version)
+        b = (mb, vb if vb is not None else store.get_model_metadata(mb).version)
+        d = store.diff(a, b)
+    c = d.content
+    if out.json_mode:
+        out.json({
+            "a": md_json(d.a), "b": md_json(d.b), "same_content": d.same_content,
+            "hyperparameters": {k: {"a": x, "b": y} for k, (x, y) in d.hyperparameters.items()},
+            "metrics": {k: {"a": x, "b": y, "delta": None if x is None or y is None else y - x}
+                        for k, (x, y) in d.metrics.items()},
+            "content": c,
+        })
+        return 0
+    ra, rb = f"{d.a.model_id}@{d.a.version}", f"{d.b.model_id}@{d.b.version}"
+    out.line(f"a: {ra}  {d.a.digest[:12]}  {d.a.experiment_name}/{d.a.model_type}")
+    out.line(f"b: {rb}  {d.b.digest[:12]}  {d.b.experiment_name}/{d.b.model_type}")
+    out.line()
+    if d.hyperparameters:
+        out.table(["hyperparameter", "a", "b"],
+                  [[k, "-" if x is None else repr(x), "-" if y is None else repr(y)]
+                   for k, (x, y) in d.hyperparameters.items()])
+    else:
+        out.line("hyperparameters: identical")
+    out.line()
+    if d.metrics:
+        out.table(["metric", "a", "b", "delta"],
+                  [[k, _num(x), _num(y), "-" if x is None or y is None else f"{y - x:+.6g}"]
+                   for k, (x, y) in d.metrics.items()])
+        out.line()
+    total_b = c.shared_bytes + c.added_bytes
+    share = f" ({100 * c.shared_bytes / total_b:.1f}% of b)" if total_b else ""
+    if d.same_content:
+        out.line("content: identical (same manifest)")
+    out.line(f"bytes shared  {human_bytes(c.shared_bytes):>10}  in {c.shared_chunks} chunks{share}")
+    out.line(f"bytes added   {human_bytes(c.added_bytes):>10}  in {c.added_chunks} chunks (only in b)")
+    out.line(f"bytes removed {human_bytes(c.removed_bytes):>10}  in {c.removed_chunks} chunks (only in a)")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
+    from . import UsageError, open_store
+
+    model_id, version = ref(args.model)
+    with open_store(args) as store:
+        if version is None:
+            version = store.get_model_metadata(model_id).version
+        lin = store.lineage(model_id, version)
+    if args.direction == "ancestors":
+        groups = [("ancestor", lin.ancestors)]
+    elif args.direction == "descendants":
+        groups = [("descendant", lin.descendants)]
+    elif args.direction == "both":
+        groups = [("ancestor", lin.ancestors), ("descendant", lin.descendants)]
+    else:  # pragma: no cover - argparse restricts choices
+        raise UsageError(f"unknown direction {args.direction!r}")
+    if out.json_mode:
+        out.json({"model_id": lin.model_id, "version": lin.version,
+                  **{f"{name}s": [n for n in nodes] for name, nodes in groups}})
+        return 0
+    rows = [[name, n.ref, n.depth, n.relation] for name, nodes in groups for n in nodes]
+    if not rows:
+        out.line(f"{model_id}@{version} has no {'ancestors or descendants' if len(groups) == 2 else groups[0][0] + 's'}")
+        return 0
+    out.table(["direction", "version", "depth", "relation"], rows)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="compare two versions: hyperparameters, metrics, bytes shared/added")
+    p.add_argument("a", metavar="MODEL_ID[@VERSION]")
+    p.add_argument("b", metavar="MODEL_ID[@VERSION]")
+    p.set_defaults(handler=cmd_diff)
+
+    p = sub.add_parser("lineage", help="ancestors and descendants of a version (parents and rollbacks)")
+    p.add_argument("model", metavar="MODEL_ID[@VERSION]")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ancestors", dest="direction", action="store_const", const="ancestors")
+    g.add_argument("--descendants", dest="direction", action="store_const", const="descendants")
+    p.set_defaults(handler=cmd_lineage, direction="both")

@@ -1,0 +1,127 @@
+"""SQL commands: ``sql`` (one read-only query, as a table, CSV, JSON or Parquet) and ``export``."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from .render import Output, human_bytes
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _plain(value: Any, typ: pa.DataType) -> Any:
+    """An Arrow value as plain Python: maps become dicts, times ISO text."""
+    if value is None:
+        return None
+    if pa.types.is_map(typ):
+        return {k: _plain(v, typ.item_type) for k, v in value}
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return [_plain(v, typ.value_type) for v in value]
+    if pa.types.is_struct(typ):
+        return {f.name: _plain(value[f.name], f.type) for f in typ}
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _cell(v: Any) -> Any:
+    return "[" + ", ".join(str(x) for x in v) + "]" if isinstance(v, list) else v
+
+
+def rows_of(table: pa.Table) -> list[dict[str, Any]]:
+    fields = list(table.schema)
+    return [{f.name: _plain(r[f.name], f.type) for f in fields} for r in table.to_pylist()]
+
+
+def _flat_for_csv(table: pa.Table) -> pa.Table:
+    """Nested columns (maps, lists, structs) as JSON text, which CSV can hold."""
+    cols = []
+    for f, col in zip(table.schema, table.columns):
+        if pa.types.is_nested(f.type):
+            col = pa.array([None if v is None else json.dumps(_plain(v, f.type), sort_keys=True)
+                            for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
+def write_table(table: pa.Table, fmt: str, out: Output, path: str | None) -> None:
+    """Render ``table`` as ``fmt`` to ``path`` (or stdout; Parquet needs a path)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path, compression="zstd")
+        return
+    if fmt == "table":
+        rows = rows_of(table)
+        buf = io.StringIO()
+        Output(buf, sys.stderr).table(table.column_names, [[_cell(v) for v in r.values()] for r in rows])
+        text = buf.getvalue() + f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})\n"
+    elif fmt == "json":
+        text = json.dumps(rows_of(table), indent=2, sort_keys=False, default=str) + "\n"
+    else:
+        import pyarrow.csv as pacsv
+
+        sink = io.BytesIO()
+        pacsv.write_csv(_flat_for_csv(table), sink)
+        text = sink.getvalue().decode("utf-8")
+    if path is None:
+        out.stdout.write(text)
+    else:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+
+def cmd_sql(args: argparse.Namespace, out: Output) -> int:
+    from . import UsageError, open_store
+
+    fmt = "json" if out.json_mode and args.format is None else (args.format or "table")
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet needs --out FILE")
+    try:
+        params = json.loads(args.params) if args.params else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--params is not valid JSON: {exc}") from exc
+    if params is not None and not isinstance(params, (list, dict)):
+        raise UsageError("--params is a JSON list (for ?) or object (for $name)")
+    with open_store(args) as store:
+        table = store.sql(args.query, params)
+    try:
+        write_table(table, fmt, out, args.out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+    if args.out and not out.json_mode:
+        out.stderr.write(f"wrote {table.num_rows} rows to {args.out}\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    with open_store(args) as store:
+        report = store.export(args.directory)
+    if out.json_mode:
+        out.json(report)
+        return 0
+    out.table(["view", "rows"], [[v, n] for v, n in report.rows.items()])
+    out.line(f"wrote {len(report.rows)} Parquet files ({human_bytes(report.bytes)}) to {report.directory}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sql", help="run one read-only SQL query over the catalog views (docs/sql.md)")
+    p.add_argument("query", metavar="SQL")
+    p.add_argument("--format", choices=FORMATS, help="output format (default: table; json with --json)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--params", metavar="JSON", help="bound parameters: a JSON list for ?, object for $name")
+    p.set_defaults(handler=cmd_sql)
+
+    p = sub.add_parser("export", help="write every catalog view as Parquet into DIR")
+    p.add_argument("directory", metavar="DIR")
+    p.set_defaults(handler=cmd_export)
