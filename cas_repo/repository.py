@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import faults
 from .catalog import Catalog, EventCommit, SaveCommit, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .content import Content, from_content, to_content
@@ -178,6 +179,8 @@ class ModelStore:
                     rbytes = record.to_bytes()
                     rdig = hash_bytes(rbytes)
                     locs = self.objects.write(missing + [NewEntry(rdig, RECORD, rbytes, compress=False)])
+                    if faults.ARMED:
+                        faults.crash_point("objects-written")
                     new = tuple(prewritten) + tuple(locs)
                     s.commit_save(SaveCommit(
                         model_id=md.model_id, version=version, seq=seq, kind=kind,
@@ -191,6 +194,8 @@ class ModelStore:
                         manifest_chunks=tuple((c.digest.hex, c.size) for c in content.manifest.chunks()),
                         new_packs=_packs_of(new),
                     ))
+                    if faults.ARMED:
+                        faults.crash_point("after-commit")
                     return version
             except ConcurrentModificationError:
                 if attempt == _COMMIT_RETRIES - 1:
@@ -375,8 +380,12 @@ class ModelStore:
             rbytes = record.to_bytes()
             rdig = hash_bytes(rbytes)
             locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
+            if faults.ARMED:
+                faults.crash_point("objects-written")
             s.commit_event(EventCommit(model_id, seq, kind, target, now, rdig.hex, deleted,
                                        tags or {}, tuple(locs), _packs_of(locs)))
+            if faults.ARMED:
+                faults.crash_point("after-commit")
 
     def set_tags(self, model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
         """Set (or, with value None, remove) tags on a version (default: the latest)."""

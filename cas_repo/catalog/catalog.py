@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
+from .. import faults
 from ..digest import Digest
 from ..errors import CatalogCorruptError, CatalogError, ConcurrentModificationError
 from ..location import Location
@@ -321,6 +322,8 @@ class Session:
                 "head_version = excluded.head_version, last_seq = excluded.last_seq, "
                 "deleted = false, updated_at = excluded.updated_at",
                 [c.model_id, c.experiment_name, c.model_type, c.version, c.seq, at])
+            if faults.ARMED:
+                faults.crash_point("inside-transaction")
 
     def commit_event(self, c: EventCommit) -> None:
         """Record a delete, undelete or tag event."""
@@ -338,3 +341,5 @@ class Session:
             self.con.execute(
                 "UPDATE models SET last_seq = ?, deleted = ?, updated_at = ? WHERE model_id = ?",
                 [c.seq, c.deleted, at, c.model_id])
+            if faults.ARMED:
+                faults.crash_point("inside-transaction")

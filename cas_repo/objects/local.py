@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from .. import faults
 from ..errors import ObjectNotFoundError, StoreError
 from .backend import Buffer, ObjectBackend, ObjectInfo
 from .keys import is_valid_key
@@ -107,11 +108,15 @@ class LocalBackend(ObjectBackend):
                     while view:
                         n = os.write(fd, view)
                         view = view[n:]
+                if faults.ARMED:
+                    faults.crash_point("after-temp-write")
                 if self._fsync:
                     os.fsync(fd)
                 os.fchmod(fd, 0o444)
             finally:
                 os.close(fd)
+            if faults.ARMED:
+                faults.crash_point("after-fsync")
             os.rename(tmp, path)
         except BaseException as exc:
             try:
@@ -121,6 +126,8 @@ class LocalBackend(ObjectBackend):
             if isinstance(exc, OSError):
                 raise _io_error("write", path, exc) from exc
             raise
+        if faults.ARMED:
+            faults.crash_point("after-rename")
         if self._fsync:
             self._fsync_dir(path.parent)
         return True
