@@ -22,7 +22,7 @@ from .catalog import Catalog, EventCommit, SaveCommit, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
-from .errors import (ConcurrentModificationError, IntegrityError, ModelDeletedError,
+from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError, ModelDeletedError,
                      ModelNotFoundError, ObjectNotFoundError, StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
@@ -111,6 +111,9 @@ class ModelStore:
         catalog_path = Path(catalog).absolute()
         catalog_path.parent.mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
+        if not catalog_path.exists() and next(self.objects.list_packs(), None) is not None:
+            # A new, empty catalog over old packs would hand out version numbers again.
+            raise CatalogCorruptError(str(catalog_path), "it is missing, but the object store holds packs")
         self.catalog = Catalog(catalog_path, exclusive=exclusive, lock_timeout=lock_timeout)
 
     # -- lifecycle ---------------------------------------------------------------------

@@ -46,13 +46,33 @@ def naive_utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def _translate(exc: duckdb.Error, what: str) -> CatalogError:
+# DuckDB reports damage in these words; such a catalog must never be used further.
+_CORRUPTION = ("Corrupt database file", "not a valid DuckDB database", "Failure while replaying WAL",
+               "Could not read enough bytes", "does not match stored checksum",
+               "database has been invalidated")
+
+
+def _is_corruption(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in _CORRUPTION)
+
+
+def _translate(exc: duckdb.Error, what: str, path: Path | None = None) -> CatalogError:
+    if _is_corruption(exc):
+        return CatalogCorruptError(str(path) if path else "file", f"{what} failed: {exc}")
     if isinstance(exc, (duckdb.ConstraintException, duckdb.TransactionException)):
         return ConcurrentModificationError(f"{what} conflicted with another writer: {exc}")
     text = str(exc)
     if "No space left" in text or "disk is full" in text.lower():
         return CatalogError(f"{what} failed: the disk is full; free space and retry (nothing was recorded)")
     return CatalogError(f"{what} failed: {text}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class Catalog:
@@ -78,21 +98,44 @@ class Catalog:
                 pass
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.is_symlink():
+            raise CatalogError(f"{wal} is a symlink; refusing to let the catalog write through it")
+        pending = _size(wal)  # a WAL left behind means the last session did not close
         try:
             con = duckdb.connect(str(self.path))
         except duckdb.Error as exc:
             raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
         try:
+            if pending:
+                self._absorb_wal(con, wal, pending)
             if not self._migrated:
                 migrate(con)
                 self._migrated = True
         except duckdb.Error as exc:
             con.close()
+            if _is_corruption(exc):
+                raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
             raise CatalogError(f"migrating the catalog {self.path} failed: {exc}") from exc
         except BaseException:
             con.close()
             raise
         return con
+
+    def _absorb_wal(self, con: duckdb.DuckDBPyConnection, wal: Path, pending: int) -> None:
+        """Fold a left-over WAL into the file now, and refuse the catalog if DuckDB ignored it.
+
+        DuckDB replays a WAL whose body is damaged with an error, but one whose first
+        bytes are damaged it skips without a word: the transactions in it (acknowledged
+        saves) are gone, and the next session's checkpoint deletes the evidence. A WAL
+        that survives an explicit checkpoint is exactly that case.
+        """
+        con.execute("CHECKPOINT")
+        if _size(wal):
+            con.close()
+            raise CatalogCorruptError(
+                str(self.path), f"its write-ahead log {wal.name} ({pending} bytes) is unreadable and "
+                "DuckDB skipped it, so committed versions may be missing; keep the .wal file with it")
 
     @contextmanager
     def session(self) -> Iterator["Session"]:
@@ -101,11 +144,11 @@ class Catalog:
             raise CatalogError("the store is closed; open a new ModelStore")
         with self.lock:
             if self._con is not None:
-                yield Session(self._con)
+                yield Session(self._con, self.path)
                 return
             con = self._connect()
             try:
-                yield Session(con)
+                yield Session(con, self.path)
             finally:
                 con.close()
 
@@ -125,8 +168,9 @@ class Catalog:
 class Session:
     """Catalog operations on one open connection; every mutation is one transaction."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
         self.con = con
+        self.path = path
 
     # -- helpers -------------------------------------------------------------------
 
@@ -134,7 +178,7 @@ class Session:
         try:
             return self.con.execute(sql, params).fetchall()
         except duckdb.Error as exc:
-            raise _translate(exc, "a catalog query") from exc
+            raise _translate(exc, "a catalog query", self.path) from exc
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[None]:
@@ -144,7 +188,7 @@ class Session:
             self.con.commit()
         except duckdb.Error as exc:
             self._rollback()
-            raise _translate(exc, what) from exc
+            raise _translate(exc, what, self.path) from exc
         except BaseException:
             self._rollback()
             raise
