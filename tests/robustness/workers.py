@@ -60,14 +60,52 @@ def cmd_delete(root: str, model_id: str) -> None:
     _say("ack delete")
 
 
+def _wait_for_gate() -> None:
+    """Start together: block until the parent creates the file named by CAS_TEST_GATE."""
+    gate = os.environ.get("CAS_TEST_GATE")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.002)
+
+
 def cmd_saver(root: str, model_id: str, count: str, first_seed: str, size: str) -> None:
-    """``count`` saves of distinct payloads to one model_id; prints ``ack <version> <fp>`` each."""
+    """``count`` saves to one model_id (same payload if ``first_seed`` ends in '='); acks each."""
+    same = first_seed.endswith("=")
+    first = int(first_seed.rstrip("="))
     with ModelStore(root, lock_timeout=120) as store:
+        _say("ready")
+        _wait_for_gate()
         for i in range(int(count)):
-            model = payload(int(first_seed) + i, int(size))
+            model = payload(first if same else first + i, int(size))
             md = metadata(model_id)
             store.save_model(model, md)
             _say("ack", md.version, fingerprint(model))
+
+
+def cmd_reader(root: str, model_id: str, stop_file: str) -> None:
+    """Read while others write, until ``stop_file`` exists; every answer is checked for sense.
+
+    Prints ``reads <n>`` at the end; any exception (or a garbled answer) exits non-zero.
+    """
+    reads, last_count = 0, 0
+    with ModelStore(root, lock_timeout=120) as store:
+        _say("ready")
+        while not os.path.exists(stop_file):
+            heads = store.list_models()
+            for md in heads:
+                assert md.model_id == model_id and md.version >= 1, md
+            if heads:
+                model, md = store.load_model(model_id)
+                # A payload regenerates from its seed: any torn or mixed read shows here.
+                assert fingerprint(model) == fingerprint(payload(model["seed"], model["size"])), md
+                assert md.digest and md.version >= heads[0].version
+            with store.catalog.session() as s:
+                count, top = s.con.execute(
+                    "SELECT count(*), coalesce(max(version), 0) FROM versions WHERE model_id = ?",
+                    [model_id]).fetchone()
+            assert count == top >= last_count, (count, top, last_count)  # no gaps, never backwards
+            last_count = count
+            reads += 1
+    _say("reads", reads)
 
 
 def cmd_hold_lock(root: str, seconds: str) -> None:
