@@ -28,6 +28,7 @@ from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
+from .objects.keys import parse_pack_key
 from .objects.pack import pack_size
 from .objects.store import NewEntry
 
@@ -269,8 +270,10 @@ class ModelStore:
         try:
             return self.objects.read_many(locs)
         except ObjectNotFoundError as exc:
-            raise IntegrityError(f"a pack is missing from the object store ({exc.key})",
-                                 expected=locs[0].digest.hex, actual="missing") from exc
+            gone = parse_pack_key(exc.key)
+            lost = next((l for l in locs if l.pack == gone), locs[0])
+            raise IntegrityError(f"pack {lost.pack.hex} is missing from the object store",
+                                 expected=lost.digest.hex, actual="missing") from exc
 
     def load_models(self, model_ids: Iterable[str], *, max_workers: int = 4) -> list[tuple[Any, ModelMetadata]]:
         """Load several models (latest versions) with a small thread pool, in order."""
