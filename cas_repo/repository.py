@@ -31,6 +31,7 @@ from .objects import ObjectStore, open_backend
 from .objects.keys import parse_pack_key
 from .objects.pack import pack_size
 from .objects.store import NewEntry
+from .sealing import StoreKey
 
 DEFAULT_ROOT = "data/cas"
 # Saves with more content than this write their chunks before taking the catalog lock,
@@ -85,6 +86,8 @@ class ModelStore:
             so many processes can share the store.
         lock_timeout: seconds to wait for the catalog lock before ``CatalogLockedError``.
         backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
+        key: secret for keyed integrity (default: ``CAS_REPO_KEY``, else none): records are
+            sealed on save and a load refuses any version whose seal does not verify.
     """
 
     def __init__(
@@ -95,7 +98,9 @@ class ModelStore:
         exclusive: bool = False,
         lock_timeout: float = 60.0,
         backend_options: dict[str, Any] | None = None,
+        key: str | bytes | None = None,
     ) -> None:
+        self._key = StoreKey.configured(key)
         text = os.fspath(root)
         remote = "://" in text and not text.startswith("file://")
         if remote:
@@ -180,7 +185,7 @@ class ModelStore:
                     meta = _metadata_json(md)
                     record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
                                          tuple(f"{m}@{v}" for m, v in parents), rollback_of)
-                    rbytes = record.to_bytes()
+                    rbytes = self._record_bytes(record)
                     rdig = hash_bytes(rbytes)
                     locs = self.objects.write(missing + [NewEntry(rdig, RECORD, rbytes, compress=False)])
                     if faults.ARMED:
@@ -205,6 +210,10 @@ class ModelStore:
                 if attempt == _COMMIT_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _record_bytes(self, record: EventRecord) -> bytes:
+        raw = record.to_bytes()
+        return self._key.seal(raw) if self._key else raw
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -246,7 +255,10 @@ class ModelStore:
     def _load_row(self, row: VersionRow) -> Any:
         with self.catalog.session() as s:
             mloc, chunk_locs = s.content_locations(row.manifest)
+            rloc = s.present([row.record]).get(row.record) if self._key else None
         try:
+            if self._key:
+                self._check_seal(row, rloc)
             if mloc is None:
                 raise IntegrityError("the catalog has no location for the manifest", expected=row.manifest,
                                      actual="missing")
@@ -265,6 +277,24 @@ class ModelStore:
             return from_content(manifest, read)
         except IntegrityError as exc:
             raise exc.with_version(row.model_id, row.version) from exc
+
+    def _check_seal(self, row: VersionRow, rloc: Location | None) -> None:
+        """The version's record verifies under the key and says what the catalog row says."""
+        if rloc is None:
+            raise IntegrityError("the catalog has no location for the version's record",
+                                 expected=row.record or "a record", actual="missing")
+        data = self._read([rloc])[0]
+        self._key.check(data)
+        rec = EventRecord.from_bytes(data)
+        claimed = (row.model_id, row.version, row.kind, row.manifest, row.metadata)
+        sealed = (rec.model_id, rec.version, rec.kind, rec.manifest.hex if rec.manifest else None,
+                  rec.metadata)
+        names = ("model_id", "version", "kind", "manifest", "metadata")
+        for name, said, vouched in zip(names, claimed, sealed):
+            if said != vouched:
+                raise IntegrityError(f"the catalog's {name} for this version differs from its sealed "
+                                     "record: the catalog was altered",
+                                     expected=str(vouched)[:64], actual=str(said)[:64])
 
     def _read(self, locs: Sequence[Location]) -> list[bytes | memoryview]:
         try:
@@ -344,7 +374,7 @@ class ModelStore:
             meta = _metadata_json(md)
             record = EventRecord("rollback", md.model_id, seq, version, now, Digest.from_hex(known.manifest),
                                  meta, tuple(md.parents), rollback_of)
-            rbytes = record.to_bytes()
+            rbytes = self._record_bytes(record)
             rdig = hash_bytes(rbytes)
             locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
             s.commit_save(SaveCommit(
@@ -383,7 +413,7 @@ class ModelStore:
             target = version or state.head_version
             now = datetime.now(timezone.utc)
             record = EventRecord(kind, model_id, seq, target, now, tags=tags or {})
-            rbytes = record.to_bytes()
+            rbytes = self._record_bytes(record)
             rdig = hash_bytes(rbytes)
             locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
             if faults.ARMED:

@@ -35,7 +35,7 @@ _BULK_ROWS = 32
 
 _VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
-    "v.metadata_json, m.deleted"
+    "v.metadata_json, m.deleted, v.record"
 )
 
 
@@ -319,7 +319,7 @@ class Session:
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                 saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
                 metadata=json.loads(r[7]), tags=tags.get((r[0], r[1]), {}),
-                parents=tuple(parents.get((r[0], r[1]), ())), deleted=r[8],
+                parents=tuple(parents.get((r[0], r[1]), ())), deleted=r[8], record=r[9],
             )
             for r in rows
         ]
