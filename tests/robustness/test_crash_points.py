@@ -93,3 +93,48 @@ def test_crash_at_each_point_leaves_store_consistent(seeded, op, point, temps, o
         assert fingerprint(store.load_model("m")[0]) == fingerprint(nxt)
     after = check_store(root, full=True)
     assert after.clean, after.problems
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["small", "large"])
+def test_write_order_is_data_fsync_rename_dirsync_then_commit(tmp_path, monkeypatch, size):
+    """What SIGKILL cannot show (a power cut drops unsynced pages): each pack is fsynced,
+    renamed and its folder fsynced before the catalog transaction that names it begins."""
+    import os
+
+    from cas_repo.catalog.catalog import Session
+
+    root = tmp_path / "cas"
+    store = ModelStore(root)
+    log: list[tuple[str, str]] = []
+    real_fsync, real_rename, real_commit = os.fsync, os.rename, Session.commit_save
+
+    def where(fd):
+        return os.readlink(f"/proc/self/fd/{fd}")
+
+    def fsync(fd):
+        if where(fd).startswith(str(root / "objects")):
+            log.append(("fsync-dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync-file", where(fd)))
+        return real_fsync(fd)
+
+    def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        log.append(("rename", os.path.join(where(dst_dir_fd), dst) if dst_dir_fd is not None else str(dst)))
+        return real_rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    def commit_save(self, c):
+        log.append(("commit", c.model_id))
+        return real_commit(self, c)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(Session, "commit_save", commit_save)
+    store.save_model(payload(1, size), metadata("m"))
+    store.close()
+
+    kinds = [k for k, _ in log]
+    assert kinds[-1] == "commit" and kinds.count("commit") == 1
+    renames = [i for i, k in enumerate(kinds) if k == "rename"]
+    assert len(renames) == (2 if size == LARGE else 1)  # prewritten chunks, then the record pack
+    for i in renames:
+        assert kinds[i - 1] == "fsync-file"                      # data durable before it is visible
+        assert kinds[i + 1] == "fsync-dir"                       # the name durable before the commit
+        assert log[i + 1][1] == os.path.dirname(log[i][1])
