@@ -35,7 +35,7 @@ def pick_size(rng: random.Random, max_size: int = MAX_SIZE) -> int:
     return int(math.exp(rng.uniform(math.log(MIN_SIZE), math.log(max_size))))
 
 
-def saver(root: str, ack_path: str, seed: int, max_size: int) -> None:
+def saver(root: str, ack_path: str, seed: int, max_size: int, ready=None, first_size: int = 0) -> None:
     """Child: save distinct payloads forever, acknowledging each one after save_model returns."""
     from cas_repo import ModelStore
 
@@ -44,9 +44,11 @@ def saver(root: str, ack_path: str, seed: int, max_size: int) -> None:
     rng = random.Random(seed)
     fd = os.open(ack_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     with ModelStore(root, lock_timeout=60) as store:
+        if ready is not None:
+            ready.set()
         for i in range(1_000_000):
             pseed = seed * 1000 + i
-            model = payload(pseed, pick_size(rng, max_size))
+            model = payload(pseed, first_size if i == 0 and first_size else pick_size(rng, max_size))
             md = metadata(rng.choice(MODEL_IDS))
             store.save_model(model, md)
             # One short write(2) per ack: whole or absent, whatever instant the kill lands.
@@ -70,6 +72,7 @@ class KillLoopReport:
     acked: int = 0
     committed_unacked: int = 0
     largest_acked: int = 0
+    largest_attempted: int = 0
     orphan_packs: int = 0
     temp_files: int = 0
     loads: int = 0
@@ -95,7 +98,7 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int = MAX_SIZE,
-                  max_delay: float = 0.4, sample: int = 2, seconds: float | None = None,
+                  max_delay: float = 0.3, sample: int = 1, seconds: float | None = None,
                   progress=None) -> KillLoopReport:
     """Kill a saver ``kills`` times (or for ``seconds``); returns what was checked and found."""
     from cas_repo import ModelStore
@@ -114,9 +117,20 @@ def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int 
     round_ = 0
     while (round_ < kills) if seconds is None else (time.monotonic() - start < seconds):
         round_ += 1
-        proc = ctx.Process(target=saver, args=(str(root), str(ack_path), seed * 100_000 + round_, max_size))
+        ready = ctx.Event()
+        # Every tenth round starts with a save near the largest size, and waits long enough
+        # for it to finish sometimes: both finished and interrupted huge saves are covered.
+        big = round_ % 10 == 5
+        first = rng.randint(max_size * 2 // 5, max_size) if big else 0
+        report.largest_attempted = max(report.largest_attempted, first)
+        proc = ctx.Process(target=saver, args=(str(root), str(ack_path), seed * 100_000 + round_, max_size,
+                                               ready, first))
         proc.start()
-        time.sleep(rng.uniform(0, max_delay))
+        # The clock starts once the store is open, so a busy machine shifts kills into saves
+        # rather than into start-up; one round in eight kills during start-up on purpose.
+        if round_ % 8 and not ready.wait(60):
+            report.problems.append(f"round {round_}: the saver never opened the store")
+        time.sleep(rng.uniform(0, max_delay * (5 if big else 1)))
         proc.kill()
         proc.join()
         if proc.exitcode is not None and proc.exitcode > 0:

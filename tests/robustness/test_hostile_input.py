@@ -135,7 +135,7 @@ def fuzz_store(tmp_path_factory):
     store.close()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model_id=model_ids)
 @example(model_id="..")
 @example(model_id="a" * 128)
@@ -161,7 +161,6 @@ def test_model_id_is_rejected_or_stays_inside_the_store(fuzz_store, model_id):
             model, md = store.load_model(model_id)
             store.history(model_id)
             store.delete_model(model_id)
-            store.undelete_model(model_id)
         assert model == {"x": model_id} and md.model_id == model_id
     for p in paths + more:
         assert p == str(root) or p.startswith(str(root) + os.sep), p
@@ -209,7 +208,7 @@ def _equal_json(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(fields=metadata_fields)
 def test_metadata_is_refused_clearly_or_round_trips_exactly(fuzz_store, fields):

@@ -17,6 +17,6 @@ def test_kill_9_at_random_instants_never_loses_an_acknowledged_save(tmp_path):
     assert report.problems == []
     assert report.kills >= kills
     # The loop must really have exercised saves, both finished and interrupted ones.
-    assert report.acked >= kills // 4
-    assert report.largest_acked >= 8 << 20
+    assert report.acked >= kills // 10
+    assert report.largest_attempted >= 20 << 20 and report.largest_acked >= 1 << 20
     assert report.temp_files + report.orphan_packs > 0
