@@ -26,6 +26,9 @@ from cas_repo.metadata import MAX_METADATA_DEPTH
 
 from .consistency import check_store
 
+# The fuzzers share one store and the last test checks it: keep them on one worker, in order.
+pytestmark = pytest.mark.xdist_group("hostile-input")
+
 _PATH_EVENTS = {"open": (0,), "os.mkdir": (0,), "os.rename": (0, 1), "os.replace": (0, 1),
                 "os.remove": (0,), "os.rmdir": (0,), "os.utime": (0,), "os.chmod": (0,),
                 "os.chown": (0,), "os.link": (0, 1), "os.symlink": (0, 1), "os.truncate": (0,),
