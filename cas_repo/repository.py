@@ -22,8 +22,8 @@ from .catalog import Catalog, EventCommit, SaveCommit, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
-from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError, ModelDeletedError,
-                     ModelNotFoundError, ObjectNotFoundError, StoreError)
+from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError,
+                     ModelDeletedError, ModelNotFoundError, ObjectNotFoundError, StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, validate_model_id, validate_version

@@ -93,7 +93,8 @@ class LocalBackend(ObjectBackend):
         except BaseException as exc:
             os.close(fd)
             if isinstance(exc, OSError) and exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise StoreError(f"{cur} is not a plain directory (a symlink?); refusing to follow it") from exc
+                raise StoreError(f"{cur} is not a plain directory (a symlink?); "
+                                 "refusing to follow it") from exc
             if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
                 raise _io_error("open", cur, exc) from exc
             raise
