@@ -42,8 +42,8 @@ class ModelMetadata:
 
     The first eight fields are the seed design's contract. ``version``, ``digest``
     (hex BLAKE3 of the version's content manifest) and ``parents`` are filled in by
-    the store on save and load; callers may set ``parents`` (``"model_id@version"``
-    strings) to record lineage such as continued training.
+    the store on save and load; callers may set ``parents`` (distinct ``"model_id@version"``
+    strings, returned sorted) to record lineage such as continued training.
     """
 
     model_id: str
@@ -121,6 +121,9 @@ def check_metadata(md: ModelMetadata) -> None:
         raise InvalidMetadataError("parents must be a list of 'model_id@version' strings")
     for p in md.parents:
         parse_ref(p)
+    if len(set(md.parents)) != len(md.parents):
+        # Lineage is a set of edges: a repeated parent could not come back as it was given.
+        raise InvalidMetadataError(f"parents lists a version twice: {md.parents!r:.120}")
 
 
 def _check_json(name: str, value: Any, kind: type, depth: int = 0) -> None:
