@@ -89,6 +89,11 @@ class Hasher:
         return Digest(self._h.digest())
 
 
+def derive_key(context: str, material: bytes) -> bytes:
+    """A 32-byte key for one purpose (``context``) from secret ``material`` (BLAKE3 derive_key mode)."""
+    return _blake3.blake3(material, derive_key_context=context).digest()
+
+
 def hash_many(parts: Iterable[bytes | memoryview], *, key: bytes | None = None) -> Digest:
     """Digest of the concatenation of ``parts`` without concatenating them."""
     h = Hasher(key=key)

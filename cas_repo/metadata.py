@@ -42,8 +42,8 @@ class ModelMetadata:
 
     The first eight fields are the seed design's contract. ``version``, ``digest``
     (hex BLAKE3 of the version's content manifest) and ``parents`` are filled in by
-    the store on save and load; callers may set ``parents`` (``"model_id@version"``
-    strings) to record lineage such as continued training.
+    the store on save and load; callers may set ``parents`` (distinct ``"model_id@version"``
+    strings, returned sorted) to record lineage such as continued training.
     """
 
     model_id: str
@@ -82,10 +82,17 @@ def check_metadata(md: ModelMetadata) -> None:
         value = getattr(md, name)
         if not isinstance(value, str) or not value or len(value) > 256 or "\x00" in value:
             raise InvalidMetadataError(f"{name} must be a non-empty string of at most 256 chars, got {value!r:.80}")
+        _check_text(name, value)
     if not isinstance(md.created_at, datetime):
         raise InvalidMetadataError(f"created_at must be a datetime, got {type(md.created_at).__name__}")
-    if md.qlib_recorder_id is not None and not isinstance(md.qlib_recorder_id, str):
-        raise InvalidMetadataError("qlib_recorder_id must be a string or None")
+    try:
+        utc(md.created_at)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidMetadataError(f"created_at {md.created_at!r} has no UTC equivalent ({exc})") from exc
+    if md.qlib_recorder_id is not None:
+        if not isinstance(md.qlib_recorder_id, str):
+            raise InvalidMetadataError("qlib_recorder_id must be a string or None")
+        _check_text("qlib_recorder_id", md.qlib_recorder_id)
     _check_json("hyperparameters", md.hyperparameters, dict)
     _check_json("lineage", md.lineage, dict)
     if not isinstance(md.metrics, dict):
@@ -93,8 +100,13 @@ def check_metadata(md: ModelMetadata) -> None:
     for k, v in md.metrics.items():
         if not isinstance(k, str):
             raise InvalidMetadataError(f"metric names must be strings, got {k!r}")
+        _check_text("a metric name", k)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise InvalidMetadataError(f"metric {k!r} must be a number, got {type(v).__name__}")
+        try:
+            v = float(v)  # metrics are stored as doubles
+        except OverflowError as exc:
+            raise InvalidMetadataError(f"metric {k!r} is an integer too large for a double") from exc
         if not math.isfinite(v):
             raise InvalidMetadataError(
                 f"metric {k!r} is {v}: store only finite numbers (drop it, or record it as a tag)")
@@ -102,10 +114,16 @@ def check_metadata(md: ModelMetadata) -> None:
         isinstance(k, str) and isinstance(v, str) for k, v in md.tags.items()
     ):
         raise InvalidMetadataError("tags must be a dict of str -> str")
+    for k, v in md.tags.items():
+        _check_text("tags", k)
+        _check_text("tags", v)
     if not isinstance(md.parents, list):
         raise InvalidMetadataError("parents must be a list of 'model_id@version' strings")
     for p in md.parents:
         parse_ref(p)
+    if len(set(md.parents)) != len(md.parents):
+        # Lineage is a set of edges: a repeated parent could not come back as it was given.
+        raise InvalidMetadataError(f"parents lists a version twice: {md.parents!r:.120}")
 
 
 def _check_json(name: str, value: Any, kind: type, depth: int = 0) -> None:
@@ -113,7 +131,10 @@ def _check_json(name: str, value: Any, kind: type, depth: int = 0) -> None:
         raise InvalidMetadataError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
     if depth > MAX_METADATA_DEPTH:
         raise InvalidMetadataError(f"{name} is nested deeper than {MAX_METADATA_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        _check_text(name, value)
+        return
+    if value is None or isinstance(value, (bool, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -127,12 +148,22 @@ def _check_json(name: str, value: Any, kind: type, depth: int = 0) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidMetadataError(f"{name} has a non-string key {k!r:.60}")
+            _check_text(name, k)
             _check_json(name, v, kind, depth + 1)
         return
     raise InvalidMetadataError(
         f"{name} holds a {type(value).__name__} ({value!r:.60}); only JSON values "
         "(str, int, float, bool, None, list, dict) can be stored"
     )
+
+
+def _check_text(name: str, value: str) -> None:
+    # Records are UTF-8: a lone surrogate (e.g. from a mis-decoded file name) cannot be stored.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidMetadataError(
+            f"{name} holds a string that is not valid Unicode ({value!r:.60}): {exc.reason}") from exc
 
 
 def parse_ref(ref: object) -> tuple[str, int]:

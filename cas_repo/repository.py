@@ -18,20 +18,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from . import faults
 from .catalog import Catalog, ContentOverlap, EventCommit, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
-from .errors import (ConcurrentModificationError, IntegrityError, ModelDeletedError,
-                     ModelNotFoundError, ObjectNotFoundError, StoreError)
+from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError,
+                     ModelDeletedError, ModelNotFoundError, ObjectNotFoundError, StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
+from .objects.keys import parse_pack_key
 from .objects.pack import pack_size
 from .objects.store import NewEntry
 from .queries import QueryMixin
+from .sealing import StoreKey
 
 DEFAULT_ROOT = "data/cas"
 # Saves with more content than this write their chunks before taking the catalog lock,
@@ -102,6 +105,8 @@ class ModelStore(QueryMixin):
             ``qlib.init()``); see :mod:`cas_repo.qlib_support.recorder`.
         clock: returns the time events are recorded at (default: the system clock); a
             naive datetime is taken as local time. Lets imports and tests set history times.
+        key: secret for keyed integrity (default: ``CAS_REPO_KEY``, else none): records are
+            sealed on save and a load refuses any version whose seal does not verify.
     """
 
     def __init__(
@@ -114,7 +119,9 @@ class ModelStore(QueryMixin):
         backend_options: dict[str, Any] | None = None,
         use_qlib_recorder: bool = False,
         clock: Callable[[], datetime] | None = None,
+        key: str | bytes | None = None,
     ) -> None:
+        self._key = StoreKey.configured(key)
         text = os.fspath(root)
         remote = "://" in text and not text.startswith("file://")
         if remote:
@@ -133,6 +140,9 @@ class ModelStore(QueryMixin):
         catalog_path = Path(catalog).absolute()
         catalog_path.parent.mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
+        if not catalog_path.exists() and next(self.objects.list_packs(), None) is not None:
+            # A new, empty catalog over old packs would hand out version numbers again.
+            raise CatalogCorruptError(str(catalog_path), "it is missing, but the object store holds packs")
         self.catalog = Catalog(catalog_path, exclusive=exclusive, lock_timeout=lock_timeout)
         self.recorder = None
         if use_qlib_recorder:
@@ -215,9 +225,11 @@ class ModelStore(QueryMixin):
                     meta = _metadata_json(md)
                     record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
                                          tuple(f"{m}@{v}" for m, v in parents), rollback_of)
-                    rbytes = record.to_bytes()
+                    rbytes = self._record_bytes(record)
                     rdig = hash_bytes(rbytes)
                     locs = self.objects.write(missing + [NewEntry(rdig, RECORD, rbytes, compress=False)])
+                    if faults.ARMED:
+                        faults.crash_point("objects-written")
                     # A prewritten entry another writer committed meanwhile keeps its first location.
                     new = tuple(l for l in prewritten if l.digest.hex not in present) + tuple(locs)
                     s.commit_save(SaveCommit(
@@ -233,11 +245,17 @@ class ModelStore(QueryMixin):
                                          if new_manifest else None),
                         new_packs=_packs_of(new),
                     ))
+                    if faults.ARMED:
+                        faults.crash_point("after-commit")
                     return version
             except ConcurrentModificationError:
                 if attempt == _COMMIT_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _record_bytes(self, record: EventRecord) -> bytes:
+        raw = record.to_bytes()
+        return self._key.seal(raw) if self._key else raw
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -283,15 +301,20 @@ class ModelStore(QueryMixin):
         with self.catalog.session() as s:
             row = self._resolve(s, model_id, version)
             locations = s.content_locations(row.manifest)
-        return self._load_row(row, locations), _to_metadata(row)
+            sealed = s.sealed_record(row.model_id, row.version) if self._key else None
+        return self._load_row(row, locations, sealed), _to_metadata(row)
 
     def _load_row(self, row: VersionRow,
-                  locations: tuple[Location | None, dict[str, Location]] | None = None) -> Any:
-        if locations is None:
+                  locations: tuple[Location | None, dict[str, Location]] | None = None,
+                  sealed: tuple[str, Location | None, dict[str, Any]] | None = None) -> Any:
+        if locations is None or (self._key and sealed is None):
             with self.catalog.session() as s:
                 locations = s.content_locations(row.manifest)
+                sealed = s.sealed_record(row.model_id, row.version) if self._key else None
         mloc, chunk_locs = locations
         try:
+            if self._key:
+                self._check_seal(row, *sealed)
             if mloc is None:
                 raise IntegrityError("the catalog has no location for the manifest", expected=row.manifest,
                                      actual="missing")
@@ -311,12 +334,33 @@ class ModelStore(QueryMixin):
         except IntegrityError as exc:
             raise exc.with_version(row.model_id, row.version) from exc
 
+    def _check_seal(self, row: VersionRow, record: str, rloc: Location | None,
+                    metadata: dict[str, Any]) -> None:
+        """The version's record verifies under the key and says what the catalog row says."""
+        if rloc is None:
+            raise IntegrityError("the catalog has no location for the version's record",
+                                 expected=record or "a record", actual="missing")
+        data = self._read([rloc])[0]
+        self._key.check(data)
+        rec = EventRecord.from_bytes(data)
+        claimed = (row.model_id, row.version, row.kind, row.manifest, metadata)
+        sealed = (rec.model_id, rec.version, rec.kind, rec.manifest.hex if rec.manifest else None,
+                  rec.metadata)
+        names = ("model_id", "version", "kind", "manifest", "metadata")
+        for name, said, vouched in zip(names, claimed, sealed):
+            if said != vouched:
+                raise IntegrityError(f"the catalog's {name} for this version differs from its sealed "
+                                     "record: the catalog was altered",
+                                     expected=str(vouched)[:64], actual=str(said)[:64])
+
     def _read(self, locs: Sequence[Location]) -> list[bytes | memoryview]:
         try:
             return self.objects.read_many(locs)
         except ObjectNotFoundError as exc:
-            raise IntegrityError(f"a pack is missing from the object store ({exc.key})",
-                                 expected=locs[0].digest.hex, actual="missing") from exc
+            gone = parse_pack_key(exc.key)
+            lost = next((l for l in locs if l.pack == gone), locs[0])
+            raise IntegrityError(f"pack {lost.pack.hex} is missing from the object store",
+                                 expected=lost.digest.hex, actual="missing") from exc
 
     def load_model_by_recorder(self, recorder_id: str,
                                artifact: str | None = None) -> tuple[Any, ModelMetadata]:
@@ -400,7 +444,7 @@ class ModelStore(QueryMixin):
             meta = _metadata_json(md)
             record = EventRecord("rollback", model_id, seq, version, now, Digest.from_hex(row.manifest),
                                  meta, tuple(md.parents), to_version)
-            rbytes = record.to_bytes()
+            rbytes = self._record_bytes(record)
             rdig = hash_bytes(rbytes)
             locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
             s.commit_save(SaveCommit(
@@ -439,11 +483,15 @@ class ModelStore(QueryMixin):
             target = version or state.head_version
             now = self._now()
             record = EventRecord(kind, model_id, seq, target, now, tags=tags or {})
-            rbytes = record.to_bytes()
+            rbytes = self._record_bytes(record)
             rdig = hash_bytes(rbytes)
             locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
+            if faults.ARMED:
+                faults.crash_point("objects-written")
             s.commit_event(EventCommit(model_id, seq, kind, target, now, rdig.hex, deleted,
                                        tags or {}, tuple(locs), _packs_of(locs)))
+            if faults.ARMED:
+                faults.crash_point("after-commit")
 
     def set_tags(self, model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
         """Set (or, with value None, remove) tags on a version (default: the latest)."""

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 import duckdb
 
+from .. import faults
 from ..digest import Digest
 from ..errors import CatalogCorruptError, CatalogError, ConcurrentModificationError
 from ..location import Location
@@ -58,7 +59,7 @@ _MODEL_COLS = (
 # through the index cost more than the rest of a 1,000-version history together.
 _VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
-    "v.metadata_json, m.deleted, v.tags"
+    "v.metadata_json, m.deleted, v.tags, v.record"
 )
 
 
@@ -86,13 +87,33 @@ def naive_utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def _translate(exc: duckdb.Error, what: str) -> CatalogError:
+# DuckDB reports damage in these words; such a catalog must never be used further.
+_CORRUPTION = ("Corrupt database file", "not a valid DuckDB database", "Failure while replaying WAL",
+               "Could not read enough bytes", "does not match stored checksum",
+               "database has been invalidated")
+
+
+def _is_corruption(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in _CORRUPTION)
+
+
+def _translate(exc: duckdb.Error, what: str, path: Path | None = None) -> CatalogError:
+    if _is_corruption(exc):
+        return CatalogCorruptError(str(path) if path else "file", f"{what} failed: {exc}")
     if isinstance(exc, (duckdb.ConstraintException, duckdb.TransactionException)):
         return ConcurrentModificationError(f"{what} conflicted with another writer: {exc}")
     text = str(exc)
     if "No space left" in text or "disk is full" in text.lower():
         return CatalogError(f"{what} failed: the disk is full; free space and retry (nothing was recorded)")
     return CatalogError(f"{what} failed: {text}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class Catalog:
@@ -118,6 +139,10 @@ class Catalog:
                 pass
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        wal = self.path.with_name(self.path.name + ".wal")
+        if wal.is_symlink():
+            raise CatalogError(f"{wal} is a symlink; refusing to let the catalog write through it")
+        pending = _size(wal)  # a WAL left behind means the last session did not close
         try:
             # One thread: catalog operations are point queries, where DuckDB's task
             # scheduling across threads costs more (~0.3 ms a query) than it gains.
@@ -125,16 +150,35 @@ class Catalog:
         except duckdb.Error as exc:
             raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
         try:
+            if pending:
+                self._absorb_wal(con, wal, pending)
             if not self._migrated:
                 migrate(con)
                 self._migrated = True
         except duckdb.Error as exc:
             con.close()
+            if _is_corruption(exc):
+                raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
             raise CatalogError(f"migrating the catalog {self.path} failed: {exc}") from exc
         except BaseException:
             con.close()
             raise
         return con
+
+    def _absorb_wal(self, con: duckdb.DuckDBPyConnection, wal: Path, pending: int) -> None:
+        """Fold a left-over WAL into the file now, and refuse the catalog if DuckDB ignored it.
+
+        DuckDB replays a WAL whose body is damaged with an error, but one whose first
+        bytes are damaged it skips without a word: the transactions in it (acknowledged
+        saves) are gone, and the next session's checkpoint deletes the evidence. A WAL
+        that survives an explicit checkpoint is exactly that case.
+        """
+        con.execute("CHECKPOINT")
+        if _size(wal):
+            con.close()
+            raise CatalogCorruptError(
+                str(self.path), f"its write-ahead log {wal.name} ({pending} bytes) is unreadable and "
+                "DuckDB skipped it, so committed versions may be missing; keep the .wal file with it")
 
     @contextmanager
     def session(self) -> Iterator["Session"]:
@@ -143,11 +187,11 @@ class Catalog:
             raise CatalogError("the store is closed; open a new ModelStore")
         with self.lock:
             if self._con is not None:
-                yield Session(self._con)
+                yield Session(self._con, self.path)
                 return
             con = self._connect()
             try:
-                yield Session(con)
+                yield Session(con, self.path)
             finally:
                 con.close()
 
@@ -193,8 +237,9 @@ class Catalog:
 class Session:
     """Catalog operations on one open connection; every mutation is one transaction."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
         self.con = con
+        self.path = path
 
     # -- helpers -------------------------------------------------------------------
 
@@ -202,7 +247,7 @@ class Session:
         try:
             return self.con.execute(sql, params).fetchall()
         except duckdb.Error as exc:
-            raise _translate(exc, "a catalog query") from exc
+            raise _translate(exc, "a catalog query", self.path) from exc
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[None]:
@@ -212,7 +257,7 @@ class Session:
             self.con.commit()
         except duckdb.Error as exc:
             self._rollback()
-            raise _translate(exc, what) from exc
+            raise _translate(exc, what, self.path) from exc
         except BaseException:
             self._rollback()
             raise
@@ -286,6 +331,15 @@ class Session:
                 present[r[1]] = Location(Digest.from_hex(r[1]), r[2], Digest.from_hex(r[5]), r[3], r[4],
                                          int(size), int(codec))
         return state, present
+
+    def sealed_record(self, model_id: str, version: int) -> tuple[str, Location | None, dict[str, Any]]:
+        """A version's event record digest, where it is stored, and the metadata the catalog claims."""
+        rows = self._all("SELECT record, metadata_json FROM versions WHERE model_id = ? AND version = ?",
+                         [model_id, version])
+        if not rows:
+            return "", None, {}
+        record, meta = rows[0]
+        return record, self.present([record]).get(record), json.loads(meta)
 
     def present(self, digests: Sequence[str]) -> dict[str, Location]:
         """The locations of those ``digests`` the catalog knows."""
@@ -419,6 +473,7 @@ class Session:
                     model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                     saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
                     metadata=md, tags=r[9], parents=_refs(md.get("parents", ())), deleted=r[8],
+                    record=r[10],
                 )
                 for r, md in zip(rows, _parse_many([r[7] for r in rows]))
             ]
@@ -441,7 +496,7 @@ class Session:
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                 saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
                 metadata=json.loads(r[7]), tags=tags.get((r[0], r[1]), {}),
-                parents=tuple(parents.get((r[0], r[1]), ())), deleted=r[8],
+                parents=tuple(parents.get((r[0], r[1]), ())), deleted=r[8], record=r[10],
             )
             for r in rows
         ]
@@ -497,6 +552,8 @@ class Session:
                  c.rollback_of, at, c.logical_size, meta["created_at"], c.qlib_recorder_id,
                  _dump(meta["hyperparameters"]), _dump(meta["metrics"]), _dump(meta.get("lineage", {})),
                  tag_keys, tag_values, parents])
+            if faults.ARMED:
+                faults.crash_point("inside-transaction")
 
     def commit_event(self, c: EventCommit) -> None:
         """Record a delete, undelete or tag event."""
@@ -523,3 +580,5 @@ class Session:
                                  "WHERE model_id = ? AND version = ?", keyed + [c.model_id, c.version])
                 self.con.execute("UPDATE models SET head_tags = MAP(?::VARCHAR[], ?::VARCHAR[]) "
                                  "WHERE model_id = ? AND head_version = ?", keyed + [c.model_id, c.version])
+            if faults.ARMED:
+                faults.crash_point("inside-transaction")

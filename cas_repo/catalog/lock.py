@@ -8,6 +8,7 @@ written into the file only to say who is in the way when a wait times out.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -15,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import CatalogLockedError
+from ..errors import CatalogError, CatalogLockedError
 
 
 class CatalogLock:
@@ -47,7 +48,15 @@ class CatalogLock:
             raise
 
     def _take_flock(self, deadline: float, timeout: float) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        # O_NOFOLLOW: the file is truncated below, and a planted link must not aim that elsewhere.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CatalogError(f"{self.path} is a symlink; refusing to follow it (remove it: "
+                                   "the lock file is recreated on demand)") from exc
+            raise CatalogError(f"cannot open the catalog lock {self.path}: {exc.strerror or exc}") from exc
         delay = 0.0005
         while True:
             try:

@@ -36,6 +36,7 @@ class VersionRow:
     tags: dict[str, str]
     parents: tuple[str, ...]
     deleted: bool
+    record: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,17 +132,24 @@ class ObjectStore:
         blobs = self.backend.read_ranges(pack_key(pack), [(s, e - s) for s, e, _ in groups])
         for (start, end, members), blob in zip(groups, blobs):
             view = memoryview(blob)
-            if len(view) != end - start:
-                raise IntegrityError(f"pack {pack.hex} is shorter than its index says (truncated)",
-                                     expected=locs[members[0]].digest.hex)
             for i in members:
                 loc = locs[i]
                 stored = view[loc.offset - start : loc.offset - start + loc.stored_size]
+                if len(stored) != loc.stored_size:
+                    raise IntegrityError(
+                        f"pack {pack.hex} is truncated: an entry at offset {loc.offset} has "
+                        f"{len(stored)} of its {loc.stored_size} bytes (actual: digest of what is left)",
+                        expected=loc.digest.hex, actual=hash_bytes(stored).hex)
                 out[i] = self._verify(loc, stored)
 
     @staticmethod
     def _verify(loc: Location, stored: memoryview) -> bytes | memoryview:
-        data = compression.decompress(loc.codec, stored, loc.size)
+        try:
+            data = compression.decompress(loc.codec, stored, loc.size)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{exc.args[0].split('; ')[0]} in pack {loc.pack.hex[:16]}… "
+                                 "(actual: digest of the stored bytes)",
+                                 expected=loc.digest.hex, actual=hash_bytes(stored).hex) from exc
         actual = hash_bytes(data)
         if actual != loc.digest:
             raise IntegrityError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 import io
 import pickle
 import pickletools
@@ -41,6 +42,11 @@ def check_opcodes(stream: bytes | memoryview) -> None:
     try:
         for opcode, arg, _pos in pickletools.genops(stream):
             if opcode.name in _REFUSED_OPCODES:
+                # Name what the code maps to in this process: that is what it would have run.
+                target = copyreg._inverted_registry.get(arg)
+                if target:
+                    raise UnsafePickleError(".".join(target), f"reached through extension code {arg}; "
+                                            "EXT opcodes are refused")
                 raise UnsafePickleError(f"extension code {arg}", "EXT opcodes are refused")
     except UnsafePickleError:
         raise
