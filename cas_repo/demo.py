@@ -73,7 +73,7 @@ def run(root: str, out: Output) -> None:
         for i in range(2):
             model = synthetic.continue_training(model, dataset, extra_rounds=10)
             ref = _save(store, model, _md("alpha", 110 + 10 * i, _ic(model, dataset), [parent]))
-            ov = store.overlap(parent, ref)
+            ov = store.diff(parent, ref).content
             out.line(f"  save {ref:<12} (+10 rounds)   shares {ov.shared_fraction:6.1%} of its bytes "
                      f"with {parent}; new content {human_bytes(ov.added_bytes)}")
             parent = ref

@@ -13,7 +13,7 @@ from .catalog import history
 from .catalog import query as user_sql
 from .catalog.values import ContentDiff, Event, ExportReport, Lineage
 from .errors import ModelNotFoundError
-from .metadata import ModelMetadata, validate_model_id, validate_version
+from .metadata import ModelMetadata, parse_ref, validate_model_id, validate_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,12 +106,15 @@ class QueryMixin:
         with self.catalog.session() as s:
             return history.lineage(s, model_id, version)
 
-    def diff(self, a: tuple[str, int], b: tuple[str, int]) -> VersionDiff:
-        """Compare two versions ``(model_id, version)``: hyperparameters, metrics, bytes.
+    def diff(self, a: str | tuple[str, int], b: str | tuple[str, int]) -> VersionDiff:
+        """Compare two versions (``"model@3"`` or ``(model_id, version)``): hyperparameters,
+        metrics, and content bytes shared and added (``.content.shared_fraction``).
 
         Raises:
             ModelNotFoundError: either version does not exist.
         """
+        a = parse_ref(a) if isinstance(a, str) else a
+        b = parse_ref(b) if isinstance(b, str) else b
         ma = self.get_model_metadata(*a)  # type: ignore[attr-defined]
         mb = self.get_model_metadata(*b)  # type: ignore[attr-defined]
         with self.catalog.session() as s:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from . import faults
-from .catalog import Catalog, ContentOverlap, EventCommit, SaveCommit, Session, StoreStats, VersionRow
+from .catalog import Catalog, EventCommit, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
@@ -504,17 +504,6 @@ class ModelStore(QueryMixin):
         self._event(model_id, "tag", deleted=row.deleted, version=row.version, tags=tags)
 
     # -- accounting --------------------------------------------------------------------------
-
-    def overlap(self, a: str, b: str) -> ContentOverlap:
-        """How many of version ``b``'s bytes version ``a`` already holds (refs: ``"model@3"``).
-
-        ``shared_fraction`` near 1 means ``b`` cost almost nothing on top of ``a``.
-        """
-        (ma, va), (mb, vb) = parse_ref(a), parse_ref(b)
-        ra, rb = self._row(ma, va), self._row(mb, vb)
-        with self.catalog.session() as s:
-            shared = s.shared_bytes(ra.manifest, rb.manifest)
-        return ContentOverlap(a, b, ra.logical_size, rb.logical_size, shared)
 
     def stats(self) -> StoreStats:
         """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""

@@ -63,7 +63,7 @@ def test_continued_training_shares_most_bytes_with_its_parent(tmp_path, dataset,
         before = store.stats()
         store.save_model(child, _md("lgbm", parents=["lgbm@1"]))
         after = store.stats()
-        overlap = store.overlap("lgbm@1", "lgbm@2")
+        overlap = store.diff("lgbm@1", "lgbm@2").content
         assert overlap.shared_fraction >= 0.80, overlap
         # The store's own accounting agrees: the child added few unique bytes.
         assert after.unique_bytes - before.unique_bytes == overlap.added_bytes

@@ -370,13 +370,6 @@ class Session:
         return [r[0] for r in self._all(
             "SELECT DISTINCT chunk FROM manifest_chunks WHERE manifest = ?", [manifest])]
 
-    def shared_bytes(self, manifest_a: str, manifest_b: str) -> int:
-        """Bytes of ``manifest_b``'s content (counting repeats) found in ``manifest_a``'s chunks."""
-        (shared,), = self._all(
-            "SELECT coalesce(sum(size), 0) FROM manifest_chunks WHERE manifest = ? "
-            "AND chunk IN (SELECT chunk FROM manifest_chunks WHERE manifest = ?)", [manifest_b, manifest_a])
-        return shared
-
     def manifest_known(self, manifest: str) -> bool:
         return bool(self._all("SELECT 1 FROM manifest_chunks WHERE manifest = ? LIMIT 1", [manifest]))
 

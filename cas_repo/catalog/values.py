@@ -104,26 +104,6 @@ class StoreStats:
 
 
 @dataclass(frozen=True, slots=True)
-class ContentOverlap:
-    """How much of version B's content version A already holds."""
-
-    a: str
-    b: str
-    a_bytes: int
-    b_bytes: int
-    shared_bytes: int
-
-    @property
-    def added_bytes(self) -> int:
-        """Bytes of B not found in A (what B cost on top of A, before compression)."""
-        return self.b_bytes - self.shared_bytes
-
-    @property
-    def shared_fraction(self) -> float:
-        return self.shared_bytes / self.b_bytes if self.b_bytes else 1.0
-
-
-@dataclass(frozen=True, slots=True)
 class Event:
     """One entry of a model's event log; ``tags`` is what a save or tag event set (None: removed)."""
 
@@ -185,6 +165,12 @@ class ContentDiff:
     shared_chunks: int
     added_chunks: int
     removed_chunks: int
+
+    @property
+    def shared_fraction(self) -> float:
+        """Share of version b's distinct content that version a already holds."""
+        total = self.shared_bytes + self.added_bytes
+        return self.shared_bytes / total if total else 1.0
 
 
 @dataclass(frozen=True, slots=True)
