@@ -72,3 +72,13 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     assert list(b.list_incomplete()) == []
     assert not b.exists(key)
     assert b.put(key, [b"data"]) is True
+
+
+def test_read_into_many_small_buffers_spans_several_preadv_calls(tmp_path):
+    b = LocalBackend(tmp_path)
+    data = os.urandom(30_000)
+    key = pack_key(hash_bytes(data))
+    b.put(key, [data])
+    targets = [bytearray(10) for _ in range(3000)]  # more buffers than one preadv takes
+    assert b.read_ranges_into(key, [(0, [memoryview(t) for t in targets])]) == [30_000]
+    assert b"".join(targets) == data
