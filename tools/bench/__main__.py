@@ -32,6 +32,15 @@ SCENARIOS = [
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
 
+# Scenarios measured elsewhere until their module is registered above.
+PENDING = """
+## Catalog at scale
+
+Not measured by this harness yet: the catalog's 1M-version benchmark is its own module,
+which joins the registry in `tools/bench/__main__.py` with one line when it lands; its
+figures will then appear here.
+"""
+
 
 def load(name: str) -> ModuleType:
     return importlib.import_module(f"{__package__}.{name}")
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(f"\nload average: start {load_start[0]:.2f}, end {la[0]:.2f}\n")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown(run))
+        out.write_text(markdown(run, epilogue=PENDING if "catalog_scale" not in SCENARIOS else ""))
         log(f"wrote {out}")
     if args.json:
         args.json.write_text(as_json(run))

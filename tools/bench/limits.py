@@ -81,6 +81,26 @@ def write_fsync_timing(nbytes: int, repeats: int, *, direct: bool = False) -> Ti
             src.close()
 
 
+def mmap_verify_timing(nbytes: int, repeats: int) -> Timing:
+    """Seconds to map a warm file of ``nbytes`` and BLAKE3 it in place, one thread: the
+    floor of a verified load that copies nothing."""
+    import mmap as mmap_mod
+
+    with scratch("mmap") as d:
+        path = d / "blob"
+        src = aligned_buffer(min(BLOCK, nbytes))
+        try:
+            write_fsync(path, src, nbytes)
+        finally:
+            src.close()
+
+        def once() -> None:
+            with open(path, "rb") as f, mmap_mod.mmap(f.fileno(), 0, access=mmap_mod.ACCESS_READ) as m:
+                blake3_single(m)
+
+        return measure(once, repeats)
+
+
 def memcpy_timing(src: np.ndarray, repeats: int, *, fresh: bool = False) -> Timing:
     """Seconds to copy ``src`` into touched memory (or, ``fresh``, into new pages)."""
     if fresh:

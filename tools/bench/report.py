@@ -86,7 +86,7 @@ def _md_table(results: Sequence[Result]) -> list[str]:
     return out
 
 
-def markdown(run: Run, preface: str = "") -> str:
+def markdown(run: Run, preface: str = "", epilogue: str = "") -> str:
     """docs/benchmarks.md: machine, command, one table per scenario, notes on missed targets."""
     m = run.machine
     la0, la1 = run.load_start, run.load_end
@@ -120,6 +120,14 @@ def markdown(run: Run, preface: str = "") -> str:
     missed = [r for r in run.results if r.met is False]
     met = [r for r in run.results if r.met is True]
     lines += [f"**Targets: {len(met)} met, {len(missed)} missed.**", ""]
+    targeted = [r for r in run.results if r.met is not None]
+    if targeted:
+        lines += ["| scenario | metric | vs | measured | target | |", "|---|---|---|---|---|---|"]
+        for r in targeted:
+            measured = f"{num(r.ratio)}×" if r.ratio is not None else f"{num(r.value)} {r.unit}"
+            lines.append(f"| {r.scenario} | {r.metric} | {r.baseline or ''} | {measured} | {r.target} | "
+                         f"{'met' if r.met else '**missed**'} |")
+        lines.append("")
     for s in run.sections:
         lines += [f"## {s.title}", ""]
         if s.about:
@@ -128,12 +136,15 @@ def markdown(run: Run, preface: str = "") -> str:
             lines += [f"**This scenario failed:** `{s.error}`", ""]
         if s.results:
             lines += _md_table(s.results) + [""]
-        notes = [r for r in s.results if r.note]
-        for r in notes:
-            lines += [f"- *{r.metric}*: {r.note}"]
+        # One line per (metric, note): a figure compared with several baselines shares its note.
+        notes = list(dict.fromkeys((r.metric, r.note) for r in s.results if r.note))
+        for metric, note in notes:
+            lines += [f"- *{metric}*: {note}"]
         if notes:
             lines.append("")
         lines += [f"_Scenario wall time: {s.seconds:.0f} s._", ""]
+    if epilogue:
+        lines += [epilogue.strip(), ""]
     return "\n".join(lines)
 
 
