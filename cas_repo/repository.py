@@ -153,8 +153,10 @@ class ModelStore:
         if content.manifest.size > PREWRITE_BYTES:
             with self.catalog.session() as s:
                 present = s.present(needed)
+            # The manifest too only if absent: an unchanged re-save must write no pack at all.
             prewritten = self.objects.write(
-                [e for d, e in content.entries.items() if d.hex not in present] + [content.manifest_entry])
+                [e for d, e in content.entries.items() if d.hex not in present]
+                + ([content.manifest_entry] if content.digest.hex not in present else []))
         done = {l.digest.hex for l in prewritten}
         for attempt in range(_COMMIT_RETRIES):
             try:
