@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import models
-from .framework import drop_file_cache, peak_rss_bytes, reset_peak_rss, rss_bytes
+from .framework import bytes_on_disk, drop_file_cache, peak_rss_bytes, reset_peak_rss, rss_bytes
 from .phases import PhaseClock
 
 
@@ -45,9 +45,13 @@ def ours_save(a: dict[str, Any]) -> dict[str, Any]:
     model = models.array_model(a["bytes"], a["arrays"])
     out: dict[str, Any] = {"idle_rss": idle, "model_bytes": models.array_bytes(model)}
     with ModelStore(a["root"]) as store:
+        objects = Path(a["root"]) / "objects"
+
         def step(name: str, fn: Callable[[], Any]) -> None:
-            before = store.stats().physical_bytes
-            out[name] = _op(fn, phases=name == "first") | {"new_bytes": store.stats().physical_bytes - before}
+            # Bytes on disk, not the catalog's accounting: a pack written but never
+            # catalogued would be missed by the latter.
+            before = bytes_on_disk(objects)
+            out[name] = _op(fn, phases=name == "first") | {"new_bytes": bytes_on_disk(objects) - before}
 
         step("first", lambda: store.save_model(model, models.metadata("big", model_type="DNN")))
         step("resave", lambda: store.save_model(model, models.metadata("big", model_type="DNN")))
