@@ -14,7 +14,7 @@ import pytest
 from cas_repo import ModelStore
 from tools.bench import phases
 from tools.bench.framework import Result, Timing, bounded, explain, faster_than, relative_to
-from tools.bench.report import Run, Section, markdown
+from tools.bench.report import Run, Section, close_call, markdown, status
 from tools.bench.seed_baseline import SeedRepository
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +71,7 @@ def test_ratios_targets_and_notes_follow_the_documented_conventions():
               (Section("s", "S", "about", (slow, size), 1.0),))
     text = markdown(run)
     assert "**missed**" in text and "1 met, 1 missed" in text and "- *save*: " not in text
+    assert close_call(r) and not close_call(slow) and status(r) == "met (within 10 %)"
 
 
 def _machine() -> dict:
