@@ -121,8 +121,9 @@ def markdown(run: Run, preface: str = "", epilogue: str = "") -> str:
         f"- **Scratch disk:** {m['disk']}",
         f"- **Python** {m['python']}; {versions}",
         f"- **Load average** (1/5/15 min) at start {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}, "
-        f"at end {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} — the machine is shared, so compare "
-        "ratios (both sides measured minutes apart) rather than absolute times.",
+        f"at end {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} (the 2 cores are shared with other "
+        "users; the harness's own child and concurrent processes count too) — compare ratios, "
+        "whose two sides were measured minutes apart, rather than absolute times.",
         "",
         "How to read the tables: *median* over *n* runs with the *min–max* beside it. *ratio* is",
         "the speed-up (baseline time ÷ our time) for times, and ours ÷ baseline for bytes,",
