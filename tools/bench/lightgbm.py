@@ -42,10 +42,11 @@ WHY_SAVE = (
     "records catalogued in batches from the packs) and fewer fsyncs per save (group "
     "commit); pickling alone takes most of the 5 ms.")
 WHY_LOAD = (
-    "unpickling (LightGBM re-parsing its text model in `__setstate__`) and the catalog's "
-    "point queries take most of it; reading, decompressing and verifying ~30 chunks about "
-    "1 ms. Only a cache of loaded models keyed by manifest digest would get repeated loads "
-    "under the bound.")
+    "the phase rows: the catalog's two point queries are the largest share, then unpickling "
+    "(LightGBM re-parsing its text model in `__setstate__`, which `load_object` pays too) "
+    "and zstd decompression of ~30 chunks; verifying them costs ~0.15 ms. One prepared "
+    "catalog query per load would take ~2 ms off; only a cache of loaded models keyed by "
+    "manifest digest would get repeated loads under the bound.")
 
 
 def _fresh_stores(base: Path, exclusive: bool) -> tuple[Callable[[], None], Callable[[], ModelStore]]:

@@ -35,9 +35,9 @@ WHY_SAVE = ("see the phase rows of the single-model scenario: the catalog's ~10 
             "Recorder pays too) and two fsyncs for the pack put a floor under a save, and in "
             "shared mode a DuckDB open and close per save comes on top. Fewer statements per "
             "save and group commit are what would close it.")
-WHY_LOAD = ("unpickling (LightGBM re-parsing its text model) plus the catalog's point "
-            "queries and, in shared mode, a DuckDB open per load; see the single-model phase "
-            "rows.")
+WHY_LOAD = ("the catalog's point queries, unpickling (LightGBM re-parsing its text model, "
+            "which `load_object` pays too) and zstd decompression, plus in shared mode a "
+            "DuckDB open per load; see the single-model phase rows.")
 
 
 def _ours(history: tuple[Any, ...], resaves: int, root: Any, exclusive: bool) -> dict[str, Any]:
