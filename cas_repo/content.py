@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -17,6 +18,8 @@ from .objects.store import NewEntry
 # Reassembly reads at most this many stored bytes at once, so a load's peak memory is
 # the model plus one batch rather than twice the model.
 READ_BATCH = 64 << 20
+# Buffers from this size up are anonymous memory mappings rather than bytearrays.
+MAPPED_BUFFER = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,31 +71,55 @@ def to_content(model: Any) -> Content:
 def from_content(
     manifest: Manifest,
     read: Callable[[Sequence[Digest]], list[bytes | memoryview]],
+    read_into: Callable[[Sequence[Digest], Sequence[memoryview]], None] | None = None,
 ) -> Any:
     """Rebuild the model of ``manifest``; ``read`` returns verified bytes for digests.
 
-    Every chunk is verified (by ``read``) before the unpickler sees a byte.
+    ``read_into``, when given, is used instead: it fills views of the final buffers with
+    verified bytes, saving a copy of every byte. Every chunk is verified (by ``read`` or
+    ``read_into``) before the unpickler sees a byte.
     """
     if manifest.serializer != serialization.SERIALIZER:
         raise IntegrityError(f"unknown serializer {manifest.serializer!r}; upgrade cas-repo")
     stream = bytearray(sum(c.size for c in manifest.stream))
-    _fill(stream, manifest.stream, read)
+    _fill(stream, manifest.stream, read, read_into)
     buffers = []
     for refs in manifest.buffers:
-        # bytearray, not bytes: arrays rebuilt over it stay writable, as after pickle.load.
-        buf = bytearray(sum(c.size for c in refs))
-        _fill(buf, refs, read)
+        buf = _new_buffer(sum(c.size for c in refs))
+        _fill(buf, refs, read, read_into)
         buffers.append(buf)
     return serialization.loads(stream, buffers)
 
 
-def _fill(target: bytearray, refs: Sequence[ChunkRef], read: Callable) -> None:
+def _new_buffer(size: int) -> bytearray | mmap.mmap:
+    """A writable buffer for an array (arrays rebuilt over it stay writable, as after pickle.load).
+
+    Large ones are anonymous mappings the kernel pre-faults in bulk: ``bytearray(n)``
+    zero-fills every page from Python first, a whole extra pass over memory that, in a
+    VM, costs as much as the read itself.
+    """
+    if size < MAPPED_BUFFER:
+        return bytearray(size)
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(-1, size, flags=flags)
+
+
+def _fill(target: bytearray | mmap.mmap, refs: Sequence[ChunkRef], read: Callable,
+          read_into: Callable | None) -> None:
     pos = 0
     batch: list[ChunkRef] = []
     size = 0
+    view = memoryview(target)
 
     def flush() -> None:
         nonlocal pos
+        if read_into is not None:
+            views = []
+            for ref in batch:
+                views.append(view[pos : pos + ref.size])
+                pos += ref.size
+            read_into([r.digest for r in batch], views)
+            return
         for ref, data in zip(batch, read([r.digest for r in batch])):
             if len(data) != ref.size:
                 raise IntegrityError("a chunk's size differs from its manifest entry",

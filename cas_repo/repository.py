@@ -320,7 +320,7 @@ class ModelStore(QueryMixin):
                                      actual="missing")
             manifest = Manifest.from_bytes(self._read([mloc])[0])
 
-            def read(digests: Sequence[Digest]) -> list[bytes | memoryview]:
+            def locate(digests: Sequence[Digest]) -> list[Location]:
                 locs = []
                 for d in digests:
                     loc = chunk_locs.get(d.hex)
@@ -328,9 +328,16 @@ class ModelStore(QueryMixin):
                         raise IntegrityError("the catalog has no location for a chunk",
                                              expected=d.hex, actual="missing")
                     locs.append(loc)
-                return self._read(locs)
+                return locs
 
-            return from_content(manifest, read)
+            def read_into(digests: Sequence[Digest], views: Sequence[memoryview]) -> None:
+                try:
+                    self.objects.read_into(locate(digests), views)
+                except ObjectNotFoundError as exc:
+                    raise IntegrityError(f"a pack is missing from the object store ({exc.key})",
+                                         expected=digests[0].hex, actual="missing") from exc
+
+            return from_content(manifest, lambda digests: self._read(locate(digests)), read_into)
         except IntegrityError as exc:
             raise exc.with_version(row.model_id, row.version) from exc
 

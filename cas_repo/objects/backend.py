@@ -80,6 +80,23 @@ class ObjectBackend(abc.ABC):
         """Several ``(offset, length)`` ranges of one blob (backends may batch them)."""
         return [self.read_range(key, o, n) for o, n in ranges]
 
+    def read_ranges_into(self, key: str, ranges: Sequence[tuple[int, Sequence[memoryview]]]) -> list[int]:
+        """Fill each range's buffers, in order, with the blob's bytes from its offset.
+
+        Returns the bytes filled per range (fewer only if the blob is shorter). Backends
+        that can read into caller memory (``preadv``) override this to skip a copy.
+        """
+        filled = []
+        for (offset, views), data in zip(ranges, self.read_ranges(key, [(o, sum(len(v) for v in vs))
+                                                                          for o, vs in ranges])):
+            pos = 0
+            for v in views:
+                n = min(len(v), len(data) - pos)
+                v[:n] = data[pos : pos + n]
+                pos += n
+            filled.append(pos)
+        return filled
+
     def read(self, key: str) -> bytes:
         """The whole blob."""
         return self.read_range(key, 0, self.stat(key).size)

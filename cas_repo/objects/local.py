@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import mmap
 import os
 import secrets
 import stat as stat_mod
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -32,6 +35,81 @@ def _io_error(action: str, path: Path | str, exc: OSError) -> StoreError:
     return StoreError(f"could not {action} {path}: {exc.strerror or exc}; {hint}")
 
 
+# Blobs from this size up are written with O_DIRECT. A buffered write of new data is
+# bound by the kernel allocating and filling fresh page-cache pages (measured in this VM:
+# 0.3–0.9 GB/s for 64 MiB packs, against ~1.4 GB/s direct, staging copy included), and
+# a large pack is rarely read back soon enough to profit from being cached.
+DIRECT_MIN = 4 << 20
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+_BLOCK = 4096  # O_DIRECT wants block-aligned memory, offsets and lengths
+_STAGE_SIZE = 8 << 20
+_stage = threading.local()
+
+
+def _write_buffered(fd: int, parts: Sequence[Buffer]) -> None:
+    for part in parts:
+        _write_all(fd, memoryview(part).cast("B"))
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_direct(fd: int, parts: Sequence[Buffer]) -> None:
+    """Write ``parts`` through a page-aligned staging buffer; the last block is padded,
+    then the file is cut back to its true size."""
+    if getattr(_stage, "buf", None) is None:
+        _stage.buf = mmap.mmap(-1, _STAGE_SIZE)  # page-aligned, reused by this thread
+    stage = memoryview(_stage.buf)
+    fill = total = 0
+    for part in parts:
+        view = memoryview(part).cast("B")
+        total += len(view)
+        while view:
+            n = min(len(view), _STAGE_SIZE - fill)
+            stage[fill : fill + n] = view[:n]
+            fill += n
+            view = view[n:]
+            if fill == _STAGE_SIZE:
+                _write_all(fd, stage)
+                fill = 0
+    if fill:
+        padded = -(-fill // _BLOCK) * _BLOCK
+        stage[fill:padded] = bytes(padded - fill)
+        _write_all(fd, stage[:padded])
+    os.ftruncate(fd, total)
+
+
+# preadv takes at most IOV_MAX buffers and Linux moves at most ~2 GiB per call.
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
+_MAX_IO = 1 << 30
+
+
+def _preadv_all(fd: int, views: Sequence[memoryview], offset: int) -> int:
+    """Fill ``views`` from ``offset`` on; returns the bytes read (short only at end of file)."""
+    views = [v for v in views if len(v)]
+    i = done = 0
+    while i < len(views):
+        j, size = i, 0
+        while j < len(views) and j - i < _IOV_MAX and (j == i or size + len(views[j]) <= _MAX_IO):
+            size += len(views[j])
+            j += 1
+        n = os.preadv(fd, views[i:j], offset + done)
+        if n == 0:
+            break
+        done += n
+        # Skip the buffers this call filled; a partly filled one continues where it stopped.
+        while n:
+            if n >= len(views[i]):
+                n -= len(views[i])
+                i += 1
+            else:
+                views[i] = views[i][n:]
+                n = 0
+    return done
+
+
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
 
@@ -40,13 +118,16 @@ class LocalBackend(ObjectBackend):
     """Blobs as read-only files under ``root``; shard folders are created on demand.
 
     Symlinks are never followed: a link planted at a blob path or a shard folder makes
-    the operation fail instead of reaching outside ``root``.
+    the operation fail instead of reaching outside ``root``. Blobs of ``DIRECT_MIN`` bytes
+    and more bypass the page cache (``O_DIRECT``) unless ``direct_io=False``; where the
+    filesystem refuses it, writes fall back to the cache.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, direct_io: bool = True) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
         self._fsync = fsync
+        self._direct = direct_io and bool(_O_DIRECT)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -121,17 +202,23 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             raise _io_error("refresh", path, exc) from exc
         tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        direct = self._direct and sum(memoryview(p).nbytes for p in parts) >= DIRECT_MIN
         try:
-            fd = os.open(tmp, _OPEN_TEMP, 0o644, dir_fd=d)
+            try:
+                fd = os.open(tmp, _OPEN_TEMP | (_O_DIRECT if direct else 0), 0o644, dir_fd=d)
+            except OSError as exc:
+                if not direct or exc.errno != errno.EINVAL:
+                    raise
+                self._direct = direct = False  # this filesystem has no O_DIRECT (e.g. tmpfs)
+                fd = os.open(tmp, _OPEN_TEMP, 0o644, dir_fd=d)
         except OSError as exc:
             raise _io_error("create", path.parent / tmp, exc) from exc
         try:
             try:
-                for part in parts:
-                    view = memoryview(part).cast("B")
-                    while view:
-                        n = os.write(fd, view)
-                        view = view[n:]
+                if direct:
+                    self._put_direct(fd, parts)
+                else:
+                    _write_buffered(fd, parts)
                 if faults.ARMED:
                     faults.crash_point("after-temp-write")
                 if self._fsync:
@@ -159,6 +246,19 @@ class LocalBackend(ObjectBackend):
             except OSError as exc:
                 raise _io_error("sync", path.parent, exc) from exc
         return True
+
+    def _put_direct(self, fd: int, parts: Sequence[Buffer]) -> None:
+        try:
+            _write_direct(fd, parts)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # The filesystem refused an aligned direct write: start over through the cache.
+            self._direct = False
+            os.ftruncate(fd, 0)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
+            os.lseek(fd, 0, os.SEEK_SET)
+            _write_buffered(fd, parts)
 
     def _open(self, key: str) -> int:
         path = self._path(key)
@@ -191,6 +291,16 @@ class LocalBackend(ObjectBackend):
         fd = self._open(key)
         try:
             return [os.pread(fd, length, offset) for offset, length in ranges]
+        except OSError as exc:
+            raise _io_error("read", key, exc) from exc
+        finally:
+            os.close(fd)
+
+    def read_ranges_into(self, key: str, ranges: Sequence[tuple[int, Sequence[memoryview]]]) -> list[int]:
+        """``preadv`` straight into the caller's buffers: no intermediate bytes object."""
+        fd = self._open(key)
+        try:
+            return [_preadv_all(fd, views, offset) for offset, views in ranges]
         except OSError as exc:
             raise _io_error("read", key, exc) from exc
         finally:

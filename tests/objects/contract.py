@@ -38,6 +38,16 @@ class BackendContract:
         assert backend.read_ranges(key, [(0, 3), (99_990, 10)]) == [data[:3], data[-10:]]
         assert backend.stat(key).size == len(data)
 
+    def test_read_ranges_into_fills_caller_buffers(self, backend: ObjectBackend) -> None:
+        data = os.urandom(100_000)
+        key = _key(data)
+        backend.put(key, [data])
+        a, b, c, d = bytearray(3), bytearray(5), bytearray(10), bytearray(10)
+        filled = backend.read_ranges_into(key, [(0, [memoryview(a), memoryview(b)]), (50_000, [memoryview(c)]),
+                                                (99_995, [memoryview(d)])])
+        assert filled == [8, 10, 5]  # the last range runs past the end of the blob
+        assert (bytes(a), bytes(b), bytes(c), bytes(d[:5])) == (data[:3], data[3:8], data[50_000:50_010], data[-5:])
+
     def test_put_existing_key_keeps_bytes_and_reports_it(self, backend: ObjectBackend) -> None:
         data = b"x" * 1000
         key = _key(data)
@@ -156,6 +166,33 @@ class BackendContract:
         assert info.value.expected == loc.digest.hex
         assert info.value.actual not in (None, loc.digest.hex)
         assert store.verify_pack(loc.pack) != loc.pack
+
+    def test_store_read_into_fills_targets_with_verified_bytes(self, backend: ObjectBackend) -> None:
+        store = ObjectStore(backend)
+        text = b"tree=1 leaf_value=0.25 " * 2000
+        blobs = [os.urandom(30_000), text, os.urandom(20_000), os.urandom(40_000)]
+        locs = store.write([NewEntry(hash_bytes(b), CHUNK, b) for b in blobs])
+        assert locs[1].stored_size < len(text)  # one compressed entry among raw ones
+        order = [3, 0, 1, 2, 0]  # out of pack order, one entry twice
+        targets = [bytearray(len(blobs[i])) for i in order]
+        store.read_into([locs[i] for i in order], [memoryview(t) for t in targets])
+        assert [bytes(t) for t in targets] == [blobs[i] for i in order]
+
+    def test_store_read_into_detects_flipped_and_missing_bytes(self, backend: ObjectBackend) -> None:
+        store = ObjectStore(backend)
+        blobs = [os.urandom(10_000), os.urandom(10_000)]
+        locs = store.write([NewEntry(hash_bytes(b), CHUNK, b, compress=False) for b in blobs])
+        key = pack_key(locs[0].pack)
+        raw = bytes(backend.read(key))
+        for damaged in (raw[: locs[1].offset] + bytes([raw[locs[1].offset] ^ 1]) + raw[locs[1].offset + 1 :],
+                        raw[: locs[1].offset + 100]):
+            backend.delete(key)
+            backend.put(key, [damaged])
+            with pytest.raises(IntegrityError) as info:
+                store.read_into(locs, [memoryview(bytearray(len(b))) for b in blobs])
+            assert info.value.expected == locs[1].digest.hex
+        with pytest.raises(IntegrityError):
+            store.read_into(locs[:1], [memoryview(bytearray(5))])  # a target of the wrong size
 
     def test_pack_name_is_the_digest_of_its_bytes(self, backend: ObjectBackend) -> None:
         store = ObjectStore(backend)

@@ -1,0 +1,286 @@
+"""The harness's building blocks: results, timing with repeats, targets, memory, machine facts."""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+#: Packages whose versions a report names (missing ones are reported as "-").
+PACKAGES = ("numpy", "duckdb", "pyarrow", "blake3", "pyfastcdc", "pyqlib", "lightgbm", "mlflow", "pandas")
+
+TIME_UNITS = {"s": 1.0, "ms": 1e3, "µs": 1e6}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One measured figure, optionally compared with a baseline measured in the same run.
+
+    ``ratio`` is the speed-up (baseline time ÷ our time) when ``unit`` is a time, and
+    ours ÷ baseline for everything else (bytes, throughput, memory, counts). ``target``
+    is the bound as text (``"≥ 5×"``, ``"≤ 5 ms"``); ``met`` is None when there is none.
+    ``low``/``high`` are the min and max over ``repeats`` runs when ``value`` is a median.
+    """
+
+    scenario: str
+    metric: str
+    value: float
+    unit: str
+    baseline: str | None = None
+    ratio: float | None = None
+    target: str | None = None
+    met: bool | None = None
+    low: float | None = None
+    high: float | None = None
+    repeats: int = 1
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Wall-clock seconds of repeated runs of one operation."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    def result(self, scenario: str, metric: str, unit: str = "ms", note: str = "") -> Result:
+        k = TIME_UNITS[unit]
+        return Result(scenario, metric, self.median * k, unit, low=self.min * k, high=self.max * k,
+                      repeats=self.n, note=note)
+
+
+def measure(fn: Callable[[], Any], repeats: int, *, setup: Callable[[], Any] | None = None,
+            warmup: int = 1) -> Timing:
+    """Time ``fn`` ``repeats`` times (after ``warmup`` untimed runs); ``setup`` runs untimed before each.
+
+    The garbage collector is paused while ``fn`` runs so a collection triggered by an
+    earlier repeat does not land in a later one.
+    """
+    for _ in range(warmup):
+        if setup:
+            setup()
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if setup:
+            setup()
+        gc.collect()
+        gc.disable()
+        try:
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
+        finally:
+            gc.enable()
+    return Timing(tuple(samples))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds one call of ``fn`` took, and its return value."""
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+# -- comparing with baselines and targets ----------------------------------------------------
+
+
+def _check(x: float, op: str, bound: float) -> bool:
+    return x >= bound if op == ">=" else x <= bound
+
+
+def target_text(op: str, bound: float, suffix: str = "×") -> str:
+    sign = "≥" if op == ">=" else "≤"
+    return f"{sign} {bound:g}{suffix if suffix in ('×', '%') else ' ' + suffix}"
+
+
+def faster_than(r: Result, baseline: str, base: Timing | float, need: float | None = None) -> Result:
+    """``r`` (a time) compared with a baseline time: ratio = baseline ÷ ours (speed-up)."""
+    base_s = base.median if isinstance(base, Timing) else base
+    ours_s = r.value / TIME_UNITS[r.unit]
+    ratio = base_s / ours_s if ours_s > 0 else math.inf
+    if need is None:
+        return replace(r, baseline=baseline, ratio=ratio)
+    return replace(r, baseline=baseline, ratio=ratio, target=target_text(">=", need), met=ratio >= need)
+
+
+def relative_to(r: Result, baseline: str, base: float, op: str | None = None,
+                bound: float | None = None) -> Result:
+    """``r`` compared with a baseline of the same unit: ratio = ours ÷ baseline."""
+    ratio = r.value / base if base else math.inf
+    if op is None or bound is None:
+        return replace(r, baseline=baseline, ratio=ratio)
+    return replace(r, baseline=baseline, ratio=ratio, target=target_text(op, bound), met=_check(ratio, op, bound))
+
+
+def bounded(r: Result, op: str, bound: float) -> Result:
+    """``r`` checked against an absolute bound in its own unit (e.g. save ≤ 5 ms)."""
+    return replace(r, target=target_text(op, bound, r.unit), met=_check(r.value, op, bound))
+
+
+def explain(r: Result, why_missed: str) -> Result:
+    """Attach ``why_missed`` (why, and what would close it) when ``r`` missed its target."""
+    return replace(r, note=why_missed) if r.met is False else r
+
+
+# -- scratch space and bytes on disk ---------------------------------------------------------
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temp folder (under ``CAS_BENCH_TMP`` or the system temp dir), removed afterwards."""
+    base = os.environ.get("CAS_BENCH_TMP") or None
+    path = Path(tempfile.mkdtemp(prefix=f"cas-bench-{prefix}-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def bytes_on_disk(root: str | os.PathLike[str]) -> int:
+    """Apparent size of every regular file under ``root`` (what a user's ``du -b`` shows)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def drop_file_cache(path: str | os.PathLike[str]) -> None:
+    """Ask the kernel to forget the cached pages of every file under ``path`` (best effort)."""
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now."""
+    return _status_kib("VmRSS") * 1024
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size since start or the last :func:`reset_peak_rss`."""
+    return _status_kib("VmHWM") * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux ≥ 4.0); False if the kernel refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# -- the machine -----------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _filesystem(path: Path) -> str:
+    """``device (fstype)`` of the mount holding ``path``."""
+    best, desc = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                if str(path).startswith(mnt) and len(mnt) >= len(best):
+                    best, desc = mnt, f"{dev} ({fstype}, mounted at {mnt})"
+    except OSError:
+        pass
+    usage = shutil.disk_usage(path)
+    return f"{desc}, {usage.free / 2**30:.0f} GiB free of {usage.total / 2**30:.0f} GiB"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, the scratch disk, Python and library versions, date, load."""
+    scratch_dir = Path(os.environ.get("CAS_BENCH_TMP") or tempfile.gettempdir()).resolve()
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(_mem_total() / 2**30, 1),
+        "disk": _filesystem(scratch_dir),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": {p: _version(p) for p in PACKAGES},
+        "loadavg": os.getloadavg(),
+    }

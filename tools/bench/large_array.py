@@ -1,0 +1,190 @@
+"""A model of 1 GiB of float32 arrays: first save, unchanged re-save, 1 % changes, verified
+load and peak RSS, against the seed's pickle + fsync and the machine's raw limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .framework import (Result, Timing, bounded, explain, faster_than, measure, relative_to,
+                        scratch)
+from .limits import blake3_single, gbps, memcpy_timing, mmap_verify_timing, write_fsync_timing
+
+TITLE = "Large array model"
+ABOUT = (
+    "A model object holding 100 float32 arrays (a big DNN's state) — 1 GiB in all at full "
+    "size — of weight-like values (random signs and mantissas, magnitudes 3e-5–8e-3), on "
+    "which zstd saves ~6 %, under the store's 10 % bar, as on trained weights; so they are "
+    "stored raw. Every operation runs "
+    "in a fresh child process, which builds the model itself (untimed) and resets the "
+    "kernel's peak-RSS mark just before the timed call, so *peak RSS* is that operation's "
+    "own (model, interpreter and libraries included). Each of ours is a `ModelStore` in "
+    "the default shared mode. *First save* goes into an empty store; *re-save* stores the "
+    "same object again; *1 % of arrays* replaces one array of the hundred wholesale; *1 % "
+    "of each array* rewrites one contiguous run of 1 % of the elements in every array. "
+    "*Load* reads version 1 back with every chunk verified (BLAKE3) before unpickling, from "
+    "a warm page cache (read once first) and from a cold one (`posix_fadvise(DONTNEED)`). "
+    "Baselines over the same bytes, in the same run: the seed's `pickle.dump` (protocol 4) "
+    "+ fsync and its unverified `pickle.load`, a raw sequential write + fsync of a new file "
+    "(buffered, and `O_DIRECT`), BLAKE3 on one core, memcpy. Our first save and loads run "
+    "with the phase timers installed (~1 µs a call, a few thousand calls: well under 1 %).")
+
+N_ARRAYS = 100
+
+WHY_FIRST = ("see the phase rows: every byte is hashed twice (BLAKE3 per chunk for its "
+             "identity, then again over the whole pack for the pack's name) and copied once "
+             "into the aligned staging buffer of the O_DIRECT write, which then waits on the "
+             "disk. Naming a pack by a hash of its index (whose entries carry every chunk's "
+             "digest) would drop one full pass, at the price of a pack-format change; "
+             "overlapping hashing with the writes needs a core that is not shared — tried "
+             "with two pack-writer threads, it ran slower on this busy 2-core machine.")
+WHY_LOAD = ("see the phase rows: the arrays need new memory, which this VM makes expensive on "
+            "first touch (buffer allocation), then every byte is copied from the page cache "
+            "(pack read) and hashed (verify). The zero-copy row shows the floor without the "
+            "first two: mapping the packs copy-on-write and verifying in place would meet "
+            "the bar, but the arrays would then rest on file pages that could change after "
+            "verification — a decision about the store's guarantees, not a tuning.")
+WHY_RSS = "the interpreter and libraries (idle RSS) weigh against a model this small."
+
+
+def run_child(task: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one child task in a fresh interpreter; its JSON result."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        result = Path(f.name)
+    try:
+        subprocess.run([sys.executable, "-m", "tools.bench.child", task, json.dumps(args), str(result)],
+                       check=True, cwd=Path(__file__).resolve().parents[2])
+        return json.loads(result.read_text())
+    finally:
+        result.unlink(missing_ok=True)
+
+
+def _timing(runs: list[dict[str, Any]], key: str) -> Timing:
+    return Timing(tuple(r[key]["seconds"] for r in runs))
+
+
+def _peak(runs: list[dict[str, Any]], key: str) -> int:
+    return max(r[key]["peak_rss"] for r in runs)
+
+
+def _rate(metric: str, t: Timing, nbytes: int, note: str = "") -> Result:
+    return Result("large_array", metric, gbps(nbytes, t.median), "GB/s",
+                  low=gbps(nbytes, t.max), high=gbps(nbytes, t.min), repeats=t.n, note=note)
+
+
+def run(quick: bool) -> list[Result]:
+    total = (64 if quick else 1024) << 20
+    repeats = 2 if quick else 3
+    size = f"{total >> 20} MiB"
+    ours, loads_warm, loads_cold, seeds, seed_loads = [], [], [], [], []
+    with scratch("large") as base:
+        for i in range(repeats):
+            args = {"bytes": total, "arrays": N_ARRAYS}
+            root = base / f"cas{i}"
+            ours.append(run_child("ours_save", args | {"root": str(root)}))
+            loads_warm.append(run_child("ours_load", args | {"root": str(root), "cold": False}))
+            loads_cold.append(run_child("ours_load", args | {"root": str(root), "cold": True}))
+            _rmtree(root)
+            seed_root = base / f"seed{i}"
+            seeds.append(run_child("seed_save", args | {"root": str(seed_root), "fsync": True}))
+            seed_loads.append(run_child("seed_load", args | {"root": str(seed_root)}))
+            _rmtree(seed_root)
+        nbytes = ours[0]["model_bytes"]
+        raw = write_fsync_timing(nbytes, repeats + 1)
+        mapped = mmap_verify_timing(nbytes, repeats + 1)
+        try:
+            raw_direct: Timing | None = write_fsync_timing(nbytes, repeats + 1, direct=True)
+        except OSError:
+            raw_direct = None
+    src = np.frombuffer(os.urandom(nbytes), dtype=np.uint8) if nbytes <= 64 << 20 else \
+        np.tile(np.frombuffer(os.urandom(16 << 20), dtype=np.uint8), nbytes // (16 << 20))
+    blake = measure(lambda: blake3_single(src), 3)
+    memcpy = memcpy_timing(src, 3)
+    del src
+
+    seed_first, seed_rewrite = _timing(seeds, "first"), _timing(seeds, "rewrite")
+    rows = [
+        Result("large_array", f"model size ({N_ARRAYS} float32 arrays)", nbytes / 2**20, "MiB"),
+        _rate(f"raw write + fsync, buffered ({size})", raw, nbytes),
+    ]
+    if raw_direct:
+        rows.append(_rate(f"raw write + fsync, O_DIRECT ({size})", raw_direct, nbytes))
+    rows += [_rate("BLAKE3, one thread", blake, nbytes), _rate("memcpy", memcpy, nbytes),
+             _rate("mmap of a warm file + BLAKE3 in place (zero-copy verified read)", mapped, nbytes),
+             seed_first.result("large_array", "seed: pickle.dump + fsync (first save)", "s"),
+             seed_rewrite.result("large_array", "seed: full rewrite (unchanged re-save)", "s")]
+
+    first = _timing(ours, "first").result("large_array", "first save", "s")
+    rows += [explain(faster_than(first, "seed pickle.dump + fsync", seed_first, 2.5), WHY_FIRST),
+             explain(faster_than(first, "raw write + fsync, buffered", raw, 0.5), WHY_FIRST)]
+    if raw_direct:
+        rows.append(faster_than(first, "raw write + fsync, O_DIRECT", raw_direct))
+    rows.append(_rate("first save throughput", _timing(ours, "first"), nbytes))
+
+    resave = _timing(ours, "resave").result("large_array", "unchanged re-save", "s")
+    rows.append(faster_than(resave, "seed full rewrite", seed_rewrite, 5))
+    resave_new = max(r["resave"]["new_bytes"] for r in ours)
+    rows.append(Result("large_array", "unchanged re-save: new bytes (max)", resave_new, "B",
+                       target="= 0 chunk bytes (one event record)",
+                       met=resave_new < 4096,
+                       note="the only new entry is the version's event record (~600 B) and its pack header"))
+    for key, what in (("arrays_1pct", "1 % of arrays replaced"), ("slices_1pct", "1 % of each array changed")):
+        new = statistics.median(r[key]["new_bytes"] for r in ours)
+        changed = statistics.median(r["changed_" + key.split("_")[0]] for r in ours)
+        r = Result("large_array", f"{what}: new bytes", new / 2**20, "MiB",
+                   note=f"{changed / 2**20:.1f} MiB of array data changed")
+        rows.append(relative_to(r, "model size", nbytes / 2**20, "<=", 0.03) if key == "arrays_1pct"
+                    else relative_to(r, "model size", nbytes / 2**20))
+        rows.append(_timing(ours, key).result("large_array", f"{what}: save", "s"))
+
+    warm = _timing(loads_warm, "load")
+    rows.append(explain(relative_to(_rate("load, verified, warm cache", warm, nbytes), "BLAKE3, one thread",
+                                    gbps(nbytes, blake.median), ">=", 0.5), WHY_LOAD))
+    rows.append(_rate("load, verified, cold cache", _timing(loads_cold, "load"), nbytes))
+    rows.append(relative_to(_rate("seed: pickle.load, unverified, warm", _timing(seed_loads, "load"), nbytes),
+                            "memcpy", gbps(nbytes, memcpy.median)))
+    if not all(r["identical"] for r in loads_warm + loads_cold):
+        raise AssertionError("a loaded model differs from the saved one")
+
+    mib = 2**20
+    for key, runs, what in (("first", ours, "save"), ("load", loads_warm, "load (warm)"),
+                            ("load", loads_cold, "load (cold)"), ("first", seeds, "seed pickle.dump")):
+        peak = _peak(runs, key)
+        r = relative_to(Result("large_array", f"peak RSS during {what}", peak / mib, "MiB"),
+                        "model size", nbytes / mib, *(("<=", 1.5) if what != "seed pickle.dump" else (None, None)))
+        rows.append(explain(r, WHY_RSS))
+    rows.append(Result("large_array", "idle RSS of a child (interpreter + libraries)",
+                       statistics.median(r["idle_rss"] for r in ours) / mib, "MiB"))
+    rows += _phase_rows("first save", [r["first"] for r in ours])
+    rows += _phase_rows("load (warm)", [r["load"] for r in loads_warm])
+    rows += _phase_rows("load (cold)", [r["load"] for r in loads_cold])
+    return rows
+
+
+def _phase_rows(op: str, runs: list[dict[str, Any]]) -> list[Result]:
+    names = dict.fromkeys(name for r in runs for name in r["phases"])
+    rows = []
+    for name in names:
+        samples = [r["phases"].get(name, 0.0) for r in runs]
+        others = [r["seconds"] - sum(r["phases"].values()) for r in runs]
+        if statistics.median(samples) >= 0.001:
+            rows.append(Result("large_array", f"{op} phase: {name}", statistics.median(samples), "s",
+                               low=min(samples), high=max(samples), repeats=len(samples)))
+    rows.append(Result("large_array", f"{op} phase: other", max(0.0, statistics.median(others)), "s",
+                       low=max(0.0, min(others)), high=max(0.0, max(others)), repeats=len(others)))
+    return rows
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    # Packs are read-only files; rmtree removes them since the folders stay writable.
+    shutil.rmtree(path, ignore_errors=True)
