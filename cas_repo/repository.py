@@ -211,6 +211,8 @@ class ModelStore(QueryMixin):
         for attempt in range(_COMMIT_RETRIES):
             try:
                 with self.catalog.session() as s:
+                    if prewritten:
+                        prewritten, done = self._still_stored(prewritten)
                     # Presence is (re-)checked under the lock: a gc may have dropped an
                     # unreferenced chunk since we looked, and then this save stores it again.
                     state, present = s.state_and_present(md.model_id, needed)
@@ -256,6 +258,23 @@ class ModelStore(QueryMixin):
     def _record_bytes(self, record: EventRecord) -> bytes:
         raw = record.to_bytes()
         return self._key.seal(raw) if self._key else raw
+
+    def _still_stored(self, prewritten: list[Location]) -> tuple[list[Location], set[str]]:
+        """The prewritten locations whose packs still exist (checked under the catalog lock).
+
+        A prewritten pack can equal, byte for byte, an old unreferenced pack (a crashed save
+        of the same content); ``put`` then only refreshed its mtime, and a gc that had already
+        judged it by the old mtime may have deleted it. gc deletes packs under the catalog
+        lock, so a check made under the lock is final.
+        """
+        gone = set()
+        for pack in {l.pack for l in prewritten}:
+            try:
+                self.objects.pack_info(pack)
+            except ObjectNotFoundError:
+                gone.add(pack)
+        kept = [l for l in prewritten if l.pack not in gone]
+        return kept, {l.digest.hex for l in kept}
 
     # -- loading ---------------------------------------------------------------------------
 
