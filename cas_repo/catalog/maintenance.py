@@ -1,0 +1,256 @@
+"""The catalog side of gc, retention and purge: liveness, pack usage, retention marks.
+
+Retention state lives in the event log, not in a table of its own: a version's latest
+``retire``/``restore``/``purge`` event says whether it is live, retired (a version
+tombstone a policy set, undoable) or purged (gc freed its content; final). So a rebuilt
+catalog gets that state back by replaying the records like any other event.
+
+A digest is **live** when gc must keep it: the record of every event (history is kept
+forever, and records are what a rebuild replays), and the manifest and chunks of every
+version that is not purged. Functions here take a :class:`Session`; callers hold the
+catalog lock, which is what makes a re-check final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+from ..digest import Digest
+from ..location import MANIFEST, Location
+from .catalog import Session, naive_utc
+
+MARK_KINDS = ("retire", "restore", "purge")
+
+# The retention state of each version that has one ('retire', 'restore' or 'purge') and
+# since when; a purge is final whatever follows it.
+MARKS_CTE = """marks AS (
+    SELECT model_id, version,
+        CASE WHEN bool_or(kind = 'purge') THEN 'purge' ELSE arg_max(kind, seq) END AS state,
+        CASE WHEN bool_or(kind = 'purge') THEN min(event_at) FILTER (WHERE kind = 'purge')
+             ELSE arg_max(event_at, seq) END AS since
+    FROM events WHERE kind IN ('retire', 'restore', 'purge')
+    GROUP BY model_id, version)"""
+
+# Live digests, given the versions about to be purged as two list parameters.
+_LIVE_CTES = MARKS_CTE + """,
+purging AS (SELECT unnest(?::VARCHAR[]) AS model_id, unnest(?::INTEGER[]) AS version),
+kept AS (
+    SELECT DISTINCT v.manifest FROM versions v
+    LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version
+    WHERE k.state IS DISTINCT FROM 'purge'
+      AND NOT EXISTS (SELECT 1 FROM purging p WHERE p.model_id = v.model_id AND p.version = v.version)),
+live AS (
+    SELECT manifest AS digest FROM kept
+    UNION SELECT chunk FROM manifest_chunks WHERE manifest IN (SELECT manifest FROM kept)
+    UNION SELECT record FROM events)"""
+
+
+def _purging_params(purging: Sequence[tuple[str, int]]) -> list[list]:
+    return [[m for m, _ in purging], [v for _, v in purging]]
+
+
+def _loc(r: tuple) -> Location:
+    return Location(Digest.from_hex(r[0]), r[1], Digest.from_hex(r[2]), r[3], r[4], r[5], r[6])
+
+
+_LOC_COLS = 'o.digest, o.kind, o.pack, o."offset", o.stored_size, o.size, o.codec'
+
+
+@dataclass(frozen=True, slots=True)
+class PackUsage:
+    """What the catalog says about one pack: its rows, and which of them are live."""
+
+    pack: str
+    rows: int
+    live_rows: int
+    live_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCandidate:
+    """A version gc may purge: its model is tombstoned, or the version is retired."""
+
+    model_id: str
+    version: int
+    reason: str
+    since: datetime
+    logical_size: int
+    new_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkCommit:
+    """One retire, restore or purge event to record."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    record: str
+    logical_size: int | None = None
+    new_bytes: int | None = None
+
+
+# -- liveness ---------------------------------------------------------------------------
+
+
+def pack_usage(s: Session, purging: Sequence[tuple[str, int]] = ()) -> dict[str, PackUsage]:
+    """Rows and live rows of every pack the ``objects`` table points at."""
+    rows = s._all(
+        f"WITH {_LIVE_CTES} SELECT o.pack, count(*), count(l.digest), "
+        "coalesce(sum(o.stored_size) FILTER (WHERE l.digest IS NOT NULL), 0) "
+        "FROM objects o LEFT JOIN live l ON l.digest = o.digest GROUP BY o.pack",
+        _purging_params(purging))
+    return {r[0]: PackUsage(r[0], r[1], r[2], r[3]) for r in rows}
+
+
+def unlocated_live(s: Session, purging: Sequence[tuple[str, int]] = ()) -> list[str]:
+    """Live digests the ``objects`` table has no location for (the catalog lost track)."""
+    return [r[0] for r in s._all(
+        f"WITH {_LIVE_CTES} SELECT l.digest FROM live l "
+        "WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest) ORDER BY 1",
+        _purging_params(purging))]
+
+
+def live_among(s: Session, digests: Sequence[str], purging: Sequence[tuple[str, int]] = ()) -> set[str]:
+    """Those of ``digests`` that are live now (or once ``purging`` is purged)."""
+    if not digests:
+        return set()
+    return {r[0] for r in s._all(
+        f"WITH {_LIVE_CTES}, cand AS (SELECT unnest(?::VARCHAR[]) AS digest) "
+        "SELECT digest FROM cand WHERE digest IN (SELECT digest FROM live)",
+        _purging_params(purging) + [list(set(digests))])}
+
+
+def live_digests(s: Session) -> set[str]:
+    """Every live digest."""
+    return {r[0] for r in s._all(f"WITH {_LIVE_CTES} SELECT digest FROM live", [[], []])}
+
+
+def live_locations(s: Session, packs: Sequence[str]) -> dict[str, list[Location]]:
+    """The live rows pointing at each of ``packs`` (what a repack must copy)."""
+    out: dict[str, list[Location]] = {p: [] for p in packs}
+    for r in s._all(
+            f"WITH {_LIVE_CTES} SELECT {_LOC_COLS} FROM objects o "
+            "WHERE o.pack IN (SELECT unnest(?::VARCHAR[])) AND o.digest IN (SELECT digest FROM live) "
+            'ORDER BY o.pack, o."offset"', [[], [], list(packs)]):
+        out[r[2]].append(_loc(r))
+    return out
+
+
+def catalog_packs(s: Session) -> dict[str, int]:
+    """Every pack the ``packs`` table lists, with the size recorded when it was written."""
+    return dict(s._all("SELECT pack, size FROM packs"))
+
+
+# -- gc's row changes (each one transaction, under the caller's lock) -------------------
+
+
+def _forget_rows(s: Session, where: str, params: list) -> None:
+    # A manifest's chunk list lives exactly as long as its objects row: the save path
+    # decides whether to insert the list by whether the manifest's row exists.
+    s.con.execute(
+        "DELETE FROM manifest_chunks WHERE manifest IN "
+        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {where})", params)
+    s.con.execute(f"DELETE FROM objects WHERE {where}", params)
+
+
+def forget_pack(s: Session, pack: str) -> bool:
+    """Drop every row of ``pack`` before its file is deleted; False (nothing done) if one is live."""
+    with s.transaction(f"forgetting pack {pack[:16]}"):
+        digests = [r[0] for r in s._all("SELECT digest FROM objects WHERE pack = ?", [pack])]
+        if live_among(s, digests):
+            return False
+        _forget_rows(s, "pack = ?", [pack])
+        s.con.execute("DELETE FROM packs WHERE pack = ?", [pack])
+    return True
+
+
+def move_entries(s: Session, old: str, moved: Sequence[Location],
+                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> bool:
+    """Point the rows of pack ``old`` at their copies in ``moved`` and drop its dead rows.
+
+    Returns False, changing nothing, when a live row of ``old`` has no copy in ``moved``
+    (a save deduplicated onto it after the repack was planned).
+    """
+    copies = {l.digest.hex: l for l in moved}
+    with s.transaction(f"repacking pack {old[:16]}"):
+        digests = [r[0] for r in s._all("SELECT digest FROM objects WHERE pack = ?", [old])]
+        if live_among(s, [d for d in digests if d not in copies]):
+            return False
+        s._insert_rows("packs", [(p, size, n, naive_utc(at)) for p, size, n in new_packs], or_ignore=True)
+        for d in digests:
+            loc = copies.get(d)
+            if loc is not None:
+                s.con.execute('UPDATE objects SET pack = ?, "offset" = ?, stored_size = ?, codec = ? '
+                              "WHERE digest = ? AND pack = ?",
+                              [loc.pack.hex, loc.offset, loc.stored_size, loc.codec, d, old])
+        _forget_rows(s, "pack = ?", [old])
+    return True
+
+
+# -- retention marks ------------------------------------------------------------------
+
+
+def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
+    """``(model_id, version) -> (state, since)`` for every version with a retention mark."""
+    return {(r[0], r[1]): (r[2], r[3].replace(tzinfo=timezone.utc))
+            for r in s._all(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
+
+
+def purged_at(s: Session, model_id: str, version: int) -> datetime | None:
+    """When gc purged this version's content, or None if it did not."""
+    rows = s._all("SELECT min(event_at) FROM events WHERE model_id = ? AND version = ? AND kind = 'purge'",
+                  [model_id, version])
+    return rows[0][0].replace(tzinfo=timezone.utc) if rows and rows[0][0] else None
+
+
+def purge_candidates(s: Session, deleted_before: datetime, retired_before: datetime) -> list[PurgeCandidate]:
+    """Versions of models tombstoned before ``deleted_before`` and versions retired before
+    ``retired_before`` whose content is still stored."""
+    rows = s._all(
+        f"WITH {MARKS_CTE}, "
+        "tomb AS (SELECT model_id, max(event_at) AS at FROM events WHERE kind = 'delete' GROUP BY model_id) "
+        "SELECT v.model_id, v.version, CASE WHEN m.deleted THEN 'model deleted' ELSE 'version retired' END, "
+        "CASE WHEN m.deleted THEN t.at ELSE k.since END, v.logical_size, v.new_bytes "
+        "FROM versions v JOIN models m ON m.model_id = v.model_id "
+        "LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version "
+        "LEFT JOIN tomb t ON t.model_id = v.model_id "
+        "WHERE k.state IS DISTINCT FROM 'purge' AND ((m.deleted AND t.at <= ?) "
+        "OR (NOT m.deleted AND k.state = 'retire' AND k.since <= ?)) ORDER BY 1, 2",
+        [naive_utc(deleted_before), naive_utc(retired_before)])
+    return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=timezone.utc), r[4], r[5]) for r in rows]
+
+
+def last_seqs(s: Session, model_ids: Sequence[str]) -> dict[str, int]:
+    return dict(s._all("SELECT model_id, last_seq FROM models WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
+                       [list(set(model_ids))]))
+
+
+def commit_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
+                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    """Record retire/restore/purge events (and their records' locations) in one transaction."""
+    with s.transaction(f"recording {len(marks)} retention events"):
+        s._insert_locations(new_locations, new_packs, at)
+        for m in marks:
+            s.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                          [m.model_id, m.seq, m.kind, m.version, naive_utc(m.at), m.record])
+            if m.kind == "purge" and m.logical_size is not None:
+                # A rebuilt catalog cannot size a version whose manifest is gone; the
+                # purge record carries what the version was.
+                s.con.execute("UPDATE versions SET logical_size = ?, new_bytes = ? WHERE model_id = ? "
+                              "AND version = ?", [m.logical_size, m.new_bytes or 0, m.model_id, m.version])
+        for model_id, seq, when in _latest(marks):
+            s.con.execute("UPDATE models SET last_seq = greatest(last_seq, ?), updated_at = ? WHERE model_id = ?",
+                          [seq, naive_utc(when), model_id])
+
+
+def _latest(marks: Sequence[MarkCommit]) -> list[tuple[str, int, datetime]]:
+    top: dict[str, MarkCommit] = {}
+    for m in marks:
+        if m.model_id not in top or m.seq > top[m.model_id].seq:
+            top[m.model_id] = m
+    return [(m.model_id, m.seq, m.at) for m in top.values()]
