@@ -21,11 +21,13 @@ from typing import Any, Callable, Iterable, Sequence
 from . import faults
 from .catalog import Catalog, EventCommit, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
+from .catalog.maintenance import purged_at
 from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
 from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError,
-                     ModelDeletedError, ModelNotFoundError, ObjectNotFoundError, StoreError)
+                     ModelDeletedError, ModelNotFoundError, ModelPurgedError, ObjectNotFoundError,
+                     StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
@@ -331,6 +333,11 @@ class ModelStore(QueryMixin):
                 locations = s.content_locations(row.manifest)
                 sealed = s.sealed_record(row.model_id, row.version) if self._key else None
         mloc, chunk_locs = locations
+        if mloc is None:
+            with self.catalog.session() as s:
+                purged = purged_at(s, row.model_id, row.version)
+            if purged is not None:
+                raise ModelPurgedError(row.model_id, row.version, purged)
         try:
             if self._key:
                 self._check_seal(row, *sealed)
