@@ -146,6 +146,11 @@ def catalog_packs(s: Session) -> dict[str, int]:
     return dict(s._all("SELECT pack, size FROM packs"))
 
 
+def pack_entries(s: Session) -> dict[str, int]:
+    """How many entries each pack the ``packs`` table lists holds."""
+    return dict(s._all("SELECT pack, entries FROM packs"))
+
+
 # -- gc's row changes (each one transaction, under the caller's lock) -------------------
 
 
@@ -177,6 +182,8 @@ def move_entries(s: Session, old: str, moved: Sequence[Location],
     (a save deduplicated onto it after the repack was planned).
     """
     copies = {l.digest.hex: l for l in moved}
+    if any(l.pack.hex == old for l in moved):
+        return False  # dropping the old pack's rows would drop the copies' too
     with s.transaction(f"repacking pack {old[:16]}"):
         digests = [r[0] for r in s._all("SELECT digest FROM objects WHERE pack = ?", [old])]
         if live_among(s, [d for d in digests if d not in copies]):
