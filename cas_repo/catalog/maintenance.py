@@ -153,50 +153,66 @@ def pack_entries(s: Session) -> dict[str, int]:
 
 # -- gc's row changes (each one transaction, under the caller's lock) -------------------
 
+_IN_LIST = "pack IN (SELECT unnest(?::VARCHAR[]))"
 
-def _forget_rows(s: Session, where: str, params: list) -> None:
+
+def _forget_rows(s: Session, packs: Sequence[str]) -> None:
     # A manifest's chunk list lives exactly as long as its objects row: the save path
     # decides whether to insert the list by whether the manifest's row exists.
     s.con.execute(
         "DELETE FROM manifest_chunks WHERE manifest IN "
-        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {where})", params)
-    s.con.execute(f"DELETE FROM objects WHERE {where}", params)
+        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {_IN_LIST})", [list(packs)])
+    s.con.execute(f"DELETE FROM objects WHERE {_IN_LIST}", [list(packs)])
 
 
-def forget_pack(s: Session, pack: str) -> bool:
-    """Drop every row of ``pack`` before its file is deleted; False (nothing done) if one is live."""
-    with s.transaction(f"forgetting pack {pack[:16]}"):
-        digests = [r[0] for r in s._all("SELECT digest FROM objects WHERE pack = ?", [pack])]
-        if live_among(s, digests):
-            return False
-        _forget_rows(s, "pack = ?", [pack])
-        s.con.execute("DELETE FROM packs WHERE pack = ?", [pack])
-    return True
+def _rows_of(s: Session, packs: Sequence[str]) -> list[tuple[str, str]]:
+    return s._all(f"SELECT pack, digest FROM objects WHERE {_IN_LIST}", [list(packs)])
 
 
-def move_entries(s: Session, old: str, moved: Sequence[Location],
-                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> bool:
-    """Point the rows of pack ``old`` at their copies in ``moved`` and drop its dead rows.
+def forget_packs(s: Session, packs: Sequence[str]) -> set[str]:
+    """Drop every row (and ``packs`` row) of those of ``packs`` no live row points at.
 
-    Returns False, changing nothing, when a live row of ``old`` has no copy in ``moved``
-    (a save deduplicated onto it after the repack was planned).
+    Returns the packs forgotten, whose files may now be deleted; a pack with a live row
+    (a save deduplicated onto it since gc planned) is left as it is.
     """
-    copies = {l.digest.hex: l for l in moved}
-    if any(l.pack.hex == old for l in moved):
-        return False  # dropping the old pack's rows would drop the copies' too
-    with s.transaction(f"repacking pack {old[:16]}"):
-        digests = [r[0] for r in s._all("SELECT digest FROM objects WHERE pack = ?", [old])]
-        if live_among(s, [d for d in digests if d not in copies]):
-            return False
+    if not packs:
+        return set()
+    with s.transaction(f"forgetting {len(packs)} packs"):
+        rows = _rows_of(s, packs)
+        live = live_among(s, [d for _, d in rows])
+        drop = sorted(set(packs) - {p for p, d in rows if d in live})
+        _forget_rows(s, drop)
+        s.con.execute(f"DELETE FROM packs WHERE {_IN_LIST}", [drop])
+    return set(drop)
+
+
+def move_entries(s: Session, moves: dict[str, Sequence[Location]],
+                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> set[str]:
+    """For each old pack, point its rows at the copies in ``moves[old]`` and drop its dead rows.
+
+    Returns the old packs moved. One whose live row has no copy (a save deduplicated onto
+    it after the repack was planned) is left as it is, as is one copied into itself.
+    """
+    if not moves:
+        return set()
+    with s.transaction(f"repacking {len(moves)} packs"):
+        copied = {(old, l.digest.hex) for old, locs in moves.items() for l in locs}
+        uncopied = [(p, d) for p, d in _rows_of(s, list(moves)) if (p, d) not in copied]
+        live = live_among(s, [d for _, d in uncopied])
+        blocked = {p for p, d in uncopied if d in live}
+        blocked |= {old for old, locs in moves.items() if any(l.pack.hex == old for l in locs)}
+        ok = sorted(set(moves) - blocked)
         s._insert_rows("packs", [(p, size, n, naive_utc(at)) for p, size, n in new_packs], or_ignore=True)
-        for d in digests:
-            loc = copies.get(d)
-            if loc is not None:
-                s.con.execute('UPDATE objects SET pack = ?, "offset" = ?, stored_size = ?, codec = ? '
-                              "WHERE digest = ? AND pack = ?",
-                              [loc.pack.hex, loc.offset, loc.stored_size, loc.codec, d, old])
-        _forget_rows(s, "pack = ?", [old])
-    return True
+        moved = [(old, l) for old in ok for l in moves[old]]
+        s.con.execute(
+            'UPDATE objects SET pack = n.pack, "offset" = n.off, stored_size = n.stored, codec = n.codec '
+            "FROM (SELECT unnest(?::VARCHAR[]) AS digest, unnest(?::VARCHAR[]) AS old, "
+            "unnest(?::VARCHAR[]) AS pack, unnest(?::BIGINT[]) AS off, unnest(?::BIGINT[]) AS stored, "
+            "unnest(?::TINYINT[]) AS codec) n WHERE objects.digest = n.digest AND objects.pack = n.old",
+            [[l.digest.hex for _, l in moved], [old for old, _ in moved], [l.pack.hex for _, l in moved],
+             [l.offset for _, l in moved], [l.stored_size for _, l in moved], [l.codec for _, l in moved]])
+        _forget_rows(s, ok)
+    return set(ok)
 
 
 # -- retention marks ------------------------------------------------------------------
@@ -241,18 +257,33 @@ def commit_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequenc
                  new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
     """Record retire/restore/purge events (and their records' locations) in one transaction."""
     with s.transaction(f"recording {len(marks)} retention events"):
-        s._insert_locations(new_locations, new_packs, at)
-        for m in marks:
-            s.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                          [m.model_id, m.seq, m.kind, m.version, naive_utc(m.at), m.record])
-            if m.kind == "purge" and m.logical_size is not None:
-                # A rebuilt catalog cannot size a version whose manifest is gone; the
-                # purge record carries what the version was.
-                s.con.execute("UPDATE versions SET logical_size = ?, new_bytes = ? WHERE model_id = ? "
-                              "AND version = ?", [m.logical_size, m.new_bytes or 0, m.model_id, m.version])
-        for model_id, seq, when in _latest(marks):
-            s.con.execute("UPDATE models SET last_seq = greatest(last_seq, ?), updated_at = ? WHERE model_id = ?",
-                          [seq, naive_utc(when), model_id])
+        _insert_marks(s, marks, new_locations, new_packs, at)
+
+
+def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
+                  new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    s._insert_locations(new_locations, new_packs, at)
+    s.con.execute(
+        "INSERT INTO events SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+        "unnest(?::INTEGER[]), unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
+        [[m.model_id for m in marks], [m.seq for m in marks], [m.kind for m in marks],
+         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.record for m in marks]])
+    # A rebuilt catalog cannot size a version whose manifest is gone; the purge record
+    # carries what the version was.
+    sized = [m for m in marks if m.kind == "purge" and m.logical_size is not None]
+    if sized:
+        s.con.execute(
+            "UPDATE versions SET logical_size = n.size, new_bytes = n.new FROM (SELECT unnest(?::VARCHAR[]) AS "
+            "model_id, unnest(?::INTEGER[]) AS version, unnest(?::BIGINT[]) AS size, unnest(?::BIGINT[]) AS new) n "
+            "WHERE versions.model_id = n.model_id AND versions.version = n.version",
+            [[m.model_id for m in sized], [m.version for m in sized], [m.logical_size for m in sized],
+             [m.new_bytes or 0 for m in sized]])
+    latest = _latest(marks)
+    s.con.execute(
+        "UPDATE models SET last_seq = greatest(last_seq, n.seq), updated_at = n.at FROM (SELECT "
+        "unnest(?::VARCHAR[]) AS model_id, unnest(?::INTEGER[]) AS seq, unnest(?::TIMESTAMP[]) AS at) n "
+        "WHERE models.model_id = n.model_id",
+        [[m for m, _, _ in latest], [q for _, q, _ in latest], [naive_utc(w) for _, _, w in latest]])
 
 
 def _latest(marks: Sequence[MarkCommit]) -> list[tuple[str, int, datetime]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..catalog.maintenance import forget_pack, live_locations, move_entries, purge_candidates
+from ..catalog.maintenance import forget_packs, live_locations, move_entries, purge_candidates
 from ..compression import RAW
 from ..digest import Digest
 from ..errors import GcRefusedError, IntegrityError, ObjectNotFoundError, StoreError
@@ -132,14 +132,16 @@ def _delete(store: ModelStore, plan: GcPlan, progress: ProgressFactory) -> tuple
         for batch in batched(plan.delete, DELETE_BATCH):
             # Under the catalog lock: a save checks presence and commits under it too.
             with store.catalog.session() as s:
+                mtimes = {ref.pack: _mtime(store, ref.pack) for ref in batch}
+                fresh = {p for p, m in mtimes.items() if m is not None and m > cutoff}
+                forgotten = forget_packs(s, [ref.pack for ref in batch if ref.pack not in fresh])
                 for ref in batch:
-                    mtime = _mtime(store, ref.pack)
-                    if mtime is not None and mtime > cutoff:
+                    if ref.pack in fresh:
                         skipped.append((ref.pack, "refreshed by a save since the plan"))
-                    elif not forget_pack(s, ref.pack):
+                    elif ref.pack not in forgotten:
                         skipped.append((ref.pack, "a version needs it again"))
                     else:
-                        if mtime is not None:
+                        if mtimes[ref.pack] is not None:
                             store.objects.delete_pack(Digest.from_hex(ref.pack))
                         deleted.append(ref)
             bar.advance(len(batch))
@@ -188,14 +190,15 @@ def _repack(store: ModelStore, plan: GcPlan, progress: ProgressFactory) -> tuple
                 # Readers may hold this pack's old locations: its grace period restarts now,
                 # and a later gc deletes it once no reader can still be using it.
                 store.objects.touch_pack(Digest.from_hex(pack))
-            now = utcnow()
+            moves: dict[str, list[Location]] = {pack: [by_digest[l.digest.hex] for l in locs]
+                                                for pack, (_, locs) in sources.items()}
             with store.catalog.session() as s:
-                for pack, (ref, locs) in sources.items():
-                    moved: list[Location] = [by_digest[l.digest.hex] for l in locs]
-                    if move_entries(s, pack, moved, packs, now):
-                        repacked.append(ref)
-                    else:
-                        skipped.append((pack, "not repacked: a version started using more of it"))
+                moved = move_entries(s, moves, packs, utcnow())
+            for pack, (ref, _) in sources.items():
+                if pack in moved:
+                    repacked.append(ref)
+                else:
+                    skipped.append((pack, "not repacked: a version started using more of it"))
             new_packs += [p for p, _, _ in packs]
             bar.advance(len(batch))
     return tuple(repacked), tuple(new_packs), tuple(skipped)

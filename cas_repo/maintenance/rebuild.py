@@ -21,10 +21,10 @@ from typing import Any
 
 from ..catalog import Catalog, EventCommit, SaveCommit, Session
 from ..catalog.catalog import CATALOG_FILE
-from ..catalog.checks import counts, load_index, recompute_new_bytes
+from ..catalog.checks import counts, load_index, one_transaction, recompute_new_bytes
 from ..catalog.lock import CatalogLock
 from ..catalog.maintenance import MARK_KINDS, MarkCommit, commit_marks
-from ..errors import CasRepoError, CatalogError, IntegrityError, StoreError
+from ..errors import CasRepoError, IntegrityError, StoreError
 from ..location import MANIFEST, RECORD, Location
 from ..manifest import EventRecord, Manifest
 from ..metadata import parse_ref
@@ -77,9 +77,12 @@ def rebuild_catalog(root: str | os.PathLike[str], *, catalog: str | os.PathLike[
                 tmp = path.with_name(f"{path.name}.rebuild-{os.getpid()}")
                 for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                     leftover.unlink(missing_ok=True)
-                built = _build(objects, tmp, progress)
-                moved = _swap(path, tmp)
-                tmp.with_name(tmp.name + ".lock").unlink(missing_ok=True)
+                try:
+                    built = _build(objects, tmp, progress)
+                    moved = _swap(path, tmp)
+                finally:
+                    for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), tmp.with_name(tmp.name + ".lock")):
+                        leftover.unlink(missing_ok=True)
     finally:
         objects.close()
     return RebuildReport(catalog=str(path), moved_aside=moved, before=before, **built)
@@ -175,31 +178,55 @@ def _build(objects: ObjectStore, tmp: Path, progress: ProgressFactory) -> dict[s
 
 def _replay(s: Session, records: list[tuple[EventRecord, str]], sizes: dict[str, int],
             progress: ProgressFactory) -> list[str]:
+    """Replay the winning records, in order, through the catalog's own commit calls."""
     problems = []
     deleted: dict[str, bool] = {}
+    versions: set[tuple[str, int]] = set()
     purged = {(r.model_id, r.version) for r, _ in records if r.kind == "purge"}
-    with progress_bar(progress, len(records), "rebuild: replaying events") as bar:
+    marks: list[MarkCommit] = []  # consecutive retention events go in one statement
+    with progress_bar(progress, len(records), "rebuild: replaying events") as bar, \
+            one_transaction(s, "replaying the event records") as tx:
         for rec, digest in records:
-            try:
-                if rec.kind in ("save", "rollback"):
-                    manifest = rec.manifest.hex if rec.manifest else ""
-                    if manifest not in sizes and (rec.model_id, rec.version) not in purged:
-                        problems.append(f"{rec.model_id}@{rec.version}: its manifest is missing from the store")
-                    s.commit_save(_save_commit(rec, digest, sizes.get(manifest, 0)))
-                    deleted[rec.model_id] = False
-                elif rec.kind in MARK_KINDS:
-                    meta = rec.metadata
-                    commit_marks(s, [MarkCommit(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, digest,
-                                                meta.get("logical_size"), meta.get("new_bytes"))], (), (), rec.at)
-                else:
-                    if rec.kind != "tag":
-                        deleted[rec.model_id] = rec.kind == "delete"
-                    s.commit_event(EventCommit(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, digest,
-                                               deleted.get(rec.model_id, False), dict(rec.tags)))
-            except (CatalogError, KeyError, ValueError, TypeError) as exc:
-                problems.append(f"{rec.model_id}#{rec.seq} ({rec.kind}) could not be replayed: {exc}")
             bar.advance()
+            try:
+                commit = _commit_of(rec, digest, sizes, deleted)
+            except (KeyError, ValueError, TypeError, CasRepoError) as exc:
+                problems.append(f"{rec.model_id}#{rec.seq} ({rec.kind}) could not be replayed: {exc!r}")
+                continue
+            if isinstance(commit, MarkCommit):
+                marks.append(commit)
+                continue
+            if marks:
+                commit_marks(tx, marks, (), (), marks[-1].at)
+                marks = []
+            if isinstance(commit, SaveCommit):
+                if (rec.model_id, rec.version) in versions:
+                    problems.append(f"{rec.model_id}#{rec.seq}: a second record for version {rec.version}, skipped")
+                    continue
+                versions.add((rec.model_id, rec.version))
+                if commit.manifest not in sizes and (rec.model_id, rec.version) not in purged:
+                    problems.append(f"{rec.model_id}@{rec.version}: its manifest is missing from the store")
+                tx.commit_save(commit)
+            else:
+                tx.commit_event(commit)
+        if marks:
+            commit_marks(tx, marks, (), (), marks[-1].at)
     return problems
+
+
+def _commit_of(rec: EventRecord, digest: str, sizes: dict[str, int],
+               deleted: dict[str, bool]) -> SaveCommit | EventCommit | MarkCommit:
+    if rec.kind in ("save", "rollback"):
+        deleted[rec.model_id] = False
+        return _save_commit(rec, digest, sizes.get(rec.manifest.hex if rec.manifest else "", 0))
+    if rec.kind in MARK_KINDS:
+        meta = rec.metadata
+        return MarkCommit(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, digest,
+                          meta.get("logical_size"), meta.get("new_bytes"))
+    if rec.kind != "tag":
+        deleted[rec.model_id] = rec.kind == "delete"
+    return EventCommit(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, digest,
+                       deleted.get(rec.model_id, False), dict(rec.tags))
 
 
 def _save_commit(rec: EventRecord, digest: str, logical_size: int) -> SaveCommit:
