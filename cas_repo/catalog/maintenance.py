@@ -248,6 +248,24 @@ def purge_candidates(s: Session, deleted_before: datetime, retired_before: datet
     return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=timezone.utc), r[4], r[5]) for r in rows]
 
 
+def referenced_records(s: Session, digests: Sequence[str]) -> set[str]:
+    """Those of ``digests`` that are the record of an event the catalog knows."""
+    if not digests:
+        return set()
+    return {r[0] for r in s._all("SELECT record FROM events WHERE record IN (SELECT unnest(?::VARCHAR[]))",
+                                 [list(set(digests))])}
+
+
+def known_events(s: Session, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], datetime]:
+    """When the catalog recorded each of the ``(model_id, seq)`` events it knows among ``keys``."""
+    if not keys:
+        return {}
+    rows = s._all("SELECT e.model_id, e.seq, e.event_at FROM events e JOIN (SELECT unnest(?::VARCHAR[]) AS m, "
+                  "unnest(?::INTEGER[]) AS q) k ON e.model_id = k.m AND e.seq = k.q",
+                  [[m for m, _ in keys], [q for _, q in keys]])
+    return {(m, q): at.replace(tzinfo=timezone.utc) for m, q, at in rows}
+
+
 def last_seqs(s: Session, model_ids: Sequence[str]) -> dict[str, int]:
     return dict(s._all("SELECT model_id, last_seq FROM models WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
                        [list(set(model_ids))]))
@@ -278,6 +296,10 @@ def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequen
             "WHERE versions.model_id = n.model_id AND versions.version = n.version",
             [[m.model_id for m in sized], [m.version for m in sized], [m.logical_size for m in sized],
              [m.new_bytes or 0 for m in sized]])
+        s.con.execute(
+            "UPDATE models SET head_logical_size = v.logical_size FROM versions v "
+            "WHERE v.model_id = models.model_id AND v.version = models.head_version "
+            "AND models.model_id IN (SELECT unnest(?::VARCHAR[]))", [list({m.model_id for m in sized})])
     latest = _latest(marks)
     s.con.execute(
         "UPDATE models SET last_seq = greatest(last_seq, n.seq), updated_at = n.at FROM (SELECT "

@@ -18,22 +18,22 @@ from ..errors import RetentionPolicyError
 from .catalog import Session, _translate, naive_utc
 from .maintenance import MARKS_CTE
 
-# Columns of the sandbox's v_versions (docs/maintenance.md lists them).
+# The sandbox's v_versions: the catalog view of that name plus what a policy needs
+# (docs/maintenance.md lists the columns).
 _CANDIDATES = f"""WITH {MARKS_CTE},
 ever AS (
     SELECT v.model_id, v.version, t.key || '=' || (t.value ->> '$') AS tag
     FROM versions v, json_each(v.metadata_json::JSON -> 'tags') AS t
     UNION SELECT model_id, version, key || '=' || value FROM tags
+    UNION SELECT model_id, version, key || '=' || value FROM event_tags WHERE value IS NOT NULL
     UNION SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[])),
 ever_lists AS (SELECT model_id, version, list(DISTINCT tag ORDER BY tag) AS ever_tags FROM ever GROUP BY ALL)
-SELECT v.model_id, v.version, v.kind, v.rollback_of, v.experiment_name, v.model_type, v.created_at,
-    v.saved_at, v.manifest AS digest, v.logical_size, v.new_bytes, v.metrics, v.hyperparameters, v.tags,
-    v.parents, v.qlib_recorder_id, v.version = m.head_version AS is_head, m.deleted AS model_deleted,
+SELECT v.*, v.version = m.head_version AS is_head, m.deleted AS model_deleted,
     m.head_version - v.version AS newer_versions,
     date_diff('second', v.saved_at, ?::TIMESTAMP) / 86400.0 AS age_days,
     coalesce(CASE k.state WHEN 'retire' THEN 'retired' WHEN 'purge' THEN 'purged' END, 'live') AS state,
     coalesce(e.ever_tags, []::VARCHAR[]) AS ever_tags
-FROM versions v JOIN models m ON m.model_id = v.model_id
+FROM v_versions v JOIN models m ON m.model_id = v.model_id
 LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version
 LEFT JOIN ever_lists e ON e.model_id = v.model_id AND e.version = v.version
 ORDER BY v.model_id, v.version"""

@@ -122,6 +122,7 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     from ..maintenance import format_duration, run_gc
+    from ..maintenance.collect import refusal
     from . import open_store
 
     with open_store(args) as store:
@@ -143,8 +144,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     for c in plan.purge:
         out.line(f"  purge {c.model_id}@{c.version} ({c.reason} {c.since:%Y-%m-%d})")
     if plan.refused:
-        out.error(f"gc refuses to run: {len(plan.missing)} packs live versions need are missing, "
-                  f"{len(plan.unlocated)} live objects are unlocated; run `cas-repo fsck`")
+        out.error(refusal(plan))
         return EXIT_PROBLEMS
     if report.dry_run:
         out.line("dry run: nothing changed")

@@ -59,6 +59,23 @@ class GcReport:
         return sum(p.size - p.live_bytes for p in self.repacked)
 
 
+def refusal(plan: GcPlan) -> str:
+    """Why gc deletes nothing under ``plan``, and what to do."""
+    why = []
+    if plan.missing:
+        why.append(f"{len(plan.missing)} pack(s) that live versions need are missing")
+    if plan.unlocated:
+        why.append(f"{len(plan.unlocated)} live object(s) have no location in the catalog")
+    if plan.unknown_events:
+        why.append(f"unreferenced packs hold {len(plan.unknown_events)} event(s) this catalog never recorded "
+                   f"({', '.join(plan.unknown_events[:3])}): saves made through another catalog on this "
+                   "store, lost catalog rows, or an interrupted save (any later event of that model "
+                   "supersedes it)")
+    return ("gc deleted nothing: " + "; ".join(why) + ". Run `cas-repo fsck` to see what is affected; "
+            "`cas-repo fsck --repair` re-points objects that have another copy, and "
+            "`cas-repo rebuild-catalog` recreates a catalog from every record in the store")
+
+
 def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactory = no_progress) -> GcReport:
     """Execute ``plan``.
 
@@ -66,11 +83,7 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
         GcRefusedError: the plan found live objects missing or unlocated; nothing was done.
     """
     if plan.refused:
-        raise GcRefusedError(
-            f"gc deleted nothing: {len(plan.missing)} pack(s) that live versions need are missing and "
-            f"{len(plan.unlocated)} live object(s) have no location in the catalog. Run `cas-repo fsck` "
-            "to see what is affected; `cas-repo fsck --repair` re-points objects that have another "
-            "copy, and `cas-repo rebuild-catalog` recreates a catalog that lost rows")
+        raise GcRefusedError(refusal(plan))
     with maintenance_lock(store.catalog.path):
         purged = _purge(store, plan)
         temps = _remove_temp(store, plan)
@@ -99,7 +112,7 @@ def _purge(store: ModelStore, plan: GcPlan) -> tuple[tuple[str, int], ...]:
         # Only what still qualifies: an undelete or restore since the plan wins.
         still = {(c.model_id, c.version) for c in purge_candidates(s, cutoff, cutoff)}
         todo = [c for c in plan.purge if (c.model_id, c.version) in still]
-        write_marks(s, store.objects, [
+        write_marks(s, store, [
             MarkRequest(c.model_id, c.version, "purge",
                         {"reason": f"{c.reason} {c.since:%Y-%m-%d %H:%M:%S} UTC",
                          "logical_size": c.logical_size, "new_bytes": c.new_bytes},

@@ -28,6 +28,9 @@ CODES: dict[str, tuple[str, str, str]] = {
                        "`fsck --repair` copies it to its right name"),
     "manifest-mismatch": (ERROR, "the catalog's chunk list or size of a manifest differs from the manifest",
                           "`fsck --repair` rewrites the chunk list from the manifest (the object is the truth)"),
+    "record-seal": (ERROR, "an event record's seal does not verify under this store's key: it was written "
+                    "without the key, or forged", "do not trust the versions listed; restore the pack from a "
+                    "backup, or re-save them with the key"),
     "record-mismatch": (ERROR, "an event in the catalog differs from its record in the store",
                         "`cas-repo rebuild-catalog` recreates the catalog from the records"),
     "catalog-empty": (ERROR, "the catalog holds no events but the object store holds event records: the "

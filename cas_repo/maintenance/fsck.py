@@ -24,6 +24,7 @@ from ..objects import ObjectStore, open_backend
 from ..repository import ModelStore
 from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
 from .findings import WARNING, Finding, FsckReport
+from .orphans import record_entries, unknown_events
 from .scan import PackScan, list_packs, read_verified, scan_packs
 
 _AFFECTED_SHOWN = 10
@@ -175,6 +176,7 @@ def _key(loc: Location | None) -> tuple | None:
 
 def _check_content(store: ModelStore, f: Facts, found: Found, progress: ProgressFactory) -> None:
     """Read every stored manifest and event record and compare each with its catalog rows."""
+    key = store._key  # a keyed store also checks every record's seal
     wanted = [d for d in list(f.manifests) + [e.record for e in f.events] if d in f.rows and d not in f.bad]
     data = {}
     with progress_bar(progress, len(wanted), "fsck: reading manifests and records") as bar:
@@ -212,6 +214,11 @@ def _check_content(store: ModelStore, f: Facts, found: Found, progress: Progress
             found.add("entry-corrupt", ev.record, f"record of {ev.model_id}#{ev.seq}: {str(exc).split('; ')[0]}",
                       [ev.record])
             continue
+        if key is not None:
+            try:
+                key.check(got)
+            except IntegrityError as exc:
+                found.add("record-seal", f"{ev.model_id}#{ev.seq}", exc.args[0].split("; ")[0], [ev.record])
         if (rec.model_id, rec.seq, rec.kind, rec.version) != (ev.model_id, ev.seq, ev.kind, ev.version):
             found.add("record-mismatch", f"{ev.model_id}#{ev.seq}",
                       f"catalog: {ev.kind} v{ev.version}; record: {rec.model_id}#{rec.seq} {rec.kind} v{rec.version}")
@@ -219,27 +226,14 @@ def _check_content(store: ModelStore, f: Facts, found: Found, progress: Progress
 
 def _check_unknown_events(store: ModelStore, f: Facts, found: Found) -> None:
     """Records in the store that the event log lacks (and that no later event superseded)."""
-    known = {e.record for e in f.events}
-    locs: dict[str, Location] = {}
-    for scan in f.scans.values():
-        for loc in scan.entries or ():
-            # Records in packs inside the grace period may belong to a save about to commit.
-            if loc.kind == RECORD and loc.digest.hex not in known and (scan.mtime <= f.cutoff or not f.events):
-                locs.setdefault(loc.digest.hex, loc)
-    if not locs:
-        return
     if not f.events:
-        found.add("catalog-empty", "catalog", f"the store holds {len(locs)} event records")
+        records = record_entries(f.scans.values(), None)
+        if records:
+            found.add("catalog-empty", "catalog", f"the store holds {len(records)} event records")
         return
-    for digest, got in sorted(read_verified(store.objects, list(locs.values())).items()):
-        if isinstance(got, Exception):
-            continue  # an unreferenced damaged record: full fsck reports the pack
-        rec = EventRecord.from_bytes(got)
-        seen = f.times.get((rec.model_id, rec.seq))
-        if seen is not None and seen >= naive_utc(rec.at):
-            continue  # an interrupted commit, superseded by the event that took its place
-        found.add("unknown-event", f"{rec.model_id}#{rec.seq}",
-                  f"{rec.kind} of version {rec.version} at {rec.at:%Y-%m-%d %H:%M:%S}")
+    for u in unknown_events(store, f.scans.values(), f.cutoff):
+        found.add("unknown-event", u.ref, f"{u.record.kind} of version {u.record.version} at "
+                  f"{u.record.at:%Y-%m-%d %H:%M:%S}, in pack {u.pack[:16]}…")
 
 
 def _check_hashes(store: ModelStore, f: Facts, found: Found, progress: ProgressFactory) -> int:

@@ -16,6 +16,7 @@ from ..catalog.maintenance import (PurgeCandidate, catalog_packs, pack_entries, 
 from ..objects.pack import pack_size
 from ..repository import ModelStore
 from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, utcnow
+from .orphans import unknown_events
 from .scan import list_packs, read_index, scan_packs
 
 DEFAULT_REPACK_BELOW = 0.5
@@ -55,8 +56,9 @@ class GcPlan:
     move to new packs; the old pack is deleted by a later gc, after the grace period).
     ``fresh``: garbage still inside the grace period, kept this time. ``rescued``: garbage
     packs whose index cannot be read, kept for a person to look at. ``missing`` /
-    ``unlocated``: live objects whose pack is gone or that the catalog cannot locate —
-    any of these makes gc refuse to delete anything.
+    ``unlocated``: live objects whose pack is gone or that the catalog cannot locate;
+    ``unknown_events``: garbage packs hold events this catalog never recorded (another
+    catalog's saves, or lost rows) — any of these makes gc refuse to delete anything.
     """
 
     at: datetime
@@ -71,10 +73,11 @@ class GcPlan:
     temp_files: tuple[TempFile, ...]
     missing: tuple[str, ...]
     unlocated: tuple[str, ...]
+    unknown_events: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:
-        return bool(self.missing or self.unlocated)
+        return bool(self.missing or self.unlocated or self.unknown_events)
 
     @property
     def delete_bytes(self) -> int:
@@ -134,21 +137,24 @@ def _plan(store: ModelStore, grace: timedelta, purge_older_than: timedelta | Non
     # forgetting them is all there is to do.
     gone = {p for p, u in usage.items() if not u.live_rows and p not in on_disk} | (set(listed) - set(on_disk) - set(usage))
     delete += [PackRef(p, 0, None) for p in sorted(gone)]
-    delete, rescued = _rescue(store, delete, on_disk, progress)
+    delete, rescued, unknown = _inspect_garbage(store, delete, on_disk, cutoff, progress)
     temps = tuple(TempFile(i.key, i.size, i.mtime) for i in store.objects.backend.list_incomplete()
                   if i.mtime <= cutoff)
     return GcPlan(now, grace, purge_older_than, repack_below, tuple(purge), tuple(delete), tuple(repack),
-                  tuple(fresh), tuple(rescued), temps, tuple(missing), tuple(unlocated))
+                  tuple(fresh), tuple(rescued), temps, tuple(missing), tuple(unlocated), unknown)
 
 
-def _rescue(store: ModelStore, delete: list[PackRef], on_disk: dict,
-            progress: ProgressFactory) -> tuple[list[PackRef], list[PackRef]]:
-    """Keep any garbage pack whose own index cannot be read.
+def _inspect_garbage(store: ModelStore, delete: list[PackRef], on_disk: dict, cutoff: datetime,
+                     progress: ProgressFactory) -> tuple[list[PackRef], list[PackRef], tuple[str, ...]]:
+    """Read the index of every garbage pack: keep those that cannot be read, and list the
+    events in them this catalog does not know.
 
-    Its entries are unknown, so nothing proves it holds no live object (the catalog may
-    have lost track of one); fsck reports it, and a person decides.
+    An unreadable pack's entries are unknown, so nothing proves it holds no live object;
+    a pack holding an event the catalog never recorded belongs to history it has not
+    seen (another catalog on the same store, or lost rows) and must not go either.
     """
     listing = [on_disk[p.pack] for p in delete if p.pack in on_disk]
     scans = scan_packs(store.objects, listing, progress=progress, label="gc: reading garbage pack indexes")
     keep = {scan.pack.hex for scan in scans.values() if not scan.readable}
-    return [p for p in delete if p.pack not in keep], [p for p in delete if p.pack in keep]
+    unknown = tuple(u.ref for u in unknown_events(store, scans.values(), cutoff))
+    return [p for p in delete if p.pack not in keep], [p for p in delete if p.pack in keep], unknown

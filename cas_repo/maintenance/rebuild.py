@@ -29,6 +29,7 @@ from ..location import MANIFEST, RECORD, Location
 from ..manifest import EventRecord, Manifest
 from ..metadata import parse_ref
 from ..objects import ObjectStore, open_backend
+from ..sealing import StoreKey
 from .common import ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
 from .scan import PackScan, list_packs, read_verified, scan_packs
 
@@ -64,9 +65,15 @@ def store_locations(root: str | os.PathLike[str], catalog: str | os.PathLike[str
 
 
 def rebuild_catalog(root: str | os.PathLike[str], *, catalog: str | os.PathLike[str] | None = None,
-                    backend_options: dict[str, Any] | None = None,
+                    backend_options: dict[str, Any] | None = None, key: str | bytes | None = None,
                     progress: ProgressFactory = no_progress) -> RebuildReport:
-    """Recreate the catalog of the store at ``root`` from its packs."""
+    """Recreate the catalog of the store at ``root`` from its packs.
+
+    With a store key (``key`` or ``CAS_REPO_KEY``), only records whose seal verifies are
+    replayed: whoever can write packs must not be able to plant history (a forged purge
+    would make gc free a live version's content). The others are listed as problems.
+    """
+    seal = StoreKey.configured(key)
     objects_url, path = store_locations(root, catalog)
     objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
     try:
@@ -78,7 +85,7 @@ def rebuild_catalog(root: str | os.PathLike[str], *, catalog: str | os.PathLike[
                 for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
                     leftover.unlink(missing_ok=True)
                 try:
-                    built = _build(objects, tmp, progress)
+                    built = _build(objects, tmp, seal, progress)
                     moved = _swap(path, tmp)
                 finally:
                     for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), tmp.with_name(tmp.name + ".lock")):
@@ -128,7 +135,7 @@ def _read_all(objects: ObjectStore, locs: dict[str, Location], copies: dict[str,
     return out, problems
 
 
-def _build(objects: ObjectStore, tmp: Path, progress: ProgressFactory) -> dict[str, Any]:
+def _build(objects: ObjectStore, tmp: Path, seal: StoreKey | None, progress: ProgressFactory) -> dict[str, Any]:
     scans = scan_packs(objects, list_packs(objects), progress=progress, label="rebuild: reading pack indexes")
     problems = [f"pack {sc.pack.hex[:16]}… cannot be read: {sc.error}" for sc in scans.values() if not sc.readable]
     readable: list[PackScan] = sorted((sc for sc in scans.values() if sc.readable), key=lambda sc: (sc.mtime, sc.pack))
@@ -152,6 +159,12 @@ def _build(objects: ObjectStore, tmp: Path, progress: ProgressFactory) -> dict[s
                 manifests[digest] = [(c.digest.hex, c.size) for c in m.chunks()]
                 sizes[digest] = m.size
             else:
+                if seal is not None:
+                    try:
+                        seal.check(raw)
+                    except IntegrityError as exc:
+                        problems.append(f"record {digest[:16]}… not replayed: {exc.args[0].split('; ')[0]}")
+                        continue
                 records.append((EventRecord.from_bytes(raw), digest))
         except IntegrityError as exc:
             problems.append(f"{digest[:16]}… is not a valid manifest or record ({exc.args[0].split('; ')[0]})")

@@ -139,7 +139,7 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
             else:
                 retired.append(ref)
         if not dry_run:
-            write_marks(s, store.objects, [
+            write_marks(s, store, [
                 MarkRequest(v.model_id, v.version, "retire", {"policy": policy.describe()}) for v in retired], now)
     return RetentionReport(policy.describe(), dry_run, tuple(retired), tuple(protected), kept)
 
@@ -175,5 +175,5 @@ def restore_versions(store: ModelStore, refs: Sequence[tuple[str, int | None]], 
                     todo.append(key)
                 else:
                     (purged if state == "purge" else not_retired).append(name)
-        write_marks(s, store.objects, [MarkRequest(m, v, "restore") for m, v in dict.fromkeys(todo)], now)
+        write_marks(s, store, [MarkRequest(m, v, "restore") for m, v in dict.fromkeys(todo)], now)
     return RestoreReport(tuple(f"{m}@{v}" for m, v in dict.fromkeys(todo)), tuple(not_retired), tuple(purged))

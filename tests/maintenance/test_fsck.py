@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from cas_repo import ModelStore
+from cas_repo import CatalogCorruptError, ModelStore
+from cas_repo.catalog import Catalog
 from cas_repo.digest import Digest, hash_bytes
 from cas_repo.location import CHUNK
 from cas_repo.maintenance import fsck, fsck_store, rebuild_catalog
@@ -175,6 +176,8 @@ def test_a_deleted_catalog_file_is_reported_not_recreated(store_dir, make_md):
         s.save_model({"w": np.arange(1000)}, make_md("a"))
     catalog = store_dir / "catalog.duckdb"
     catalog.unlink()
+    with pytest.raises(CatalogCorruptError, match="rebuild-catalog"):
+        ModelStore(store_dir)  # the store itself refuses to start over on old packs
     report = fsck_store(store_dir)
     [f] = report.findings
     assert f.code == "catalog-empty" and "rebuild-catalog" in f.action and not report.clean
@@ -187,7 +190,8 @@ def test_an_emptied_catalog_is_reported(store_dir, make_md):
     with ModelStore(store_dir) as s:
         s.save_model({"w": np.arange(1000)}, make_md("a"))
     (store_dir / "catalog.duckdb").unlink()
-    with ModelStore(store_dir) as s:  # a fresh, empty catalog
+    Catalog(store_dir / "catalog.duckdb").close()  # replaced by a fresh, empty one
+    with ModelStore(store_dir) as s:
         [f] = fsck(s).findings
     assert f.code == "catalog-empty"
 

@@ -253,3 +253,64 @@ def test_a_prewrite_that_refreshes_a_pack_gc_is_deleting_loses_nothing(store_dir
         assert not pack_path(store_dir, pack).exists()
         assert np.array_equal(writer.load_model("b")[0]["w"], model["w"])
         assert fsck(gc_store, full=True).findings == ()
+
+
+def test_gc_refuses_while_garbage_holds_events_the_catalog_never_recorded(store, store_dir, make_md):
+    """Another catalog's saves, lost rows, or an interrupted save: history gc must not delete."""
+    from datetime import datetime, timezone
+
+    from cas_repo.location import RECORD
+    from cas_repo.manifest import EventRecord
+
+    store.save_model({"w": np.arange(1000)}, make_md("m"))
+    unseen = EventRecord("delete", "m", 2, 1, datetime.now(timezone.utc)).to_bytes()
+    [loc] = store.objects.write([NewEntry(hash_bytes(unseen), RECORD, unseen, compress=False)])
+    age(pack_path(store_dir, loc.pack), 3)
+    plan = plan_gc(store, grace=NO_GRACE)
+    assert plan.refused and plan.unknown_events == ("m#2",)
+    with pytest.raises(GcRefusedError, match="never recorded"):
+        collect_garbage(store, plan)
+    store.delete_model("m")  # the model's next event takes seq 2: the leftover is superseded
+    assert [p.pack for p in run_gc(store, grace=NO_GRACE).deleted] == [loc.pack.hex]
+
+
+def test_a_keyed_store_seals_retention_events_and_gc_keeps_working(store_dir, make_md, rng):
+    from cas_repo.maintenance import RetentionPolicy, apply_retention
+
+    secret = "k" * 32
+    with ModelStore(store_dir, key=secret, backend_options={"fsync": False}) as keyed:
+        for i in range(3):
+            keyed.save_model({"w": rng.standard_normal(5_000), "i": i}, make_md("m"))
+        apply_retention(keyed, RetentionPolicy(keep_last=1))
+        assert run_gc(keyed, grace=NO_GRACE, purge_older_than=NO_GRACE).purged == (("m", 1), ("m", 2))
+        assert fsck(keyed, full=True).findings == ()  # every record, retention ones too, is sealed
+        keyed.load_model("m")
+    with ModelStore(store_dir, key="another key of 32 bytes........", backend_options={"fsync": False}) as wrong:
+        report = fsck(wrong)
+        assert {f.code for f in report.findings} == {"record-seal"} and len(report.findings) == 7  # 3+2+2 events
+
+
+def test_a_load_holding_old_locations_survives_a_repack_of_its_pack(store, store_dir, make_md, rng, monkeypatch):
+    """A reader takes its locations under the lock and reads later; a repack in between moves
+    the rows, but the old pack stays for a grace period, so the read still finds its bytes."""
+    shared = rng.standard_normal(20_000)
+    store.save_model({"s": shared, "own": rng.standard_normal(80_000)}, make_md("a"))
+    store.save_model({"s": shared, "own": rng.standard_normal(1_000)}, make_md("b"))  # dedups onto a's pack
+    store.delete_model("a")
+    age_store(store_dir, 3)
+    real_read, ran = store.objects.read_many, []
+
+    def gc_before_the_first_read(locs):
+        if not ran:
+            ran.append(None)  # gc reads too: run it once
+            ran[0] = run_gc(store, grace=timedelta(hours=1), purge_older_than=NO_GRACE)
+        return real_read(locs)
+
+    monkeypatch.setattr(store.objects, "read_many", gc_before_the_first_read)
+    model, _ = store.load_model("b")
+    monkeypatch.undo()
+    [gc] = ran
+    assert len(gc.repacked) == 1 and gc.deleted == ()  # b's shared chunk really moved under the reader
+    assert np.array_equal(model["s"], shared)
+    assert run_gc(store, grace=timedelta(hours=1)).deleted == ()  # still inside its renewed grace
+    store.load_model("b")

@@ -153,3 +153,19 @@ def test_a_damaged_record_falls_back_to_another_copy(store, store_dir, make_md):
     assert report.problems == ()
     with ModelStore(store_dir) as again:
         assert snapshot(again, skip=("objects", "packs")) == before
+
+
+def test_a_keyed_rebuild_replays_only_sealed_records(store_dir, make_md):
+    secret = "s" * 32
+    with ModelStore(store_dir, key=secret) as keyed:
+        keyed.save_model({"w": 1}, make_md("m"))
+        keyed.save_model({"w": 2}, make_md("m"))
+        planted = EventRecord("purge", "m", 3, 2, datetime.now(timezone.utc), metadata={"reason": "forged"})
+        data = planted.to_bytes()  # not sealed: whoever wrote it had no key
+        keyed.objects.write([NewEntry(hash_bytes(data), RECORD, data, compress=False)])
+        before = snapshot(keyed, skip=("objects", "packs"))
+    report = rebuild_catalog(store_dir, key=secret)
+    assert len(report.problems) == 1 and "not replayed" in report.problems[0]
+    with ModelStore(store_dir, key=secret) as again:
+        assert snapshot(again, skip=("objects", "packs")) == before
+        again.load_model("m", 2)
