@@ -1,4 +1,4 @@
-"""Retention candidates, and users' SQL predicates evaluated in a sandbox.
+"""Retention: the events that record it, its candidates, and users' SQL predicates in a sandbox.
 
 A policy's ``--where`` predicate is user SQL, so it never runs on the catalog connection:
 the candidate versions are copied into a private in-memory DuckDB holding one table,
@@ -8,13 +8,15 @@ can read that table and nothing else, and can change nothing that matters.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Sequence
 
 import duckdb
 import pyarrow as pa
 
 from ..errors import RetentionPolicyError
+from ..location import Location
 from .catalog import Session, _translate, naive_utc
 from .maintenance import MARKS_CTE
 
@@ -85,3 +87,76 @@ def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
             ) from exc
     finally:
         sandbox.close()
+
+
+# -- retire, restore and purge events ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarkCommit:
+    """One retire, restore or purge event to record."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    record: str
+    logical_size: int | None = None
+    new_bytes: int | None = None
+
+
+def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
+    """``(model_id, version) -> (state, since)`` for every version with a retention mark."""
+    return {(r[0], r[1]): (r[2], r[3].replace(tzinfo=timezone.utc))
+            for r in s._all(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
+
+
+def last_seqs(s: Session, model_ids: Sequence[str]) -> dict[str, int]:
+    return dict(s._all("SELECT model_id, last_seq FROM models WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
+                       [list(set(model_ids))]))
+
+
+def commit_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
+                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    """Record retire/restore/purge events (and their records' locations) in one transaction."""
+    with s.transaction(f"recording {len(marks)} retention events"):
+        _insert_marks(s, marks, new_locations, new_packs, at)
+
+
+def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
+                  new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    s._insert_locations(new_locations, new_packs, at)
+    s.con.execute(
+        "INSERT INTO events SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+        "unnest(?::INTEGER[]), unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
+        [[m.model_id for m in marks], [m.seq for m in marks], [m.kind for m in marks],
+         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.record for m in marks]])
+    # A rebuilt catalog cannot size a version whose manifest is gone; the purge record
+    # carries what the version was.
+    sized = [m for m in marks if m.kind == "purge" and m.logical_size is not None]
+    if sized:
+        s.con.execute(
+            "UPDATE versions SET logical_size = n.size, new_bytes = n.new FROM (SELECT unnest(?::VARCHAR[]) AS "
+            "model_id, unnest(?::INTEGER[]) AS version, unnest(?::BIGINT[]) AS size, unnest(?::BIGINT[]) AS new) n "
+            "WHERE versions.model_id = n.model_id AND versions.version = n.version",
+            [[m.model_id for m in sized], [m.version for m in sized], [m.logical_size for m in sized],
+             [m.new_bytes or 0 for m in sized]])
+        s.con.execute(
+            "UPDATE models SET head_logical_size = v.logical_size FROM versions v "
+            "WHERE v.model_id = models.model_id AND v.version = models.head_version "
+            "AND models.model_id IN (SELECT unnest(?::VARCHAR[]))", [list({m.model_id for m in sized})])
+    latest = _latest(marks)
+    s.con.execute(
+        "UPDATE models SET last_seq = greatest(last_seq, n.seq), updated_at = n.at FROM (SELECT "
+        "unnest(?::VARCHAR[]) AS model_id, unnest(?::INTEGER[]) AS seq, unnest(?::TIMESTAMP[]) AS at) n "
+        "WHERE models.model_id = n.model_id",
+        [[m for m, _, _ in latest], [q for _, q, _ in latest], [naive_utc(w) for _, _, w in latest]])
+
+
+def _latest(marks: Sequence[MarkCommit]) -> list[tuple[str, int, datetime]]:
+    top: dict[str, MarkCommit] = {}
+    for m in marks:
+        if m.model_id not in top or m.seq > top[m.model_id].seq:
+            top[m.model_id] = m
+    return [(m.model_id, m.seq, m.at) for m in top.values()]

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from ..catalog import Session
-from ..catalog.maintenance import MarkCommit, commit_marks, last_seqs
+from ..catalog.retention import MarkCommit, commit_marks, last_seqs
 from ..digest import hash_bytes
 from ..location import RECORD
 from ..manifest import EventRecord

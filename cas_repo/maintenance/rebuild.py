@@ -23,7 +23,8 @@ from ..catalog import Catalog, EventCommit, SaveCommit, Session
 from ..catalog.catalog import CATALOG_FILE
 from ..catalog.checks import counts, load_index, one_transaction, recompute_new_bytes
 from ..catalog.lock import CatalogLock
-from ..catalog.maintenance import MARK_KINDS, MarkCommit, commit_marks
+from ..catalog.maintenance import MARK_KINDS
+from ..catalog.retention import MarkCommit, commit_marks
 from ..errors import CasRepoError, IntegrityError, StoreError
 from ..location import MANIFEST, RECORD, Location
 from ..manifest import EventRecord, Manifest

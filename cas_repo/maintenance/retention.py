@@ -157,7 +157,7 @@ def restore_versions(store: ModelStore, refs: Sequence[tuple[str, int | None]], 
 
     A purged version cannot come back (its content is gone) and is reported as such.
     """
-    from ..catalog.maintenance import version_marks
+    from ..catalog.retention import version_marks
 
     now = now or utcnow()
     with maintenance_lock(store.catalog.path), store.catalog.session() as s:
