@@ -46,6 +46,15 @@ class ModelDeletedError(ModelNotFoundError):
                      "back, or pass an explicit version to read its history",)
 
 
+class ModelPurgedError(ModelNotFoundError):
+    """The version's content was freed by ``cas-repo gc``; its history remains."""
+
+    def __init__(self, model_id: str, version: int, when: object) -> None:
+        super().__init__(model_id, version)
+        self.args = (f"version {version} of model {model_id!r} was purged by gc on {when}: its history "
+                     "remains (`cas-repo log`) but its content is gone; load another version",)
+
+
 class ObjectNotFoundError(CasRepoError, FileNotFoundError):
     """An object the catalog refers to is missing from the object store."""
 
@@ -213,3 +222,18 @@ class RecorderNotFoundError(CasRepoError, FileNotFoundError):
 
 class AmbiguousRecorderError(CasRepoError, LookupError):
     """One recorder run holds several stored artifacts; the caller must name one."""
+
+
+# --- maintenance ---------------------------------------------------------------------
+
+
+class MaintenanceError(CasRepoError):
+    """A maintenance tool (fsck, gc, retain, rebuild-catalog) could not proceed."""
+
+
+class GcRefusedError(MaintenanceError):
+    """gc found the catalog and the object store out of step and deleted nothing."""
+
+
+class RetentionPolicyError(MaintenanceError, ValueError):
+    """A retention policy that cannot be applied as written (bad predicate, no criterion)."""

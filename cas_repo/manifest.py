@@ -23,7 +23,9 @@ from .errors import IntegrityError
 
 MANIFEST_FORMAT = "cas-repo/manifest/1"
 RECORD_FORMAT = "cas-repo/record/1"
-EVENT_KINDS = ("save", "rollback", "delete", "undelete", "tag")
+# retire/restore: a retention policy's version tombstone and its undo; purge: gc freed the
+# content of a version (its history stays).
+EVENT_KINDS = ("save", "rollback", "delete", "undelete", "tag", "retire", "restore", "purge")
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -21,11 +21,13 @@ from typing import Any, Callable, Iterable, Sequence
 from . import faults
 from .catalog import Catalog, EventCommit, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
+from .catalog.maintenance import purged_at
 from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
 from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError,
-                     ModelDeletedError, ModelNotFoundError, ObjectNotFoundError, StoreError)
+                     ModelDeletedError, ModelNotFoundError, ModelPurgedError, ObjectNotFoundError,
+                     StoreError)
 from .location import RECORD, Location
 from .manifest import EventRecord, Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
@@ -211,6 +213,8 @@ class ModelStore(QueryMixin):
         for attempt in range(_COMMIT_RETRIES):
             try:
                 with self.catalog.session() as s:
+                    if prewritten:
+                        prewritten, done = self._still_stored(prewritten)
                     # Presence is (re-)checked under the lock: a gc may have dropped an
                     # unreferenced chunk since we looked, and then this save stores it again.
                     state, present = s.state_and_present(md.model_id, needed)
@@ -256,6 +260,23 @@ class ModelStore(QueryMixin):
     def _record_bytes(self, record: EventRecord) -> bytes:
         raw = record.to_bytes()
         return self._key.seal(raw) if self._key else raw
+
+    def _still_stored(self, prewritten: list[Location]) -> tuple[list[Location], set[str]]:
+        """The prewritten locations whose packs still exist (checked under the catalog lock).
+
+        A prewritten pack can equal, byte for byte, an old unreferenced pack (a crashed save
+        of the same content); ``put`` then only refreshed its mtime, and a gc that had already
+        judged it by the old mtime may have deleted it. gc deletes packs under the catalog
+        lock, so a check made under the lock is final.
+        """
+        gone = set()
+        for pack in {l.pack for l in prewritten}:
+            try:
+                self.objects.pack_info(pack)
+            except ObjectNotFoundError:
+                gone.add(pack)
+        kept = [l for l in prewritten if l.pack not in gone]
+        return kept, {l.digest.hex for l in kept}
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -312,6 +333,11 @@ class ModelStore(QueryMixin):
                 locations = s.content_locations(row.manifest)
                 sealed = s.sealed_record(row.model_id, row.version) if self._key else None
         mloc, chunk_locs = locations
+        if mloc is None:
+            with self.catalog.session() as s:
+                purged = purged_at(s, row.model_id, row.version)
+            if purged is not None:
+                raise ModelPurgedError(row.model_id, row.version, purged)
         try:
             if self._key:
                 self._check_seal(row, *sealed)

@@ -1,0 +1,162 @@
+"""Retention: the events that record it, its candidates, and users' SQL predicates in a sandbox.
+
+A policy's ``--where`` predicate is user SQL, so it never runs on the catalog connection:
+the candidate versions are copied into a private in-memory DuckDB holding one table,
+``v_versions``, with file access and configuration changes switched off. The predicate
+can read that table and nothing else, and can change nothing that matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import RetentionPolicyError
+from ..location import Location
+from .catalog import Session, _translate, naive_utc
+from .maintenance import MARKS_CTE
+
+# The sandbox's v_versions: the catalog view of that name plus what a policy needs
+# (docs/maintenance.md lists the columns).
+_CANDIDATES = f"""WITH {MARKS_CTE},
+ever AS (
+    SELECT v.model_id, v.version, t.key || '=' || (t.value ->> '$') AS tag
+    FROM versions v, json_each(v.metadata_json::JSON -> 'tags') AS t
+    UNION SELECT model_id, version, key || '=' || value FROM tags
+    UNION SELECT model_id, version, key || '=' || value FROM event_tags WHERE value IS NOT NULL
+    UNION SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[])),
+ever_lists AS (SELECT model_id, version, list(DISTINCT tag ORDER BY tag) AS ever_tags FROM ever GROUP BY ALL)
+SELECT v.*, v.version = m.head_version AS is_head, m.deleted AS model_deleted,
+    m.head_version - v.version AS newer_versions,
+    date_diff('second', v.saved_at, ?::TIMESTAMP) / 86400.0 AS age_days,
+    coalesce(CASE k.state WHEN 'retire' THEN 'retired' WHEN 'purge' THEN 'purged' END, 'live') AS state,
+    coalesce(e.ever_tags, []::VARCHAR[]) AS ever_tags
+FROM v_versions v JOIN models m ON m.model_id = v.model_id
+LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version
+LEFT JOIN ever_lists e ON e.model_id = v.model_id AND e.version = v.version
+ORDER BY v.model_id, v.version"""
+
+
+def tag_event_records(s: Session) -> list[str]:
+    """Record digests of every tag event (what a tag event set lives only in its record)."""
+    return [r[0] for r in s._all("SELECT record FROM events WHERE kind = 'tag'")]
+
+
+def candidates(s: Session, event_tags: Sequence[tuple[str, int, str]], now: datetime) -> pa.Table:
+    """Every version with the columns a policy may test, as an Arrow table.
+
+    ``event_tags`` are ``(model_id, version, "key=value")`` set by tag events, so that
+    ``ever_tags`` holds every tag a version ever had, even one removed since.
+    """
+    params = [[t[0] for t in event_tags], [t[1] for t in event_tags], [t[2] for t in event_tags],
+              naive_utc(now)]
+    try:
+        return s.con.sql(_CANDIDATES, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise _translate(exc, "listing retention candidates") from exc
+
+
+def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
+    """The ``(model_id, version)`` rows of ``table`` for which the SQL ``predicate`` holds.
+
+    Raises:
+        RetentionPolicyError: the predicate is not one valid boolean SQL expression.
+    """
+    sandbox = duckdb.connect(":memory:", config={"threads": 1})
+    try:
+        sandbox.register("_candidates", table)
+        sandbox.execute("CREATE TABLE v_versions AS SELECT * FROM _candidates")
+        sandbox.unregister("_candidates")
+        sandbox.execute("SET enable_external_access = false")
+        sandbox.execute("SET lock_configuration = true")
+        sql = f"SELECT model_id, version FROM v_versions WHERE ({predicate})"
+        try:
+            statements = sandbox.extract_statements(sql)
+            if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+                raise RetentionPolicyError(
+                    f"a --where predicate is one SQL boolean expression over v_versions, got {predicate!r}")
+            return {(m, v) for m, v in sandbox.execute(sql).fetchall()}
+        except duckdb.Error as exc:
+            raise RetentionPolicyError(
+                f"the predicate {predicate!r} cannot be evaluated over v_versions: {exc}; "
+                "see docs/maintenance.md for its columns (e.g. \"metrics['IC'] < 0.02 AND age_days > 90\")"
+            ) from exc
+    finally:
+        sandbox.close()
+
+
+# -- retire, restore and purge events ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarkCommit:
+    """One retire, restore or purge event to record."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    record: str
+    logical_size: int | None = None
+    new_bytes: int | None = None
+
+
+def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
+    """``(model_id, version) -> (state, since)`` for every version with a retention mark."""
+    return {(r[0], r[1]): (r[2], r[3].replace(tzinfo=timezone.utc))
+            for r in s._all(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
+
+
+def last_seqs(s: Session, model_ids: Sequence[str]) -> dict[str, int]:
+    return dict(s._all("SELECT model_id, last_seq FROM models WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
+                       [list(set(model_ids))]))
+
+
+def commit_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
+                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    """Record retire/restore/purge events (and their records' locations) in one transaction."""
+    with s.transaction(f"recording {len(marks)} retention events"):
+        _insert_marks(s, marks, new_locations, new_packs, at)
+
+
+def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
+                  new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    s._insert_locations(new_locations, new_packs, at)
+    s.con.execute(
+        "INSERT INTO events SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+        "unnest(?::INTEGER[]), unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
+        [[m.model_id for m in marks], [m.seq for m in marks], [m.kind for m in marks],
+         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.record for m in marks]])
+    # A rebuilt catalog cannot size a version whose manifest is gone; the purge record
+    # carries what the version was.
+    sized = [m for m in marks if m.kind == "purge" and m.logical_size is not None]
+    if sized:
+        s.con.execute(
+            "UPDATE versions SET logical_size = n.size, new_bytes = n.new FROM (SELECT unnest(?::VARCHAR[]) AS "
+            "model_id, unnest(?::INTEGER[]) AS version, unnest(?::BIGINT[]) AS size, unnest(?::BIGINT[]) AS new) n "
+            "WHERE versions.model_id = n.model_id AND versions.version = n.version",
+            [[m.model_id for m in sized], [m.version for m in sized], [m.logical_size for m in sized],
+             [m.new_bytes or 0 for m in sized]])
+        s.con.execute(
+            "UPDATE models SET head_logical_size = v.logical_size FROM versions v "
+            "WHERE v.model_id = models.model_id AND v.version = models.head_version "
+            "AND models.model_id IN (SELECT unnest(?::VARCHAR[]))", [list({m.model_id for m in sized})])
+    latest = _latest(marks)
+    s.con.execute(
+        "UPDATE models SET last_seq = greatest(last_seq, n.seq), updated_at = n.at FROM (SELECT "
+        "unnest(?::VARCHAR[]) AS model_id, unnest(?::INTEGER[]) AS seq, unnest(?::TIMESTAMP[]) AS at) n "
+        "WHERE models.model_id = n.model_id",
+        [[m for m, _, _ in latest], [q for _, q, _ in latest], [naive_utc(w) for _, _, w in latest]])
+
+
+def _latest(marks: Sequence[MarkCommit]) -> list[tuple[str, int, datetime]]:
+    top: dict[str, MarkCommit] = {}
+    for m in marks:
+        if m.model_id not in top or m.seq > top[m.model_id].seq:
+            top[m.model_id] = m
+    return [(m.model_id, m.seq, m.at) for m in top.values()]

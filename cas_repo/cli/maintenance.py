@@ -1,0 +1,258 @@
+"""Maintenance commands: audit, fsck, gc, retain, rebuild-catalog (each renders one library report)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from pathlib import Path
+
+from ..errors import RetentionPolicyError
+from .render import Output, human_bytes
+
+EXIT_OK, EXIT_PROBLEMS = 0, 1
+
+
+def _duration(text: str) -> timedelta:
+    from ..maintenance import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def cmd_audit(args: argparse.Namespace, out: Output) -> int:
+    from ..maintenance import audit, render_html
+    from . import open_store
+
+    with open_store(args) as store:
+        report = audit(store, walk=not args.no_walk, progress=out.progress)
+    if args.html:
+        Path(args.html).write_text(render_html(report), encoding="utf-8")
+    if out.json_mode:
+        out.json(report.to_json())
+    else:
+        _render_audit(report, out, args.versions)
+        if args.html:
+            out.line(f"HTML report written to {args.html}")
+    return EXIT_PROBLEMS if report.walk is not None and not report.walk.agrees else EXIT_OK
+
+
+def _render_audit(r, out: Output, versions: bool) -> None:  # noqa: ANN001 - an AuditReport
+    t = r.totals
+    out.line(f"models {t.models} ({t.deleted_models} deleted), versions {t.versions} stored "
+             f"(+{t.purged_versions} purged), {t.objects} objects in {t.packs} packs")
+    out.line(f"logical  {human_bytes(t.logical_bytes):>12}  full copies of every stored version")
+    out.line(f"physical {human_bytes(t.physical_bytes):>12}  pack files (dedup ratio {t.dedup_ratio:.1f}x)")
+    out.line(f"content  {human_bytes(t.content_stored_bytes):>12}  distinct chunks and manifests, as stored")
+    out.line(f"history  {human_bytes(t.history_bytes):>12}  event records")
+    out.line(f"garbage  {human_bytes(max(t.unreferenced_bytes, 0)):>12}  unreferenced (gc and repack free it)")
+    sections = [
+        ("experiments", ["experiment", "models", "versions", "logical", "physical", "unique", "shared", "ratio"],
+         [[e.experiment_name, e.models, e.versions, human_bytes(e.logical_bytes), human_bytes(e.physical_bytes),
+           human_bytes(e.unique_bytes), human_bytes(e.shared_bytes), f"{e.dedup_ratio:.1f}"] for e in r.experiments]),
+        ("models", ["model_id", "versions", "logical", "physical", "reclaimable", "shared", "ratio", "deleted"],
+         [[m.model_id, m.versions, human_bytes(m.logical_bytes), human_bytes(m.physical_bytes),
+           human_bytes(m.reclaimable_bytes), human_bytes(m.shared_bytes), f"{m.dedup_ratio:.1f}",
+           "yes" if m.deleted else ""] for m in r.models]),
+        ("most-shared chunks", ["chunk", "size", "versions", "models", "saved"],
+         [[c.digest[:16], human_bytes(c.size), c.versions, c.models, human_bytes(c.bytes_saved)]
+          for c in r.shared_chunks[:10]]),
+        ("identical versions across model_ids", ["manifest", "size", "versions"],
+         [[i.manifest[:16], human_bytes(i.logical_bytes), " ".join(i.refs)] for i in r.identical_versions]),
+    ]
+    if versions:
+        sections.append(("versions", ["version", "logical", "physical", "unique", "shared"],
+                         [[f"{v.model_id}@{v.version}", human_bytes(v.logical_bytes), human_bytes(v.physical_bytes),
+                           human_bytes(v.unique_bytes), human_bytes(v.shared_bytes)] for v in r.versions]))
+    for title, headers, rows in sections:
+        if rows:
+            out.line()
+            out.line(f"{title}:")
+            out.table(headers, rows)
+    if r.walk is not None:
+        out.line()
+        if r.walk.agrees:
+            out.line(f"object store walk agrees: {r.walk.packs} packs, {human_bytes(r.walk.pack_bytes)}, "
+                     f"{r.walk.distinct_entries} distinct objects")
+        else:
+            out.line("object store walk DISAGREES with the catalog (run `cas-repo fsck`):")
+            for d in r.walk.differences:
+                out.line(f"  {d}")
+
+
+def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
+    from ..maintenance import fsck_store
+
+    report = fsck_store(args.repo, catalog=args.catalog, full=args.full, repair=args.repair, grace=args.grace,
+                        progress=out.progress)
+    bad = report.errors + (report.warnings if args.strict else ())
+    if out.json_mode:
+        out.json({"clean": report.clean, "full": report.full, "repair": report.repair, "packs": report.packs,
+                  "pack_bytes": report.pack_bytes, "objects": report.objects, "events": report.events,
+                  "hashed_bytes": report.hashed_bytes, "in_flight_packs": report.in_flight,
+                  "findings": [{"code": f.code, "severity": f.severity, "subject": f.subject, "detail": f.detail,
+                                "meaning": f.meaning, "action": f.action, "affected": f.affected,
+                                "repaired": f.repaired} for f in report.findings]})
+        return EXIT_PROBLEMS if bad else EXIT_OK
+    for f in report.findings:
+        state = "repaired" if f.repaired else f.severity
+        out.line(f"{state}: {f.code} {f.subject}" + (f" ({f.detail})" if f.detail else ""))
+        out.line(f"    means: {f.meaning}")
+        if f.affected:
+            out.line(f"    affects: {', '.join(f.affected)}")
+        if not f.repaired:
+            out.line(f"    do: {f.action}")
+    mode = "full (every byte re-hashed)" if report.full else "quick (use --full to re-hash every byte)"
+    out.line(f"fsck {mode}: {report.packs} packs, {human_bytes(report.pack_bytes)}, {report.objects} objects, "
+             f"{report.events} events; {len(report.errors)} errors, {len(report.warnings)} warnings"
+             + (f", {sum(f.repaired for f in report.findings)} repaired" if report.repair else ""))
+    return EXIT_PROBLEMS if bad else EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace, out: Output) -> int:
+    from ..maintenance import format_duration, run_gc
+    from ..maintenance.collect import refusal
+    from . import open_store
+
+    with open_store(args) as store:
+        report = run_gc(store, dry_run=args.dry_run, grace=args.grace, purge_older_than=args.purge_deleted_older_than,
+                        repack_below=args.repack_below, progress=out.progress)
+    plan = report.plan
+    if out.json_mode:
+        out.json({"dry_run": report.dry_run, "refused": plan.refused, "plan": plan,
+                  "freed_bytes": report.freed_bytes, "pending_bytes": report.pending_bytes,
+                  "purged": report.purged, "deleted": report.deleted, "repacked": report.repacked,
+                  "new_packs": report.new_packs, "temp_removed": report.temp_removed, "skipped": report.skipped})
+        return EXIT_PROBLEMS if plan.refused else EXIT_OK
+    out.line(f"gc plan (grace {format_duration(args.grace)}): purge {len(plan.purge)} versions, delete "
+             f"{len(plan.delete)} packs and {len(plan.temp_files)} temp files ({human_bytes(plan.delete_bytes)}), repack {len(plan.repack)} packs "
+             f"(frees {human_bytes(plan.repack_bytes)} after the grace period)")
+    if plan.fresh or plan.rescued:
+        out.line(f"kept: {len(plan.fresh)} unreferenced packs inside the grace period, {len(plan.rescued)} whose index "
+                 "cannot be read (see `cas-repo fsck`)")
+    for c in plan.purge:
+        out.line(f"  purge {c.model_id}@{c.version} ({c.reason} {c.since:%Y-%m-%d})")
+    if plan.refused:
+        out.error(refusal(plan))
+        return EXIT_PROBLEMS
+    if report.dry_run:
+        out.line("dry run: nothing changed")
+        return EXIT_OK
+    out.line(f"freed {human_bytes(report.freed_bytes)}: purged {len(report.purged)} versions, deleted "
+             f"{len(report.deleted)} packs and {len(report.temp_removed)} temp files; repacked {len(report.repacked)} "
+             f"packs into {len(report.new_packs)} ({human_bytes(report.pending_bytes)} more freed by a gc after the "
+             "grace period)")
+    for pack, why in report.skipped:
+        out.line(f"  kept {pack[:16]}: {why}")
+    return EXIT_OK
+
+
+def cmd_retain(args: argparse.Namespace, out: Output) -> int:
+    from ..maintenance import RetentionPolicy, apply_retention, restore_versions
+    from ..metadata import parse_ref, validate_model_id
+    from . import UsageError, open_store
+
+    if args.restore:
+        refs = [parse_ref(r) if "@" in r else (validate_model_id(r), None) for r in args.restore]
+        with open_store(args) as store:
+            rep = restore_versions(store, refs)
+        if out.json_mode:
+            out.json(rep)
+        else:
+            out.line(f"restored: {' '.join(rep.restored) or 'none'}")
+            if rep.not_retired:
+                out.line(f"not retired: {' '.join(rep.not_retired)}")
+            if rep.purged:
+                out.line(f"purged (content gone, cannot be restored): {' '.join(rep.purged)}")
+        return EXIT_OK
+    try:
+        policy = RetentionPolicy(args.keep_last, tuple(args.keep_tagged), args.where, args.older_than)
+        with open_store(args) as store:
+            report = apply_retention(store, policy, dry_run=args.dry_run)
+    except RetentionPolicyError as exc:
+        raise UsageError(str(exc)) from exc
+    if out.json_mode:
+        out.json(report)
+        return EXIT_OK
+    verb = "would retire" if report.dry_run else "retired"
+    out.line(f"policy {report.policy}: {verb} {len(report.retired)} versions "
+             f"({human_bytes(report.retired_bytes)} logical), kept {report.kept}")
+    for v in report.retired:
+        out.line(f"  {verb} {v.ref} (saved {v.saved_at:%Y-%m-%d})")
+    for v in report.protected:
+        out.line(f"  kept {v.ref}: protected by --keep-tagged")
+    if report.retired and not report.dry_run:
+        out.line("undo with `cas-repo retain --restore MODEL@VERSION`; "
+                 "`cas-repo gc --purge-deleted-older-than AGE` frees the bytes")
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace, out: Output) -> int:
+    from ..maintenance import rebuild_catalog
+
+    report = rebuild_catalog(args.repo, catalog=args.catalog, progress=out.progress)
+    if out.json_mode:
+        out.json(report)
+        return EXIT_PROBLEMS if report.problems else EXIT_OK
+    for path in report.moved_aside:
+        out.line(f"moved the old catalog aside: {path}")
+    out.line(f"rebuilt {report.catalog}: {report.models} models, {report.events} events from {report.records} "
+             f"records ({report.superseded} superseded), {report.objects} objects in {report.packs} packs")
+    if report.before is not None:
+        out.line(f"the old catalog had {report.before[0]} models, {report.before[1]} events")
+    for p in report.problems:
+        out.line(f"  problem: {p}")
+    return EXIT_PROBLEMS if report.problems else EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..maintenance import DEFAULT_GRACE
+    from ..maintenance.gc import DEFAULT_REPACK_BELOW
+
+    p = sub.add_parser("audit", help="dedup audit: what each experiment, model and version costs")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
+    p.add_argument("--versions", action="store_true", help="also list every version")
+    p.add_argument("--no-walk", action="store_true", help="skip the cross-check against the object store")
+    p.set_defaults(handler=cmd_audit)
+
+    p = sub.add_parser("fsck", help="check the store; exit 0 clean, 1 problems")
+    p.add_argument("--full", action="store_true", help="re-hash every byte of every pack")
+    p.add_argument("--repair", action="store_true", help="fix what can be fixed (never deletes a referenced object)")
+    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE, help="temp files/orphans younger than this "
+                   "are writes in progress (default 24h)")
+    p.add_argument("--strict", action="store_true", help="warnings (orphans, old temp files) also exit 1")
+    p.set_defaults(handler=cmd_fsck)
+
+    p = sub.add_parser("gc", help="delete what no live or retained version needs (plan, then execute)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE,
+                   help="only touch packs and temp files older than this (default 24h)")
+    p.add_argument("--purge-deleted-older-than", type=_duration, metavar="AGE",
+                   help="purge versions of models deleted, and versions retired, at least AGE ago")
+    p.add_argument("--repack-below", type=_fraction, default=DEFAULT_REPACK_BELOW, metavar="FRACTION",
+                   help="repack packs whose live bytes are below this fraction (default 0.5; 0 disables)")
+    p.set_defaults(handler=cmd_gc)
+
+    p = sub.add_parser("retain", help="apply a retention policy as version tombstones (gc frees the bytes later)")
+    p.add_argument("--keep-last", type=int, metavar="N", help="keep the newest N versions of each model")
+    p.add_argument("--keep-tagged", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="keep any version ever tagged so (repeatable)")
+    p.add_argument("--where", metavar="SQL", help="retire versions matching this predicate over v_versions")
+    p.add_argument("--older-than", type=_duration, metavar="AGE", help="only versions saved at least AGE ago")
+    p.add_argument("--dry-run", action="store_true", help="list what would be retired, change nothing")
+    p.add_argument("--restore", nargs="+", metavar="MODEL[@VERSION]", help="undo: bring retired versions back")
+    p.set_defaults(handler=cmd_retain)
+
+    p = sub.add_parser("rebuild-catalog", help="recreate the catalog from the object store")
+    p.set_defaults(handler=cmd_rebuild)

@@ -1,0 +1,24 @@
+"""Maintenance tools: fsck, gc (plan → execute), retention, the dedup audit, catalog rebuild.
+
+Each tool is a function that takes a :class:`~cas_repo.ModelStore` (rebuild takes the
+store's location, since its catalog may not open) and returns a report value; the CLI
+(`cas-repo fsck|gc|retain|audit|rebuild-catalog`) only renders those reports.
+"""
+
+from .audit import AuditReport, audit
+from .collect import GcReport, collect_garbage, run_gc
+from .common import DEFAULT_GRACE, ProgressFactory, format_duration, no_progress, parse_duration
+from .findings import Finding, FsckReport
+from .fsck import fsck, fsck_store
+from .gc import GcPlan, PackRef, plan_gc
+from .html_report import render_html
+from .rebuild import RebuildReport, rebuild_catalog
+from .retention import (RestoreReport, RetentionPolicy, RetentionReport, VersionRef, apply_retention,
+                        restore_versions)
+
+__all__ = [
+    "DEFAULT_GRACE", "AuditReport", "Finding", "FsckReport", "GcPlan", "GcReport", "PackRef", "ProgressFactory",
+    "RebuildReport", "RestoreReport", "RetentionPolicy", "RetentionReport", "VersionRef", "apply_retention",
+    "audit", "collect_garbage", "format_duration", "fsck", "fsck_store", "no_progress", "parse_duration", "plan_gc",
+    "rebuild_catalog", "render_html", "restore_versions", "run_gc",
+]

@@ -1,0 +1,179 @@
+"""Retention policies, applied as version tombstones (``retire`` events), never as deletions.
+
+A retired version stays loadable by number and keeps its bytes; ``restore`` undoes the
+retirement, and only ``cas-repo gc --purge-deleted-older-than AGE`` frees the content of
+versions retired at least AGE ago. A model's head version is never retired (tombstone
+the model with ``delete`` for that), nor is any version of a tombstoned model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Sequence
+
+from ..catalog import Session
+from ..catalog.retention import candidates, select_versions, tag_event_records
+from ..errors import RetentionPolicyError
+from ..manifest import EventRecord
+from ..repository import ModelStore
+from .common import format_duration, maintenance_lock, utcnow
+from .marks import MarkRequest, write_marks
+from .scan import read_verified
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Which versions to retire: those matching every given criterion and no keep rule.
+
+    Attributes:
+        keep_last: keep the newest N versions of each model (N >= 1).
+        keep_tagged: keep any version ever tagged ``KEY`` (any value) or ``KEY=VALUE``.
+        where: an SQL boolean expression over ``v_versions`` (docs/maintenance.md).
+        older_than: only versions saved at least this long ago.
+    """
+
+    keep_last: int | None = None
+    keep_tagged: tuple[str, ...] = ()
+    where: str | None = None
+    older_than: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep_last is None and self.where is None and self.older_than is None:
+            raise RetentionPolicyError(
+                "a retention policy needs --keep-last N, --where PREDICATE or --older-than AGE "
+                "(--keep-tagged only protects versions)")
+        if self.keep_last is not None and (isinstance(self.keep_last, bool) or self.keep_last < 1):
+            raise RetentionPolicyError(f"--keep-last must be at least 1, got {self.keep_last!r}")
+        for item in self.keep_tagged:
+            if not item or item.startswith("="):
+                raise RetentionPolicyError(f"--keep-tagged takes KEY or KEY=VALUE, got {item!r}")
+
+    def describe(self) -> str:
+        parts = []
+        if self.keep_last is not None:
+            parts.append(f"keep-last={self.keep_last}")
+        parts += [f"keep-tagged={t}" for t in self.keep_tagged]
+        if self.where is not None:
+            parts.append(f"where={self.where}")
+        if self.older_than is not None:
+            parts.append(f"older-than={format_duration(self.older_than)}")
+        return " ".join(parts)
+
+    def protects(self, ever_tags: Sequence[str]) -> bool:
+        for rule in self.keep_tagged:
+            if "=" in rule:
+                if rule in ever_tags:
+                    return True
+            elif any(t.split("=", 1)[0] == rule for t in ever_tags):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRef:
+    """One version named by a retention tool."""
+
+    model_id: str
+    version: int
+    saved_at: datetime
+    logical_size: int
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model_id}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What a policy retired (or would retire, in a dry run) and what it kept."""
+
+    policy: str
+    dry_run: bool
+    retired: tuple[VersionRef, ...]
+    protected: tuple[VersionRef, ...]
+    kept: int
+
+    @property
+    def retired_bytes(self) -> int:
+        """Logical bytes of the retired versions (what gc may free is at most this, after dedup)."""
+        return sum(v.logical_size for v in self.retired)
+
+
+def _event_tags(s: Session, store: ModelStore) -> list[tuple[str, int, str]]:
+    locs = list(s.present(tag_event_records(s)).values())
+    out = []
+    for data in read_verified(store.objects, locs).values():
+        if isinstance(data, Exception):
+            continue  # fsck reports a damaged record; a missing tag only keeps less
+        rec = EventRecord.from_bytes(data)
+        out += [(rec.model_id, rec.version, f"{k}={v}") for k, v in rec.tags.items() if v is not None]
+    return out
+
+
+def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool = False,
+                    now: datetime | None = None) -> RetentionReport:
+    """Retire the versions ``policy`` selects (all under the catalog lock, so nothing moves meanwhile).
+
+    Raises:
+        RetentionPolicyError: the ``where`` predicate is not valid SQL over ``v_versions``.
+    """
+    now = now or utcnow()
+    with maintenance_lock(store.catalog.path), store.catalog.session() as s:
+        table = candidates(s, _event_tags(s, store), now)
+        matched = select_versions(table, policy.where) if policy.where is not None else None
+        retired, protected, kept = [], [], 0
+        for row in table.to_pylist():
+            if row["state"] != "live" or row["model_deleted"] or row["is_head"]:
+                continue
+            ref = VersionRef(row["model_id"], row["version"], row["saved_at"].replace(tzinfo=timezone.utc),
+                             row["logical_size"])
+            selected = ((policy.keep_last is None or row["newer_versions"] >= policy.keep_last)
+                        and (policy.older_than is None or row["age_days"] * 86400 >= policy.older_than.total_seconds())
+                        and (matched is None or (ref.model_id, ref.version) in matched))
+            if not selected:
+                kept += 1
+            elif policy.protects(row["ever_tags"]):
+                protected.append(ref)
+                kept += 1
+            else:
+                retired.append(ref)
+        if not dry_run:
+            write_marks(s, store, [
+                MarkRequest(v.model_id, v.version, "retire", {"policy": policy.describe()}) for v in retired], now)
+    return RetentionReport(policy.describe(), dry_run, tuple(retired), tuple(protected), kept)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    restored: tuple[str, ...]
+    not_retired: tuple[str, ...]
+    purged: tuple[str, ...]
+
+
+def restore_versions(store: ModelStore, refs: Sequence[tuple[str, int | None]], *,
+                     now: datetime | None = None) -> RestoreReport:
+    """Undo retirements: each ``(model_id, version)``, or every retired version when version is None.
+
+    A purged version cannot come back (its content is gone) and is reported as such.
+    """
+    from ..catalog.retention import version_marks
+
+    now = now or utcnow()
+    with maintenance_lock(store.catalog.path), store.catalog.session() as s:
+        marks = version_marks(s)
+        todo, not_retired, purged = [], [], []
+        for model_id, version in refs:
+            keys = ([(model_id, version)] if version is not None
+                    else sorted(k for k, (state, _) in marks.items() if k[0] == model_id and state == "retire"))
+            if not keys:
+                not_retired.append(model_id)
+            for key in keys:
+                state = marks.get(key, ("live", None))[0]
+                name = f"{key[0]}@{key[1]}"
+                if state == "retire":
+                    todo.append(key)
+                else:
+                    (purged if state == "purge" else not_retired).append(name)
+        write_marks(s, store, [MarkRequest(m, v, "restore") for m, v in dict.fromkeys(todo)], now)
+    return RestoreReport(tuple(f"{m}@{v}" for m, v in dict.fromkeys(todo)), tuple(not_retired), tuple(purged))
