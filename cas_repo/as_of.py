@@ -9,6 +9,7 @@ from .catalog import history
 from .catalog.values import ModelAt, VersionRow
 from .errors import InvalidMetadataError, ModelDeletedError, ModelNotFoundError
 from .metadata import ModelMetadata, utc, validate_model_id, validate_version
+from .rows import to_metadata
 
 if TYPE_CHECKING:
     from .repository import ModelStore
@@ -89,6 +90,4 @@ class StoreAsOf:
 
 
 def _metadata(row: VersionRow) -> ModelMetadata:
-    from .repository import _to_metadata
-
-    return _to_metadata(row)
+    return to_metadata(row)

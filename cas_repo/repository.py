@@ -13,16 +13,14 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from . import faults
-from .catalog import Catalog, EventCommit, SaveCommit, Session, StoreStats, VersionRow
+from .catalog import Catalog, SaveCommit, Session, StoreStats, VersionRow
 from .catalog.catalog import CATALOG_FILE
 from .catalog.maintenance import purged_at
-from .catalog.values import HeadBatch
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
 from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError,
@@ -33,9 +31,10 @@ from .manifest import EventRecord, Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
 from .objects.keys import parse_pack_key
-from .objects.pack import pack_size
 from .objects.store import NewEntry
 from .queries import QueryMixin
+from .rows import batch_to_metadata, metadata_json, packs_of, to_metadata
+from .edits import EditsMixin
 from .sealing import StoreKey
 
 DEFAULT_ROOT = "data/cas"
@@ -45,54 +44,7 @@ PREWRITE_BYTES = 8 << 20
 _COMMIT_RETRIES = 5
 
 
-def _metadata_json(md: ModelMetadata) -> dict[str, Any]:
-    return {
-        "model_id": md.model_id,
-        "experiment_name": md.experiment_name,
-        "model_type": md.model_type,
-        "hyperparameters": md.hyperparameters,
-        "metrics": md.metrics,
-        "created_at": md.created_at.isoformat(),
-        "qlib_recorder_id": md.qlib_recorder_id,
-        "tags": md.tags,
-        "parents": list(md.parents),
-        "lineage": md.lineage,
-    }
-
-
-def _to_metadata(row: VersionRow) -> ModelMetadata:
-    m = row.metadata
-    return ModelMetadata(
-        model_id=row.model_id,
-        experiment_name=m["experiment_name"],
-        model_type=m["model_type"],
-        hyperparameters=m["hyperparameters"],
-        metrics=m["metrics"],
-        created_at=datetime.fromisoformat(m["created_at"]),
-        qlib_recorder_id=m["qlib_recorder_id"],
-        tags=dict(row.tags),
-        version=row.version,
-        digest=row.manifest,
-        parents=list(row.parents),
-        deleted=row.deleted,
-        rollback_of=row.rollback_of,
-        lineage=m.get("lineage", {}),
-    )
-
-
-def _batch_to_metadata(b: HeadBatch) -> list[ModelMetadata]:
-    """What _to_metadata gives for each head, without a VersionRow per model."""
-    return [
-        ModelMetadata(model_id=b.model_id[i], experiment_name=b.experiment_name[i], model_type=b.model_type[i],
-                      hyperparameters=b.hyperparameters[i], metrics=b.metrics[i],
-                      created_at=datetime.fromisoformat(b.created_at[i]), qlib_recorder_id=b.qlib_recorder_id[i],
-                      tags=b.tags[i], version=b.version[i], digest=b.manifest[i], parents=b.parents[i],
-                      deleted=b.deleted[i], rollback_of=b.rollback_of[i], lineage=b.lineage[i])
-        for i in range(len(b))
-    ]
-
-
-class ModelStore(QueryMixin):
+class ModelStore(EditsMixin, QueryMixin):
     """A versioned, content-addressed store of models (the synchronous core).
 
     Args:
@@ -226,7 +178,7 @@ class ModelStore(QueryMixin):
                     version = (state.head_version if state else 0) + 1
                     seq = (state.last_seq if state else 0) + 1
                     now = self._now()
-                    meta = _metadata_json(md)
+                    meta = metadata_json(md)
                     record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
                                          tuple(f"{m}@{v}" for m, v in parents), rollback_of)
                     rbytes = self._record_bytes(record)
@@ -247,7 +199,7 @@ class ModelStore(QueryMixin):
                         tags=md.tags, parents=parents, new_locations=new,
                         manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
                                          if new_manifest else None),
-                        new_packs=_packs_of(new),
+                        new_packs=packs_of(new),
                     ))
                     if faults.ARMED:
                         faults.crash_point("after-commit")
@@ -304,7 +256,7 @@ class ModelStore(QueryMixin):
             ModelNotFoundError: unknown model_id or version (a ``FileNotFoundError``).
             ModelDeletedError: the model is tombstoned and no version was given.
         """
-        return _to_metadata(self._row(model_id, version))
+        return to_metadata(self._row(model_id, version))
 
     def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]:
         """The model and metadata of the latest live version (or of ``version``).
@@ -323,7 +275,7 @@ class ModelStore(QueryMixin):
             row = self._resolve(s, model_id, version)
             locations = s.content_locations(row.manifest)
             sealed = s.sealed_record(row.model_id, row.version) if self._key else None
-        return self._load_row(row, locations, sealed), _to_metadata(row)
+        return self._load_row(row, locations, sealed), to_metadata(row)
 
     def _load_row(self, row: VersionRow,
                   locations: tuple[Location | None, dict[str, Location]] | None = None,
@@ -420,7 +372,7 @@ class ModelStore(QueryMixin):
             locations = [s.content_locations(r.manifest) for r in rows]
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ids)))) as pool:
             models = list(pool.map(self._load_row, rows, locations))
-        return [(m, _to_metadata(r)) for m, r in zip(models, rows)]
+        return [(m, to_metadata(r)) for m, r in zip(models, rows)]
 
     # -- listing -------------------------------------------------------------------------
 
@@ -431,8 +383,8 @@ class ModelStore(QueryMixin):
             batch = s.head_batch(experiment_name, model_type, include_deleted)
             rows = s.heads(experiment_name, model_type, include_deleted) if batch is None else []
         if batch is not None:
-            return _batch_to_metadata(batch)
-        return [_to_metadata(r) for r in rows]
+            return batch_to_metadata(batch)
+        return [to_metadata(r) for r in rows]
 
     def history(self, model_id: str) -> list[ModelMetadata]:
         """Every version of ``model_id``, oldest first (``deleted`` reflects the model now).
@@ -445,96 +397,7 @@ class ModelStore(QueryMixin):
             rows = s.history(model_id)
         if not rows:
             raise ModelNotFoundError(model_id)
-        return [_to_metadata(r) for r in rows]
-
-    # -- rollback, delete, undelete -----------------------------------------------------------
-
-    def rollback(self, model_id: str, to_version: int) -> int:
-        """Append a new version whose content and metadata are those of ``to_version``.
-
-        Costs one small event record: the content is shared with ``to_version``.
-
-        Returns:
-            The number of the new version.
-
-        Raises:
-            ModelNotFoundError: no such model or version. ModelDeletedError: undelete first.
-            IntegrityError: the target's objects are gone (gc'd after a purge, or damaged).
-        """
-        validate_version(to_version)
-        with self.catalog.session() as s:
-            row = self._resolve(s, model_id, to_version)
-            state = s.model_state(model_id)
-            if state is None or state.deleted:
-                raise ModelDeletedError(model_id)
-            chunks = s.manifest_chunk_digests(row.manifest)
-            if len(s.present([row.manifest, *chunks])) != len(set(chunks)) + 1:
-                raise IntegrityError(f"version {to_version} has lost objects; it cannot be rolled back to",
-                                     model_id=model_id, version=to_version)
-            md = _to_metadata(row)
-            version, seq = state.head_version + 1, state.last_seq + 1
-            now = self._now()
-            meta = _metadata_json(md)
-            record = EventRecord("rollback", model_id, seq, version, now, Digest.from_hex(row.manifest),
-                                 meta, tuple(md.parents), to_version)
-            rbytes = self._record_bytes(record)
-            rdig = hash_bytes(rbytes)
-            locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
-            s.commit_save(SaveCommit(
-                model_id=model_id, version=version, seq=seq, kind="rollback", rollback_of=to_version,
-                manifest=row.manifest, record=rdig.hex, at=now, created_at=md.created_at,
-                experiment_name=md.experiment_name, model_type=md.model_type,
-                qlib_recorder_id=md.qlib_recorder_id, metrics=md.metrics,
-                hyperparameters=md.hyperparameters, lineage=md.lineage,
-                metadata_json=json.dumps(meta, sort_keys=True), logical_size=row.logical_size, new_bytes=0,
-                tags=md.tags, parents=tuple(parse_ref(p) for p in md.parents), new_locations=tuple(locs),
-                new_packs=_packs_of(locs),
-            ))
-            return version
-
-    def delete_model(self, model_id: str) -> None:
-        """Tombstone ``model_id``: it leaves ``load_model``/``list_models``; bytes stay until gc.
-
-        Deleting a deleted model does nothing. Raises ModelNotFoundError for an unknown id.
-        """
-        self._event(model_id, "delete", deleted=True)
-
-    def undelete_model(self, model_id: str) -> None:
-        """Bring back a tombstoned model (its latest version is live again)."""
-        self._event(model_id, "undelete", deleted=False)
-
-    def _event(self, model_id: str, kind: str, *, deleted: bool,
-               version: int | None = None, tags: dict[str, str | None] | None = None) -> None:
-        validate_model_id(model_id)
-        with self.catalog.session() as s:
-            state = s.model_state(model_id)
-            if state is None:
-                raise ModelNotFoundError(model_id)
-            if kind in ("delete", "undelete") and state.deleted == deleted:
-                return
-            seq = state.last_seq + 1
-            target = version or state.head_version
-            now = self._now()
-            record = EventRecord(kind, model_id, seq, target, now, tags=tags or {})
-            rbytes = self._record_bytes(record)
-            rdig = hash_bytes(rbytes)
-            locs = self.objects.write([NewEntry(rdig, RECORD, rbytes, compress=False)])
-            if faults.ARMED:
-                faults.crash_point("objects-written")
-            s.commit_event(EventCommit(model_id, seq, kind, target, now, rdig.hex, deleted,
-                                       tags or {}, tuple(locs), _packs_of(locs)))
-            if faults.ARMED:
-                faults.crash_point("after-commit")
-
-    def set_tags(self, model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
-        """Set (or, with value None, remove) tags on a version (default: the latest)."""
-        row = self._row(model_id, version)
-        for k, v in tags.items():
-            if not isinstance(k, str) or not k or (v is not None and not isinstance(v, str)):
-                from .errors import InvalidMetadataError
-
-                raise InvalidMetadataError(f"tags are str -> str (or None to remove), got {k!r}: {v!r}")
-        self._event(model_id, "tag", deleted=row.deleted, version=row.version, tags=tags)
+        return [to_metadata(r) for r in rows]
 
     # -- accounting --------------------------------------------------------------------------
 
@@ -542,13 +405,3 @@ class ModelStore(QueryMixin):
         """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""
         with self.catalog.session() as s:
             return s.stats()
-
-
-def _packs_of(locs: Sequence[Location]) -> tuple[tuple[str, int, int], ...]:
-    """(pack, size, entries) of the packs holding ``locs`` — all written by one call."""
-    packs: dict[Digest, list[int]] = {}
-    for l in locs:
-        acc = packs.setdefault(l.pack, [0, 0])
-        acc[0] += l.stored_size
-        acc[1] += 1
-    return tuple((p.hex, pack_size(stored, n), n) for p, (stored, n) in packs.items())

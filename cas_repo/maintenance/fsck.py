@@ -15,10 +15,9 @@ from typing import Any
 
 from ..catalog.checks import (EventRow, all_locations, event_rows, event_times, manifest_chunk_lists,
                               stored_manifests, users_of)
-from ..catalog.catalog import naive_utc
 from ..catalog.maintenance import catalog_packs, live_digests, unlocated_live
 from ..errors import IntegrityError, ObjectNotFoundError, StoreError
-from ..location import RECORD, Location
+from ..location import Location
 from ..manifest import EventRecord, Manifest
 from ..objects import ObjectStore, open_backend
 from ..repository import ModelStore

@@ -7,7 +7,7 @@ Layers, lowest first: ``backend`` (a handful of primitives over one kind of stor
 
 from .backend import ObjectBackend, ObjectInfo
 from .local import LocalBackend
-from .pack import CHUNK, MANIFEST, RECORD, Location
+from ..location import CHUNK, MANIFEST, RECORD, Location
 from .store import ObjectStore, open_backend
 
 __all__ = [

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..digest import Digest
 from ..errors import IntegrityError
-from ..location import CHUNK, KIND_NAMES, MANIFEST, RECORD, Location
+from ..location import KIND_NAMES, Location
 
 HEADER = b"CASPACK1"
 FOOTER = b"CASPEND1"

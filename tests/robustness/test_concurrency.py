@@ -15,7 +15,6 @@ from collections import Counter
 import pytest
 
 from cas_repo import CatalogLockedError, ModelStore
-from cas_repo.digest import Digest
 from cas_repo.location import CHUNK, MANIFEST, RECORD
 from cas_repo.repository import PREWRITE_BYTES
 

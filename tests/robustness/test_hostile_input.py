@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cas_repo import (CasRepoError, InvalidMetadataError, InvalidModelIdError, ModelMetadata,
+from cas_repo import (InvalidMetadataError, InvalidModelIdError, ModelMetadata,
                       ModelNotFoundError, ModelStore)
 from cas_repo.metadata import MAX_METADATA_DEPTH
 

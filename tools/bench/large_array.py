@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .framework import (Result, Timing, bounded, explain, faster_than, measure, relative_to,
+from .framework import (Result, Timing, explain, faster_than, measure, relative_to,
                         scratch)
 from .limits import blake3_single, gbps, memcpy_timing, mmap_verify_timing, write_fsync_timing
 
