@@ -1,0 +1,12 @@
+"""Value conversions shared by the catalog's modules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def naive_utc(dt: datetime) -> datetime:
+    """DuckDB TIMESTAMP columns hold naive UTC."""
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
