@@ -261,21 +261,7 @@ class LocalBackend(ObjectBackend):
             _write_buffered(fd, parts)
 
     def _open(self, key: str) -> int:
-        path = self._path(key)
-        try:
-            d = self._open_dir(path.parent, create=False)
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
-        try:
-            return os.open(path.name, _OPEN_READ, dir_fd=d)
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StoreError(f"{path} is a symlink; refusing to follow it") from exc
-            raise _io_error("open", path, exc) from exc
-        finally:
-            os.close(d)
+        return self._in_dir(key, "open", lambda name, d: os.open(name, _OPEN_READ, dir_fd=d))
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         fd = self._open(key)
@@ -318,6 +304,8 @@ class LocalBackend(ObjectBackend):
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(key) from exc
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(f"{path} is a symlink; refusing to follow it") from exc
             raise _io_error(action, path, exc) from exc
         finally:
             os.close(d)

@@ -38,10 +38,13 @@ def test_symlinked_shard_dirs_are_refused_on_write(tmp_path, outside):
     with ModelStore(root) as store:
         store.save_model(payload(1, 5000), metadata("m"))
     shards = _shards(root)
+    kept = []
     for i in range(256):  # whichever shard the next pack lands in is a link out of the store
         d = shards / f"{i:02x}"
-        if not d.exists():
-            os.symlink(outside, d)
+        if d.exists():  # the first save's shard: set aside, so no shard is left real
+            d.rename(d.with_name(d.name + ".kept"))
+            kept.append(d)
+        os.symlink(outside, d)
     with ModelStore(root) as store:
         with pytest.raises(StoreError, match="symlink"):
             store.save_model(payload(2, 5000), metadata("m"))
@@ -50,6 +53,8 @@ def test_symlinked_shard_dirs_are_refused_on_write(tmp_path, outside):
     for d in shards.iterdir():
         if d.is_symlink():
             d.unlink()
+    for d in kept:
+        d.with_name(d.name + ".kept").rename(d)
     assert check_store(root, full=True).clean
 
 
