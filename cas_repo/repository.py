@@ -380,11 +380,7 @@ class ModelStore(EditsMixin, QueryMixin):
                     include_deleted: bool = False) -> list[ModelMetadata]:
         """The latest version of each model, newest first; tombstoned ones only on request."""
         with self.catalog.session() as s:
-            batch = s.head_batch(experiment_name, model_type, include_deleted)
-            rows = s.heads(experiment_name, model_type, include_deleted) if batch is None else []
-        if batch is not None:
-            return batch_to_metadata(batch)
-        return [to_metadata(r) for r in rows]
+            return batch_to_metadata(s.head_batch(experiment_name, model_type, include_deleted))
 
     def history(self, model_id: str) -> list[ModelMetadata]:
         """Every version of ``model_id``, oldest first (``deleted`` reflects the model now).

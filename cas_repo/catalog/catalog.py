@@ -317,21 +317,15 @@ class Session(SessionWrites):
         return [r[0] for r in self._all(
             "SELECT DISTINCT chunk FROM manifest_chunks WHERE manifest = ?", [manifest])]
 
-    def manifest_known(self, manifest: str) -> bool:
-        return bool(self._all("SELECT 1 FROM manifest_chunks WHERE manifest = ? LIMIT 1", [manifest]))
-
     def version_row(self, model_id: str, version: int | None) -> VersionRow | None:
         """A version (the head when ``version`` is None), or None if it does not exist."""
         if version is None:
-            cached = self._all(f"SELECT {_HEAD_COLS_ONE} FROM models WHERE model_id = ?", [model_id])
-            if cached and cached[0][7] is not None and cached[0][9] is not None and cached[0][10] is not None:
-                return self._heads_to_versions(cached)[0]
-            where, params = "v.version = m.head_version", [model_id]
-        else:
-            where, params = "v.version = ?", [model_id, version]
+            # Every commit keeps the head table's copy of the head version (migration 0002).
+            head = self._all(f"SELECT {_HEAD_COLS_ONE} FROM models WHERE model_id = ?", [model_id])
+            return self._heads_to_versions(head)[0] if head else None
         rows = self._all(
             f"SELECT {_VERSION_COLS} FROM versions v JOIN models m USING (model_id) "
-            f"WHERE v.model_id = ? AND {where}", params)
+            "WHERE v.model_id = ? AND v.version = ?", [model_id, version])
         return self._rows_to_versions(rows)[0] if rows else None
 
     def history(self, model_id: str) -> list[VersionRow]:
@@ -346,47 +340,16 @@ class Session(SessionWrites):
         return self._rows_to_versions(rows)
 
     def head_batch(self, experiment_name: str | None, model_type: str | None,
-                   include_deleted: bool) -> HeadBatch | None:
-        """The head version of each model, newest first, from the head table's copies.
-
-        Returns None if some head has no copy (written by an older writer): use heads().
-        """
+                   include_deleted: bool) -> HeadBatch:
+        """The head version of each model, newest first, from the head table's copies."""
         rows = self._all(
             f"SELECT {_HEAD_COLS} FROM models WHERE (? IS NULL OR experiment_name = ?) "
             "AND (? IS NULL OR model_type = ?) AND (? OR NOT deleted) ORDER BY head_saved_at DESC, model_id",
             [experiment_name, experiment_name, model_type, model_type, include_deleted])
-        if any(r[7] is None for r in rows):
-            return None
         cols: list[Any] = list(zip(*rows)) if rows else [()] * 17
         for i in (9, 10, 14, 15, 16):
             cols[i] = _parse_many(list(cols[i]))
         return HeadBatch(*cols)
-
-    def heads(self, experiment_name: str | None, model_type: str | None,
-              include_deleted: bool) -> list[VersionRow]:
-        """The head version of each model, newest first."""
-        batch = self.head_batch(experiment_name, model_type, include_deleted)
-        if batch is not None:
-            return [
-                VersionRow(
-                    model_id=batch.model_id[i], version=batch.version[i], manifest=batch.manifest[i],
-                    kind=batch.kind[i], rollback_of=batch.rollback_of[i],
-                    saved_at=batch.saved_at[i].replace(tzinfo=timezone.utc), logical_size=batch.logical_size[i],
-                    metadata={"experiment_name": batch.experiment_name[i], "model_type": batch.model_type[i],
-                              "hyperparameters": batch.hyperparameters[i], "metrics": batch.metrics[i],
-                              "created_at": batch.created_at[i], "qlib_recorder_id": batch.qlib_recorder_id[i],
-                              "lineage": batch.lineage[i]},
-                    tags=batch.tags[i], parents=tuple(batch.parents[i]), deleted=batch.deleted[i],
-                )
-                for i in range(len(batch))
-            ]
-        rows = self._all(
-            f"SELECT {_VERSION_COLS} FROM models m JOIN versions v "
-            "ON v.model_id = m.model_id AND v.version = m.head_version "
-            "WHERE (? IS NULL OR m.experiment_name = ?) AND (? IS NULL OR m.model_type = ?) "
-            "AND (? OR NOT m.deleted) ORDER BY v.saved_at DESC, v.model_id",
-            [experiment_name, experiment_name, model_type, model_type, include_deleted])
-        return self._rows_to_versions(rows)
 
     @staticmethod
     def _heads_to_versions(rows: list[tuple]) -> list[VersionRow]:
@@ -403,42 +366,17 @@ class Session(SessionWrites):
             for r, h, m, ln in zip(rows, hyper, metrics, lineage)
         ]
 
-    def _rows_to_versions(self, rows: list[tuple]) -> list[VersionRow]:
-        """Rows of _VERSION_COLS as values."""
-        if not rows:
-            return []
-        if all(r[9] is not None for r in rows):
-            return [
-                VersionRow(
-                    model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
-                    saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
-                    metadata=md, tags=r[9], parents=_refs(md.get("parents", ())), deleted=r[8],
-                    record=r[10],
-                )
-                for r, md in zip(rows, _parse_many([r[7] for r in rows]))
-            ]
-        # Rows written without the tags/parents copies (by an older writer): read the sources.
-        keys = [(r[0], r[1]) for r in rows]
-        tags: dict[tuple[str, int], dict[str, str]] = {}
-        parents: dict[tuple[str, int], list[str]] = {}
-        ids = sorted({k[0] for k in keys})
-        for mid, ver, key, value in self._all(
-            "SELECT model_id, version, key, value FROM tags WHERE model_id IN "
-            "(SELECT unnest(?::VARCHAR[])) ORDER BY key", [ids]):
-            tags.setdefault((mid, ver), {})[key] = value
-        for mid, ver, pm, pv in self._all(
-            "SELECT model_id, version, parent_model, parent_version FROM lineage "
-            "WHERE relation = 'parent' AND model_id IN (SELECT unnest(?::VARCHAR[])) "
-            "ORDER BY parent_model, parent_version", [ids]):
-            parents.setdefault((mid, ver), []).append(f"{pm}@{pv}")
+    @staticmethod
+    def _rows_to_versions(rows: list[tuple]) -> list[VersionRow]:
+        """Rows of _VERSION_COLS as values (tags from the version's copy, parents from its metadata)."""
         return [
             VersionRow(
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
                 saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
-                metadata=json.loads(r[7]), tags=tags.get((r[0], r[1]), {}),
-                parents=tuple(parents.get((r[0], r[1]), ())), deleted=r[8], record=r[10],
+                metadata=md, tags=r[9], parents=_refs(md.get("parents", ())), deleted=r[8],
+                record=r[10],
             )
-            for r in rows
+            for r, md in zip(rows, _parse_many([r[7] for r in rows]))
         ]
 
     def stats(self) -> StoreStats:

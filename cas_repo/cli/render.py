@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
@@ -121,7 +120,3 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()

@@ -105,18 +105,3 @@ def test_migration_0002_fills_copies_of_a_catalog_written_before_it(tmp_path):
                               {"seq": 2, "key": "a", "value": "b"}, {"seq": 2, "key": "stage", "value": "prod"}]
         t = datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)
         assert store.as_of(t).get_model_metadata("m").tags == {"a": "b", "stage": "prod"}
-
-
-def test_readers_fall_back_when_copies_are_missing(store, make_md):
-    """Rows written by a writer that does not fill the copies still read correctly."""
-    store.save_model([1], make_md("m1", tags={"k": "v"}))
-    store.save_model([2], make_md("m1", parents=["m1@1"]))
-    store.set_tags("m1", {"x": "y"})
-    want = [(m.version, m.tags, m.parents) for m in store.history("m1")]
-    head = store.get_model_metadata("m1")
-    with store.catalog.session() as s:
-        s.con.execute("UPDATE models SET head_created_at = NULL")
-        s.con.execute("UPDATE versions SET tags = NULL, parents = NULL")
-    assert [(m.version, m.tags, m.parents) for m in store.history("m1")] == want
-    assert store.get_model_metadata("m1") == head
-    assert store.list_models() == [head]
