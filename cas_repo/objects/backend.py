@@ -48,6 +48,25 @@ class ObjectBackend(abc.ABC):
         """Publish the concatenation of ``parts`` at ``key``; False if it already existed."""
 
     @abc.abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Publish ``data`` at ``key`` only if no blob is there; False if one already is.
+
+        This is the store's one synchronisation primitive (the log's commits): among any
+        number of processes or machines creating one key at once exactly one gets True,
+        and a reader sees either nothing or the winner's whole bytes, never a mix. The
+        blob is durable when this returns True.
+        """
+
+    def get(self, key: str) -> bytes | None:
+        """The whole blob at ``key``, or None if there is none (one request where possible)."""
+        from ..errors import ObjectNotFoundError
+
+        try:
+            return self.read(key)
+        except ObjectNotFoundError:
+            return None
+
+    @abc.abstractmethod
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """``length`` bytes from ``offset``; fewer only if the blob is shorter."""
 
@@ -56,8 +75,9 @@ class ObjectBackend(abc.ABC):
         """Size and mtime of ``key``."""
 
     @abc.abstractmethod
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every blob whose key starts with ``prefix``, streamed (bounded memory)."""
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every blob whose key starts with ``prefix`` (and sorts after ``start_after``),
+        in key order, streamed (bounded memory)."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

@@ -1,14 +1,28 @@
-"""Digest → key mapping: ``packs/blake3/ab/cdef…``. Keys are built from validated digests only."""
+"""Key layout of a store (one module maps names to keys; keys are built from validated values only).
+
+    packs/blake3/ab/cdef…            a pack, named by the BLAKE3 of its bytes
+    log/00000000000000000042         commit number 42 of the event log (create-only)
+    checkpoints/00000000000000004000 the derived state as of commit 4000 (create-only)
+
+Log and checkpoint positions are zero-padded to 20 digits, so that the lexicographic
+order every object store lists in is the numeric order of the log.
+"""
 
 from __future__ import annotations
 
 import re
 
 from ..digest import ALGORITHM, Digest
-from ..errors import InvalidDigestError
+from ..errors import InvalidDigestError, StoreError
 
 PACKS = "packs"
+LOG = "log"
+CHECKPOINTS = "checkpoints"
+_WIDTH = 20
+MAX_POSITION = 10**_WIDTH - 1
 _PACK_KEY = re.compile(rf"{PACKS}/{ALGORITHM}/([0-9a-f]{{2}})/([0-9a-f]{{62}})")
+_LOG_KEY = re.compile(rf"{LOG}/([0-9]{{{_WIDTH}}})")
+_CHECKPOINT_KEY = re.compile(rf"{CHECKPOINTS}/([0-9]{{{_WIDTH}}})")
 
 
 def pack_key(digest: Digest) -> str:
@@ -25,5 +39,31 @@ def parse_pack_key(key: str) -> Digest | None:
     return Digest.from_hex(m.group(1) + m.group(2)) if m else None
 
 
+def _position(position: int) -> str:
+    if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= MAX_POSITION:
+        raise StoreError(f"a log position is an int from 1 to {MAX_POSITION}, got {position!r}")
+    return f"{position:0{_WIDTH}d}"
+
+
+def log_key(position: int) -> str:
+    """The key of commit ``position`` (1, 2, 3…) of the event log."""
+    return f"{LOG}/{_position(position)}"
+
+
+def parse_log_key(key: str) -> int | None:
+    m = _LOG_KEY.fullmatch(key)
+    return int(m.group(1)) if m else None
+
+
+def checkpoint_key(position: int) -> str:
+    """The key of the checkpoint that holds the state as of commit ``position``."""
+    return f"{CHECKPOINTS}/{_position(position)}"
+
+
+def parse_checkpoint_key(key: str) -> int | None:
+    m = _CHECKPOINT_KEY.fullmatch(key)
+    return int(m.group(1)) if m else None
+
+
 def is_valid_key(key: str) -> bool:
-    return _PACK_KEY.fullmatch(key) is not None
+    return any(p.fullmatch(key) is not None for p in (_PACK_KEY, _LOG_KEY, _CHECKPOINT_KEY))

@@ -247,6 +247,61 @@ class LocalBackend(ObjectBackend):
                 raise _io_error("sync", path.parent, exc) from exc
         return True
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write a temp file, fsync it, then ``link(2)`` it to ``key``: the link fails with
+        EEXIST if any other process linked first, so exactly one creator wins, and the
+        name only ever points at complete, durable bytes."""
+        path = self._path(key)
+        d = self._open_dir(path.parent, create=True)
+        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            try:
+                fd = os.open(tmp, _OPEN_TEMP, 0o444, dir_fd=d)
+            except OSError as exc:
+                raise _io_error("create", path.parent / tmp, exc) from exc
+            try:
+                try:
+                    _write_all(fd, memoryview(data).cast("B"))
+                    if self._fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if faults.ARMED:
+                    faults.crash_point("before-link")
+                try:
+                    os.link(tmp, path.name, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
+                except FileExistsError:
+                    return False
+                if self._fsync:
+                    os.fsync(d)  # the new name must outlive a power cut, like the bytes
+                return True
+            except OSError as exc:
+                raise _io_error("write", path, exc) from exc
+            finally:
+                try:
+                    os.unlink(tmp, dir_fd=d)
+                except OSError:
+                    pass
+        finally:
+            os.close(d)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            fd = self._open(key)
+        except ObjectNotFoundError:
+            return None
+        try:
+            chunks = []
+            while True:
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    return b"".join(chunks)
+                chunks.append(b)
+        except OSError as exc:
+            raise _io_error("read", key, exc) from exc
+        finally:
+            os.close(fd)
+
     def _put_direct(self, fd: int, parts: Sequence[Buffer]) -> None:
         try:
             _write_direct(fd, parts)
@@ -316,16 +371,21 @@ class LocalBackend(ObjectBackend):
             raise StoreError(f"{self._path(key)} is not a regular file (a symlink?); refusing to use it")
         return ObjectInfo(key, st.st_size, _mtime(st))
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self.root
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        # Walk only below the deepest folder the prefix names: the log and the packs are
+        # separate trees, and listing one must not read the other.
+        top = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self.root / top if top else self.root
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
             dirnames.sort()
             for name in sorted(filenames):
                 if name.startswith(TEMP_PREFIX):
                     continue
                 full = os.path.join(dirpath, name)
-                key = os.path.relpath(full, base).replace(os.sep, "/")
+                key = os.path.relpath(full, self.root).replace(os.sep, "/")
                 if not key.startswith(prefix) or not is_valid_key(key):
+                    continue
+                if start_after is not None and key <= start_after:
                     continue
                 try:
                     st = os.lstat(full)
