@@ -54,3 +54,16 @@ def decompress(codec: int, stored: bytes | memoryview, size: int) -> bytes | mem
             raise IntegrityError(f"a zstd chunk decompressed to {len(out)} bytes, expected {size}")
         return out
     raise IntegrityError(f"unknown codec {codec} in a pack index")
+
+
+def compress_all(data: bytes) -> bytes:
+    """zstd of ``data`` behind its length (u64), for blobs that are stored whole (checkpoints)."""
+    return len(data).to_bytes(8, "little") + _zstd().compress(data, asbytes=True)
+
+
+def decompress_all(stored: bytes | memoryview) -> bytes:
+    """Inverse of :func:`compress_all`; malformed input is an :class:`IntegrityError`."""
+    if len(stored) < 8:
+        raise IntegrityError("a compressed blob is too short")
+    size = int.from_bytes(bytes(stored[:8]), "little")
+    return bytes(decompress(ZSTD, stored[8:], size))

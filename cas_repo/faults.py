@@ -17,9 +17,10 @@ POINTS = (
     "after-temp-write",      # objects: bytes written to the temp file, not yet fsynced
     "after-fsync",           # objects: temp file fsynced, not yet renamed
     "after-rename",          # objects: pack published, directory not yet fsynced
-    "objects-written",       # repository: every pack of a save durable, catalog untouched
-    "inside-transaction",    # catalog: every row inserted, transaction not yet committed
-    "after-commit",          # repository: catalog committed, caller not yet told
+    "objects-written",       # repository: every pack of a save durable, log untouched
+    "before-link",           # log: commit written to a fsynced temp file, not yet linked
+    "after-commit",          # repository: commit created in the log, caller not yet told
+    "inside-transaction",    # catalog index: rows inserted, transaction not yet committed
 )
 
 

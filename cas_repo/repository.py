@@ -1,66 +1,88 @@
 """ModelStore: the synchronous core — versioned save, load, rollback, delete, history.
 
-A save is: serialize → chunk → hash (no I/O, no lock) → under the catalog lock: find
-which chunks are new, allocate version n+1, write one pack with the new chunks, the
-manifest (if new) and the event record → commit the catalog rows in one transaction.
-Objects are durable before the catalog mentions them, so a crash at any point leaves
-at most unreferenced objects.
+The object store holds everything: packs of content-addressed entries, and the log of
+create-only commits that orders every event. A save is: serialize → chunk → hash (no
+I/O) → write one pack with the entries the store lacks → create the next log commit,
+holding the new version (on a lost race: fold the winner's commit in, re-check, retry).
+A load is: fold in new commits → head → manifest → chunks, each verified. Neither
+touches DuckDB: the catalog is a local index of the log, brought up to date before a
+query (history, SQL, audit, maintenance) and rebuilt by itself when lost or damaged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from . import faults
-from .catalog import Catalog, SaveCommit, Session, StoreStats, VersionRow
-from .catalog.catalog import CATALOG_FILE
-from .catalog.maintenance import purged_at
+from .catalog.values import SaveCommit, StoreStats, VersionRow
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
-from .errors import (CatalogCorruptError, ConcurrentModificationError, IntegrityError,
-                     ModelDeletedError, ModelNotFoundError, ModelPurgedError, ObjectNotFoundError,
-                     StoreError)
-from .location import RECORD, Location
-from .manifest import EventRecord, Manifest
+from .edits import EditsMixin
+from .errors import (IntegrityError, ModelDeletedError, ModelNotFoundError, ModelPurgedError,
+                     ObjectNotFoundError, StoreError)
+from .location import Location
+from .log.ledger import Ledger
+from .log.state import ModelEntry, StoreState, version_row
+from .manifest import Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
 from .objects.keys import parse_pack_key
 from .objects.store import NewEntry
 from .queries import QueryMixin
-from .rows import batch_to_metadata, metadata_json, packs_of, to_metadata
-from .edits import EditsMixin
+from .rows import metadata_json, packs_of, to_metadata
 from .sealing import StoreKey
 
+if TYPE_CHECKING:
+    from .catalog import Catalog, Session
+
 DEFAULT_ROOT = "data/cas"
-# Saves with more content than this write their chunks before taking the catalog lock,
-# so one large save does not stall every other writer for the length of its I/O.
-PREWRITE_BYTES = 8 << 20
-_COMMIT_RETRIES = 5
+CATALOG_FILE = "catalog.duckdb"
+INDEX_ENV = "CAS_REPO_INDEX_DIR"
+
+
+def default_index_dir() -> Path:
+    """Where catalog indexes live unless told: ``$CAS_REPO_INDEX_DIR``, else the user's cache."""
+    env = os.environ.get(INDEX_ENV)
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "cas-repo" / "index"
+
+
+def index_path(store_url: str) -> Path:
+    """The default catalog file of the store at ``store_url`` (one folder per store, per user)."""
+    return default_index_dir() / hash_bytes(store_url.encode()).hex[:32] / CATALOG_FILE
 
 
 class ModelStore(EditsMixin, QueryMixin):
     """A versioned, content-addressed store of models (the synchronous core).
 
+    Any number of threads, processes and machines may use one store at once: every
+    change is a create-only commit in the store's log, and every read first folds in
+    the commits made since its last look.
+
     Args:
-        root: store folder (default ``data/cas``), or ``s3://bucket/prefix`` with ``catalog``.
-        catalog: path of the DuckDB catalog file (default ``<root>/catalog.duckdb``).
-        exclusive: keep the catalog open and locked for this store's lifetime (fastest;
-            other processes wait until :meth:`close`). Default: a short session per call,
-            so many processes can share the store.
-        lock_timeout: seconds to wait for the catalog lock before ``CatalogLockedError``.
+        root: store folder (default ``data/cas``), or ``s3://bucket/prefix``.
+        catalog: path of this process's DuckDB index of the store (default: one per store
+            under ``$CAS_REPO_INDEX_DIR`` or ``~/.cache/cas-repo/index``). It is derived
+            from the log; deleting it only costs a rebuild.
+        exclusive: ignored (kept for callers of the first release, where it kept the
+            catalog locked open); saves and loads no longer touch the catalog.
+        lock_timeout: seconds to wait for the local index's file lock.
         backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
         use_qlib_recorder: also log every save to Qlib's Recorder (dual track; needs
             ``qlib.init()``); see :mod:`cas_repo.qlib_support.recorder`.
         clock: returns the time events are recorded at (default: the system clock); a
             naive datetime is taken as local time. Lets imports and tests set history times.
-        key: secret for keyed integrity (default: ``CAS_REPO_KEY``, else none): records are
-            sealed on save and a load refuses any version whose seal does not verify.
+        key: secret for keyed integrity (default: ``CAS_REPO_KEY``, else none): commits are
+            sealed, and one whose seal does not verify is refused before it is used.
     """
 
     def __init__(
@@ -75,43 +97,88 @@ class ModelStore(EditsMixin, QueryMixin):
         clock: Callable[[], datetime] | None = None,
         key: str | bytes | None = None,
     ) -> None:
+        if exclusive:
+            warnings.warn("ModelStore(exclusive=True) has no effect any more: saves and loads do not use the "
+                          "catalog", DeprecationWarning, stacklevel=2)
         self._key = StoreKey.configured(key)
         text = os.fspath(root)
-        remote = "://" in text and not text.startswith("file://")
-        if remote:
-            if catalog is None:
-                raise StoreError(f"a remote store ({text}) needs a local catalog path: "
-                                 "ModelStore(url, catalog='path/to/catalog.duckdb'), or "
-                                 "`cas-repo --catalog PATH` / CAS_REPO_CATALOG on the command line")
-            objects_url = text
+        if "://" in text and not text.startswith("file://"):
+            objects_url = self.url = text
         else:
-            local = Path(text.removeprefix("file://"))
-            local.mkdir(parents=True, exist_ok=True)
-            objects_url = str(local / "objects")
-            catalog = catalog or local / CATALOG_FILE
-        self.url = text
+            local = Path(text.removeprefix("file://")).absolute()
+            try:
+                local.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store folder {local}: {exc.strerror or exc}") from exc
+            objects_url, self.url = str(local / "objects"), str(local)
         self._clock = clock
-        catalog_path = Path(catalog).absolute()
-        catalog_path.parent.mkdir(parents=True, exist_ok=True)
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
-        if not catalog_path.exists() and next(self.objects.list_packs(), None) is not None:
-            # A new, empty catalog over old packs would hand out version numbers again.
-            raise CatalogCorruptError(str(catalog_path), "it is missing, but the object store holds packs")
-        self.catalog = Catalog(catalog_path, exclusive=exclusive, lock_timeout=lock_timeout)
+        self.ledger = Ledger(self.objects.backend, self._key, legacy=self._legacy_history)
+        self._catalog_path = Path(catalog).absolute() if catalog is not None else index_path(self.url)
+        self._lock_timeout = lock_timeout
+        self._catalog: Catalog | None = None
+        self._closed = False
         self.recorder = None
         if use_qlib_recorder:
             from .qlib_support.recorder import RecorderMirror  # qlib itself loads on first save
 
             self.recorder = RecorderMirror()
 
+    def _legacy_history(self) -> list:
+        from .log.legacy import legacy_history
+
+        return legacy_history(self.objects, self._key)
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def _now(self) -> datetime:
         return utc(self._clock()) if self._clock else datetime.now(timezone.utc)
 
+    @property
+    def catalog(self) -> "Catalog":
+        """The local DuckDB index (opened on first use, caught up on every session)."""
+        if self._catalog is None:
+            from .catalog import Catalog
+
+            self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
+            self._catalog = Catalog(self._catalog_path, lock_timeout=self._lock_timeout, feeder=self._feed)
+        return self._catalog
+
+    def _feed(self, s: "Session") -> bool:
+        """Fold the commits the index lacks into it (the catalog calls this on every session).
+
+        Returns False, folding nothing, when the index is not one of this store's states
+        (another store's, or this one's before it was recreated): the catalog resets it.
+        """
+        from .catalog import feed
+
+        store_id = self._store_id()
+        have = feed.indexed(s)
+        position = self.ledger.refresh()
+        if have is not None and (have[0] != store_id or have[1] > position):
+            return False
+        start = have[1] if have else 0
+        batch: list = []
+        for p, ops in self.ledger.commits_after(start):
+            batch.append((p, ops))
+            if len(batch) >= 2048:
+                feed.fold(s, store_id, batch)
+                batch = []
+        feed.fold(s, store_id, batch)
+        return True
+
+    def _store_id(self) -> str:
+        """The store's identity: the digest of its first commit (empty store: "")."""
+        if not getattr(self, "_sid", ""):
+            data = self.objects.backend.get("log/" + "1".rjust(20, "0"))
+            self._sid = hash_bytes(data).hex[:32] if data else ""
+        return self._sid
+
     def close(self) -> None:
-        """Release the catalog (and its lock in exclusive mode) and the backend."""
-        self.catalog.close()
+        """Release the backend; the store cannot be used afterwards."""
+        self._closed = True
+        if self._catalog is not None:
+            self._catalog.close()
         self.objects.close()
 
     def __enter__(self) -> "ModelStore":
@@ -136,7 +203,7 @@ class ModelStore(EditsMixin, QueryMixin):
             InvalidModelIdError / InvalidMetadataError: nothing was written.
             SerializationError: the model cannot be pickled; nothing was written.
             QlibRecorderError: the Recorder failed (or qlib is not initialised); nothing saved.
-            StoreError / CatalogError: I/O failed; no version was recorded.
+            StoreError: I/O failed; no version was recorded.
         """
         if dataset is not None:
             from .qlib_support.lineage import add_dataset_lineage
@@ -146,108 +213,96 @@ class ModelStore(EditsMixin, QueryMixin):
         parents = tuple(parse_ref(p) for p in metadata.parents)
         content = to_content(model)
         with self.recorder.mirrored(model, metadata) if self.recorder else nullcontext():
-            metadata.version = self._commit(metadata, content, parents, kind="save")
+            metadata.version = self._save(metadata, content, parents)
             metadata.digest = content.digest.hex
         return metadata.model_id
 
-    def _commit(self, md: ModelMetadata, content: Content, parents: tuple[tuple[str, int], ...],
-                kind: str, rollback_of: int | None = None) -> int:
+    def _save(self, md: ModelMetadata, content: Content, parents: tuple[tuple[str, int], ...]) -> int:
+        self._check_open()
         needed = [d.hex for d in content.entries] + [content.digest.hex]
-        prewritten: list[Location] = []
-        if content.manifest.size > PREWRITE_BYTES:
-            with self.catalog.session() as s:
-                present = s.present(needed)
-            todo = [e for d, e in content.entries.items() if d.hex not in present]
-            if content.digest.hex not in present:
-                todo.append(content.manifest_entry)
-            prewritten = self.objects.write(todo)
-        done = {l.digest.hex for l in prewritten}
-        for attempt in range(_COMMIT_RETRIES):
-            try:
-                with self.catalog.session() as s:
-                    if prewritten:
-                        prewritten, done = self._still_stored(prewritten)
-                    # Presence is (re-)checked under the lock: a gc may have dropped an
-                    # unreferenced chunk since we looked, and then this save stores it again.
-                    state, present = s.state_and_present(md.model_id, needed)
-                    missing = [e for d, e in content.entries.items()
-                               if d.hex not in present and d.hex not in done]
-                    new_manifest = content.digest.hex not in present
-                    if new_manifest and content.digest.hex not in done:
-                        missing.append(content.manifest_entry)
-                    version = (state.head_version if state else 0) + 1
-                    seq = (state.last_seq if state else 0) + 1
-                    now = self._now()
-                    meta = metadata_json(md)
-                    record = EventRecord(kind, md.model_id, seq, version, now, content.digest, meta,
-                                         tuple(f"{m}@{v}" for m, v in parents), rollback_of)
-                    rbytes = self._record_bytes(record)
-                    rdig = hash_bytes(rbytes)
-                    locs = self.objects.write(missing + [NewEntry(rdig, RECORD, rbytes, compress=False)])
-                    if faults.ARMED:
-                        faults.crash_point("objects-written")
-                    # A prewritten entry another writer committed meanwhile keeps its first location.
-                    new = tuple(l for l in prewritten if l.digest.hex not in present) + tuple(locs)
-                    s.commit_save(SaveCommit(
-                        model_id=md.model_id, version=version, seq=seq, kind=kind,
-                        rollback_of=rollback_of, manifest=content.digest.hex, record=rdig.hex, at=now,
-                        created_at=md.created_at, experiment_name=md.experiment_name,
-                        model_type=md.model_type, qlib_recorder_id=md.qlib_recorder_id,
-                        metrics=md.metrics, hyperparameters=md.hyperparameters, lineage=md.lineage,
-                        metadata_json=json.dumps(meta, sort_keys=True), logical_size=content.manifest.size,
-                        new_bytes=sum(l.stored_size for l in new if l.kind != RECORD),
-                        tags=md.tags, parents=parents, new_locations=new,
-                        manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
-                                         if new_manifest else None),
-                        new_packs=packs_of(new),
-                    ))
-                    if faults.ARMED:
-                        faults.crash_point("after-commit")
-                    return version
-            except ConcurrentModificationError:
-                if attempt == _COMMIT_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        with self.ledger.current() as st:
+            have = st.locate(needed)
+        # The bytes go out before the commit, outside the ledger's lock: a large save does
+        # not hold up the loads of other threads.
+        written = self.objects.write(self._entries(content, set(needed) - have.keys()))
+        if faults.ARMED:
+            faults.crash_point("objects-written")
+        meta = metadata_json(md)
+        meta_text = json.dumps(meta, sort_keys=True)
 
-    def _record_bytes(self, record: EventRecord) -> bytes:
-        raw = record.to_bytes()
-        return self._key.seal(raw) if self._key else raw
+        def build(st: StoreState) -> list[SaveCommit]:
+            nonlocal written
+            # A gc may have dropped, since we looked, an entry we meant to reuse or even a
+            # pack we just wrote (as unreferenced): store those entries again.
+            written = [l for l in written if l.pack.hex not in st.forgotten]
+            mine = {l.digest.hex: l for l in written}
+            present = st.locate(needed)
+            lacking = set(needed) - present.keys() - mine.keys()
+            if lacking:
+                written += self.objects.write(self._entries(content, lacking))
+            new = tuple(l for l in written if l.digest.hex not in present)
+            e = st.models.get(md.model_id)
+            return [SaveCommit(
+                model_id=md.model_id, version=(e.head_version if e else 0) + 1, seq=(e.seq if e else 0) + 1,
+                kind="save", rollback_of=None, manifest=content.digest.hex, record="", at=self._now(),
+                created_at=md.created_at, experiment_name=md.experiment_name, model_type=md.model_type,
+                qlib_recorder_id=md.qlib_recorder_id, metrics=md.metrics, hyperparameters=md.hyperparameters,
+                lineage=md.lineage, metadata_json=meta_text, logical_size=content.manifest.size,
+                new_bytes=sum(l.stored_size for l in new), tags=dict(md.tags), parents=parents,
+                new_locations=new,
+                manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
+                                 if content.digest.hex not in present else None),
+                new_packs=packs_of(new),
+            )]
 
-    def _still_stored(self, prewritten: list[Location]) -> tuple[list[Location], set[str]]:
-        """The prewritten locations whose packs still exist (checked under the catalog lock).
-
-        A prewritten pack can equal, byte for byte, an old unreferenced pack (a crashed save
-        of the same content); ``put`` then only refreshed its mtime, and a gc that had already
-        judged it by the old mtime may have deleted it. gc deletes packs under the catalog
-        lock, so a check made under the lock is final.
-        """
-        gone = set()
-        for pack in {l.pack for l in prewritten}:
-            try:
-                self.objects.pack_info(pack)
-            except ObjectNotFoundError:
-                gone.add(pack)
-        kept = [l for l in prewritten if l.pack not in gone]
-        return kept, {l.digest.hex for l in kept}
-
-    # -- loading ---------------------------------------------------------------------------
+        _, ops = self.ledger.commit(build)
+        return ops[0].version
 
     @staticmethod
-    def _resolve(s: Session, model_id: str, version: int | None) -> VersionRow:
+    def _entries(content: Content, digests: set[str]) -> list[NewEntry]:
+        out = [e for d, e in content.entries.items() if d.hex in digests]
+        if content.digest.hex in digests:
+            out.append(content.manifest_entry)
+        return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed; open a new ModelStore")
+
+    # -- resolving versions ------------------------------------------------------------------
+
+    def _entry(self, st: StoreState, model_id: str) -> ModelEntry:
         validate_model_id(model_id)
-        if version is not None:
-            validate_version(version)
-        row = s.version_row(model_id, version)
-        if row is None:
-            raise ModelNotFoundError(model_id, version if s.model_state(model_id) else None)
-        if version is None and row.deleted:
-            raise ModelDeletedError(model_id)
-        return row
+        e = st.models.get(model_id)
+        if e is None:
+            raise ModelNotFoundError(model_id)
+        return e
+
+    def _row_in(self, st: StoreState, model_id: str, version: int | None) -> VersionRow:
+        """A version's row (the head when ``version`` is None) from the folded state."""
+        e = self._entry(st, model_id)
+        if version is None:
+            if e.deleted:
+                raise ModelDeletedError(model_id)
+            return e.head_row
+        validate_version(version)
+        if version > e.head_version:
+            raise ModelNotFoundError(model_id, version)
+        if version == e.head_version:
+            return e.head_row
+        ref = e.versions[version - 1]
+        commit = self.ledger.log.read(ref.position)
+        op = next((o for o in (commit.ops if commit else ()) if isinstance(o, SaveCommit)
+                   and o.model_id == model_id and o.version == version), None)
+        if op is None:
+            raise IntegrityError(f"log commit {ref.position} no longer holds version {version}: the log was "
+                                 "altered; run `cas-repo fsck`", model_id=model_id, version=version)
+        return version_row(op, e.deleted, ref.tags)
 
     def _row(self, model_id: str, version: int | None) -> VersionRow:
-        validate_model_id(model_id)
-        with self.catalog.session() as s:
-            return self._resolve(s, model_id, version)
+        self._check_open()
+        with self.ledger.current() as st:
+            return self._row_in(st, model_id, version)
 
     def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata:
         """Metadata of the latest live version (or of ``version``, even if deleted).
@@ -258,6 +313,8 @@ class ModelStore(EditsMixin, QueryMixin):
         """
         return to_metadata(self._row(model_id, version))
 
+    # -- loading ---------------------------------------------------------------------------
+
     def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]:
         """The model and metadata of the latest live version (or of ``version``).
 
@@ -265,78 +322,54 @@ class ModelStore(EditsMixin, QueryMixin):
 
         Raises:
             ModelNotFoundError / ModelDeletedError: as :meth:`get_model_metadata`.
+            ModelPurgedError: gc freed that version's content.
             IntegrityError: stored bytes were altered or lost (names model and version).
             UnsafePickleError: the pickle names a global outside the allowlist.
         """
-        validate_model_id(model_id)
-        # One catalog session for the row and the locations: in shared mode each session
-        # costs a DuckDB open (~12 ms).
-        with self.catalog.session() as s:
-            row = self._resolve(s, model_id, version)
-            locations = s.content_locations(row.manifest)
-            sealed = s.sealed_record(row.model_id, row.version) if self._key else None
-        return self._load_row(row, locations, sealed), to_metadata(row)
+        row = self._row(model_id, version)
+        return self._load_row(row), to_metadata(row)
 
-    def _load_row(self, row: VersionRow,
-                  locations: tuple[Location | None, dict[str, Location]] | None = None,
-                  sealed: tuple[str, Location | None, dict[str, Any]] | None = None) -> Any:
-        if locations is None or (self._key and sealed is None):
-            with self.catalog.session() as s:
-                locations = s.content_locations(row.manifest)
-                sealed = s.sealed_record(row.model_id, row.version) if self._key else None
-        mloc, chunk_locs = locations
-        if mloc is None:
-            with self.catalog.session() as s:
-                purged = purged_at(s, row.model_id, row.version)
-            if purged is not None:
-                raise ModelPurgedError(row.model_id, row.version, purged)
+    def _load_row(self, row: VersionRow) -> Any:
         try:
-            if self._key:
-                self._check_seal(row, *sealed)
-            if mloc is None:
-                raise IntegrityError("the catalog has no location for the manifest", expected=row.manifest,
-                                     actual="missing")
-            manifest = Manifest.from_bytes(self._read([mloc])[0])
-
-            def locate(digests: Sequence[Digest]) -> list[Location]:
-                locs = []
-                for d in digests:
-                    loc = chunk_locs.get(d.hex)
-                    if loc is None:
-                        raise IntegrityError("the catalog has no location for a chunk",
-                                             expected=d.hex, actual="missing")
-                    locs.append(loc)
-                return locs
-
-            def read_into(digests: Sequence[Digest], views: Sequence[memoryview]) -> None:
-                try:
-                    self.objects.read_into(locate(digests), views)
-                except ObjectNotFoundError as exc:
-                    raise IntegrityError(f"a pack is missing from the object store ({exc.key})",
-                                         expected=digests[0].hex, actual="missing") from exc
-
-            return from_content(manifest, lambda digests: self._read(locate(digests)), read_into)
+            try:
+                return self._assemble(row)
+            except _PackGone:
+                # A concurrent gc moved the entries and dropped the pack: its commit is in
+                # the log now, so folding it in gives the new locations.
+                self.ledger.refresh()
+                return self._assemble(row)
+        except _PackGone as gone:
+            raise IntegrityError(f"pack {gone.pack} is missing from the object store", expected=gone.digest,
+                                 actual="missing").with_version(row.model_id, row.version) from None
         except IntegrityError as exc:
             raise exc.with_version(row.model_id, row.version) from exc
 
-    def _check_seal(self, row: VersionRow, record: str, rloc: Location | None,
-                    metadata: dict[str, Any]) -> None:
-        """The version's record verifies under the key and says what the catalog row says."""
-        if rloc is None:
-            raise IntegrityError("the catalog has no location for the version's record",
-                                 expected=record or "a record", actual="missing")
-        data = self._read([rloc])[0]
-        self._key.check(data)
-        rec = EventRecord.from_bytes(data)
-        claimed = (row.model_id, row.version, row.kind, row.manifest, metadata)
-        sealed = (rec.model_id, rec.version, rec.kind, rec.manifest.hex if rec.manifest else None,
-                  rec.metadata)
-        names = ("model_id", "version", "kind", "manifest", "metadata")
-        for name, said, vouched in zip(names, claimed, sealed):
-            if said != vouched:
-                raise IntegrityError(f"the catalog's {name} for this version differs from its sealed "
-                                     "record: the catalog was altered",
-                                     expected=str(vouched)[:64], actual=str(said)[:64])
+    def _locate(self, digests: Sequence[Digest | str], row: VersionRow) -> list[Location]:
+        with self.ledger.current() as st:
+            found = st.locate(digests)
+            if len(found) < len({d if isinstance(d, str) else d.hex for d in digests}):
+                ref = st.models[row.model_id].versions[row.version - 1] if row.model_id in st.models else None
+                if ref is not None and ref.mark == "purge":
+                    raise ModelPurgedError(row.model_id, row.version, ref.mark_at)
+        out = []
+        for d in digests:
+            h = d if isinstance(d, str) else d.hex
+            if h not in found:
+                raise IntegrityError("the store has no copy of an entry this version needs", expected=h,
+                                     actual="missing")
+            out.append(found[h])
+        return out
+
+    def _assemble(self, row: VersionRow) -> Any:
+        manifest = Manifest.from_bytes(self._read(self._locate([row.manifest], row))[0])
+
+        def read_into(digests: Sequence[Digest], views: Sequence[memoryview]) -> None:
+            try:
+                self.objects.read_into(self._locate(digests, row), views)
+            except ObjectNotFoundError as exc:
+                raise _PackGone(exc.key, digests[0].hex) from exc
+
+        return from_content(manifest, lambda digests: self._read(self._locate(digests, row)), read_into)
 
     def _read(self, locs: Sequence[Location]) -> list[bytes | memoryview]:
         try:
@@ -344,8 +377,7 @@ class ModelStore(EditsMixin, QueryMixin):
         except ObjectNotFoundError as exc:
             gone = parse_pack_key(exc.key)
             lost = next((l for l in locs if l.pack == gone), locs[0])
-            raise IntegrityError(f"pack {lost.pack.hex} is missing from the object store",
-                                 expected=lost.digest.hex, actual="missing") from exc
+            raise _PackGone(exc.key, lost.digest.hex) from exc
 
     def load_model_by_recorder(self, recorder_id: str,
                                artifact: str | None = None) -> tuple[Any, ModelMetadata]:
@@ -367,11 +399,9 @@ class ModelStore(EditsMixin, QueryMixin):
         ids = list(model_ids)
         if not ids:
             return []
-        with self.catalog.session() as s:
-            rows = [self._resolve(s, m, None) for m in ids]
-            locations = [s.content_locations(r.manifest) for r in rows]
+        rows = [self._row(m, None) for m in ids]
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ids)))) as pool:
-            models = list(pool.map(self._load_row, rows, locations))
+            models = list(pool.map(self._load_row, rows))
         return [(m, to_metadata(r)) for m, r in zip(models, rows)]
 
     # -- listing -------------------------------------------------------------------------
@@ -379,8 +409,15 @@ class ModelStore(EditsMixin, QueryMixin):
     def list_models(self, experiment_name: str | None = None, model_type: str | None = None,
                     include_deleted: bool = False) -> list[ModelMetadata]:
         """The latest version of each model, newest first; tombstoned ones only on request."""
-        with self.catalog.session() as s:
-            return batch_to_metadata(s.head_batch(experiment_name, model_type, include_deleted))
+        self._check_open()
+        with self.ledger.current() as st:
+            rows = [e.head_row for e in st.models.values()
+                    if (include_deleted or not e.deleted)
+                    and (experiment_name is None or e.head_row.metadata["experiment_name"] == experiment_name)
+                    and (model_type is None or e.head_row.metadata["model_type"] == model_type)]
+        rows.sort(key=lambda r: r.model_id)
+        rows.sort(key=lambda r: r.saved_at, reverse=True)
+        return [to_metadata(r) for r in rows]
 
     def history(self, model_id: str) -> list[ModelMetadata]:
         """Every version of ``model_id``, oldest first (``deleted`` reflects the model now).
@@ -401,3 +438,12 @@ class ModelStore(EditsMixin, QueryMixin):
         """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""
         with self.catalog.session() as s:
             return s.stats()
+
+    def checkpoint(self) -> int:
+        """Store a checkpoint of the log's fold now (new processes start from it); its position."""
+        return self.ledger.write_checkpoint()
+
+
+class _PackGone(Exception):
+    def __init__(self, key: str, digest: str) -> None:
+        self.pack, self.digest = key, digest

@@ -14,6 +14,13 @@ from cas_repo import ModelMetadata, ModelStore
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
+@pytest.fixture(autouse=True)
+def _index_dir(tmp_path_factory, monkeypatch):
+    """Catalog indexes of each test's stores in its own folder (also for its subprocesses),
+    never in the user's cache."""
+    monkeypatch.setenv("CAS_REPO_INDEX_DIR", str(tmp_path_factory.mktemp("index")))
+
+
 @pytest.fixture
 def store_dir(tmp_path):
     return tmp_path / "cas"

@@ -1,22 +1,19 @@
-"""Catalog sessions over one DuckDB file, serialized across processes by a file lock.
+"""Catalog sessions over one DuckDB file: the local, derived index of a store's log.
 
-Two modes (see docs/architecture.md):
-
-* **shared** (default): each session takes the lock, opens a short-lived connection and
-  closes it, so any number of processes can save and read one store; costs one
-  ``connect`` per operation.
-* **exclusive**: the store takes the lock once and keeps its connection until closed;
-  fastest, but other processes wait until this one closes the store.
+Saves and loads never come here. Queries (history, SQL, audit, maintenance plans) open
+a short session under a file lock, after the store folds the log's new commits in.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import threading
 from contextlib import contextmanager
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 
@@ -28,6 +25,8 @@ from .migrations import migrate
 from .convert import naive_utc  # noqa: F401 - re-exported for the catalog's other modules
 from .writes import SessionWrites
 from .values import HeadBatch, ModelState, StoreStats, VersionRow
+
+log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.duckdb"
 # Users' SQL runs where it cannot write the catalog, touch files, or load code.
@@ -102,31 +101,35 @@ def _size(path: Path) -> int:
 
 
 class Catalog:
-    """The catalog of one store root."""
+    """The DuckDB index of one store: a local file, derived from the log and disposable.
 
-    def __init__(self, path: Path, *, exclusive: bool = False, lock_timeout: float = 60.0) -> None:
+    Nothing touches DuckDB until the first :meth:`session`. Each session takes the file
+    lock (DuckDB admits one process per file), opens a connection, lets the store fold
+    in the commits the index lacks (``feeder``), and closes again. A file DuckDB cannot
+    open, or whose write-ahead log it skipped, is moved aside and rebuilt from the log,
+    with a warning: it holds nothing the log does not.
+    """
+
+    def __init__(self, path: Path, *, lock_timeout: float = 60.0,
+                 feeder: Callable[["Session"], bool] | None = None) -> None:
         self.path = path
-        self.exclusive = exclusive
+        self.feeder = feeder
         self.lock = CatalogLock(path.with_name(path.name + ".lock"), timeout=lock_timeout)
-        self._con: duckdb.DuckDBPyConnection | None = None
         self._migrated = False
         self._closed = False
-        self._guard = threading.Lock()
-        if exclusive:
-            self.lock.acquire()
-            try:
-                self._con = self._connect()
-            except BaseException:
-                self.lock.release()
-                raise
-        else:
-            with self.session():
-                pass
+        self._feeding = threading.local()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            return self._open()
+        except CatalogCorruptError as exc:
+            self._set_aside(exc)
+            return self._open()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
         wal = self.path.with_name(self.path.name + ".wal")
-        if wal.is_symlink():
-            raise CatalogError(f"{wal} is a symlink; refusing to let the catalog write through it")
+        if wal.is_symlink() or self.path.is_symlink():
+            raise CatalogError(f"{self.path} or its WAL is a symlink; refusing to let the catalog write through it")
         pending = _size(wal)  # a WAL left behind means the last session did not close
         try:
             # One thread: catalog operations are point queries, where DuckDB's task
@@ -151,32 +154,63 @@ class Catalog:
         return con
 
     def _absorb_wal(self, con: duckdb.DuckDBPyConnection, wal: Path, pending: int) -> None:
-        """Fold a left-over WAL into the file now, and refuse the catalog if DuckDB ignored it.
+        """Fold a left-over WAL into the file now, and refuse the file if DuckDB ignored it.
 
         DuckDB replays a WAL whose body is damaged with an error, but one whose first
-        bytes are damaged it skips without a word: the transactions in it (acknowledged
-        saves) are gone, and the next session's checkpoint deletes the evidence. A WAL
-        that survives an explicit checkpoint is exactly that case.
+        bytes are damaged (a writer killed mid-way through its first write) it skips
+        without a word, and the next checkpoint deletes the evidence. A WAL that
+        survives an explicit checkpoint is exactly that case: the index may lack rows,
+        so it is rebuilt from the log rather than trusted.
         """
         con.execute("CHECKPOINT")
         if _size(wal):
             con.close()
-            raise CatalogCorruptError(
-                str(self.path), f"its write-ahead log {wal.name} ({pending} bytes) is unreadable and "
-                "DuckDB skipped it, so committed versions may be missing; keep the .wal file with it")
+            raise CatalogCorruptError(str(self.path), f"its write-ahead log {wal.name} ({pending} bytes) is "
+                                      "unreadable and DuckDB skipped it")
+
+    def _set_aside(self, exc: CatalogCorruptError) -> None:
+        """Move a damaged index out of the way (kept for inspection) so a new one is built."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+            if p.exists():
+                os.replace(p, p.with_name(f"{p.name}.damaged-{stamp}"))
+        self._migrated = False
+        log.warning("the catalog index %s was damaged (%s); it was moved aside and is rebuilt from the "
+                    "store's log", self.path, exc.args[0] if exc.args else exc)
+
+    def reset(self) -> None:
+        """Delete the index; the next session rebuilds it from the log."""
+        with self.lock:
+            self._remove()
+
+    def _remove(self) -> None:
+        for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+            p.unlink(missing_ok=True)
+        self._migrated = False
 
     @contextmanager
     def session(self) -> Iterator["Session"]:
-        """A catalog session under the lock (re-entrant within a thread)."""
+        """A catalog session under the lock, caught up with the log (re-entrant within a thread)."""
         if self._closed:
             raise CatalogError("the store is closed; open a new ModelStore")
         with self.lock:
-            if self._con is not None:
-                yield Session(self._con, self.path)
-                return
             con = self._connect()
             try:
-                yield Session(con, self.path)
+                s = Session(con, self.path)
+                if self.feeder is not None and not getattr(self._feeding, "on", False):
+                    self._feeding.on = True
+                    try:
+                        if not self.feeder(s):
+                            con.close()
+                            self._remove()
+                            log.warning("the catalog index %s indexed another store (or this one before it "
+                                        "was recreated); rebuilding it from the log", self.path)
+                            con = self._connect()
+                            s = Session(con, self.path)
+                            self.feeder(s)
+                    finally:
+                        self._feeding.on = False
+                yield s
             finally:
                 con.close()
 
@@ -184,39 +218,24 @@ class Catalog:
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for users' SQL, with file access and extensions disabled.
 
-        In exclusive mode the kept connection is closed meanwhile: DuckDB refuses to open
-        one file twice in a process with different settings.
+        The index is brought up to date first, in a writing session of its own.
         """
         if self._closed:
             raise CatalogError("the store is closed; open a new ModelStore")
         with self.lock:
-            kept, self._con = self._con, None
-            if kept is not None:
-                kept.close()
+            with self.session():
+                pass
             try:
-                try:
-                    con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
-                except duckdb.Error as exc:
-                    raise CatalogError(f"opening the catalog {self.path} read-only failed: {exc}") from exc
-                try:
-                    yield con
-                finally:
-                    con.close()
+                con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
+            except duckdb.Error as exc:
+                raise CatalogError(f"opening the catalog {self.path} read-only failed: {exc}") from exc
+            try:
+                yield con
             finally:
-                if kept is not None:
-                    self._con = self._connect()
+                con.close()
 
     def close(self) -> None:
-        with self._guard:
-            if self._closed:
-                return
-            self._closed = True
-            if self._con is not None:
-                try:
-                    self._con.close()
-                finally:
-                    self._con = None
-                    self.lock.release()
+        self._closed = True
 
 
 class Session(SessionWrites):
@@ -225,6 +244,7 @@ class Session(SessionWrites):
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
         self.con = con
         self.path = path
+        self._in_transaction = False
 
     # -- helpers -------------------------------------------------------------------
 
@@ -236,14 +256,23 @@ class Session(SessionWrites):
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[None]:
+        # Re-entrant: folding a batch of log commits runs each operation's own
+        # transaction inside the batch's one.
+        if self._in_transaction:
+            yield
+            return
         self.con.begin()
+        self._in_transaction = True
         try:
             yield
+            self._in_transaction = False
             self.con.commit()
         except duckdb.Error as exc:
+            self._in_transaction = False
             self._rollback()
             raise _translate(exc, what, self.path) from exc
         except BaseException:
+            self._in_transaction = False
             self._rollback()
             raise
 

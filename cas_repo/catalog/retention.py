@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ..errors import RetentionPolicyError
 from ..location import Location
+from .values import MarkCommit  # noqa: F401 - re-exported
 from .catalog import Session, _translate, naive_utc
 from .maintenance import MARKS_CTE
 
@@ -90,20 +91,6 @@ def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
 
 
 # -- retire, restore and purge events ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MarkCommit:
-    """One retire, restore or purge event to record."""
-
-    model_id: str
-    seq: int
-    kind: str
-    version: int
-    at: datetime
-    record: str
-    logical_size: int | None = None
-    new_bytes: int | None = None
 
 
 def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:

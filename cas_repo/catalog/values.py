@@ -86,6 +86,20 @@ class EventCommit:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkCommit:
+    """One retire, restore or purge event to record."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    record: str
+    logical_size: int | None = None
+    new_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
     """Whole-store accounting: what full copies would take vs what is stored."""
 

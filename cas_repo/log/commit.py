@@ -1,0 +1,67 @@
+"""A log commit: the canonical bytes stored at one position of the log (pure, no I/O).
+
+    {"format": "cas-repo/commit/1", "writer": "<host>/<pid>/<token>", "ops": [...]}
+
+``writer`` makes every commit's bytes unique, so two writers never publish identical
+objects (an object store's ETag is the MD5 of the bytes; a compare-and-swap over equal
+bytes could not tell two writers apart). A keyed store seals the whole commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import IntegrityError
+from ..manifest import canonical_json
+from .ops import Op, op_from_json, op_to_json, record_digest
+
+COMMIT_FORMAT = "cas-repo/commit/1"
+
+
+def new_writer_id() -> str:
+    """``host/pid/token``: who wrote a commit, and unique to this process."""
+    host = socket.gethostname()[:64] or "host"
+    return f"{host}/{os.getpid()}/{secrets.token_hex(6)}"
+
+
+def with_record(op_json: dict[str, Any]) -> dict[str, Any]:
+    """``op_json`` with its ``record`` digest filled in (events only)."""
+    if op_json["op"] in ("save", "event", "mark"):
+        op_json = dict(op_json, record=record_digest(op_json))
+    return op_json
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The operations committed at one log position, and who committed them."""
+
+    writer: str
+    ops: tuple[Op, ...]
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({"format": COMMIT_FORMAT, "writer": self.writer,
+                               "ops": [with_record(op_to_json(o)) for o in self.ops]})
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> "Commit":
+        """Parse a commit.
+
+        Raises:
+            IntegrityError: not a commit this version of cas-repo understands.
+        """
+        try:
+            obj = json.loads(bytes(data))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IntegrityError(f"a log commit is not valid JSON ({exc})") from exc
+        if not isinstance(obj, dict) or obj.get("format") != COMMIT_FORMAT:
+            fmt = obj.get("format") if isinstance(obj, dict) else None
+            raise IntegrityError(f"unknown log commit format {fmt!r:.60}; upgrade cas-repo")
+        ops = obj.get("ops")
+        if not isinstance(ops, list) or not isinstance(obj.get("writer"), str):
+            raise IntegrityError("a log commit has no list of operations or no writer")
+        return cls(obj["writer"], tuple(op_from_json(o) for o in ops))

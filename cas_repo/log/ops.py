@@ -1,0 +1,163 @@
+"""What a log commit holds: operations, each the whole of one change to the store's history.
+
+An operation is a value the catalog already knows how to apply (``SaveCommit``,
+``EventCommit``, ``MarkCommit``) or one of gc's pack changes (``ForgetPacks``,
+``MoveEntries``). This module turns them into canonical JSON and back (pure, no I/O).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Union
+
+from ..catalog.values import EventCommit, MarkCommit, SaveCommit
+from ..digest import Digest, hash_bytes
+from ..errors import IntegrityError
+from ..location import KIND_NAMES, Location
+from ..manifest import canonical_json
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetPacks:
+    """gc dropped these packs: no committed version needs an entry in them any more.
+
+    Once this is in the log, a writer that meant to reuse an entry of one of them stores
+    it again instead, and the files may be deleted.
+    """
+
+    packs: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MoveEntries:
+    """gc copied the live entries of ``sources`` into new packs; the sources are dropped."""
+
+    sources: tuple[str, ...]
+    locations: tuple[Location, ...]
+    new_packs: tuple[tuple[str, int, int], ...]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptEntries:
+    """Entries found in packs no commit mentions yet (a format-1 store's upgrade).
+
+    ``manifests`` gives the chunk list of each manifest among them.
+    """
+
+    locations: tuple[Location, ...]
+    new_packs: tuple[tuple[str, int, int], ...]
+    manifests: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]
+    at: datetime
+
+
+Op = Union[SaveCommit, EventCommit, MarkCommit, ForgetPacks, MoveEntries, AdoptEntries]
+
+
+def record_digest(op_json: dict[str, Any]) -> str:
+    """The identity of one event: the BLAKE3 of its canonical JSON without the ``record`` field."""
+    return hash_bytes(canonical_json({k: v for k, v in op_json.items() if k != "record"})).hex
+
+
+def _loc(l: Location) -> list[Any]:
+    return [l.digest.hex, l.kind, l.pack.hex, l.offset, l.stored_size, l.size, l.codec]
+
+
+def _unloc(item: Any) -> Location:
+    d, kind, pack, offset, stored, size, codec = item
+    if kind not in KIND_NAMES or min(offset, stored, size) < 0:
+        raise ValueError(f"bad location {item!r:.80}")
+    return Location(Digest.from_hex(d), int(kind), Digest.from_hex(pack), int(offset), int(stored), int(size),
+                    int(codec))
+
+
+def _packs(packs: Any) -> tuple[tuple[str, int, int], ...]:
+    return tuple((Digest.from_hex(p).hex, int(size), int(n)) for p, size, n in packs)
+
+
+def op_to_json(op: Op) -> dict[str, Any]:
+    if isinstance(op, SaveCommit):
+        return {
+            "op": "save", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
+            "at": op.at.isoformat(), "manifest": op.manifest, "rollback_of": op.rollback_of,
+            "metadata": json.loads(op.metadata_json), "logical_size": op.logical_size,
+            "new_bytes": op.new_bytes, "objects": [_loc(l) for l in op.new_locations],
+            "chunks": None if op.manifest_chunks is None else [list(c) for c in op.manifest_chunks],
+            "packs": [list(p) for p in op.new_packs], "record": op.record,
+        }
+    if isinstance(op, EventCommit):
+        return {"op": "event", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
+                "at": op.at.isoformat(), "deleted": op.deleted, "tags": op.set_tags, "record": op.record}
+    if isinstance(op, MarkCommit):
+        return {"op": "mark", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
+                "at": op.at.isoformat(), "logical_size": op.logical_size, "new_bytes": op.new_bytes,
+                "record": op.record}
+    if isinstance(op, ForgetPacks):
+        return {"op": "forget", "packs": list(op.packs), "at": op.at.isoformat()}
+    if isinstance(op, MoveEntries):
+        return {"op": "move", "sources": list(op.sources), "objects": [_loc(l) for l in op.locations],
+                "packs": [list(p) for p in op.new_packs], "at": op.at.isoformat()}
+    if isinstance(op, AdoptEntries):
+        return {"op": "adopt", "objects": [_loc(l) for l in op.locations], "packs": [list(p) for p in op.new_packs],
+                "manifests": [[m, [list(c) for c in chunks]] for m, chunks in op.manifests],
+                "at": op.at.isoformat()}
+    raise TypeError(f"not a log operation: {type(op).__name__}")
+
+
+def _save(o: dict[str, Any]) -> SaveCommit:
+    from ..metadata import parse_ref
+
+    md = o["metadata"]
+    if not isinstance(md, dict):
+        raise ValueError("metadata is not an object")
+    return SaveCommit(
+        model_id=o["model_id"], version=int(o["version"]), seq=int(o["seq"]), kind=o["kind"],
+        rollback_of=o["rollback_of"], manifest=Digest.from_hex(o["manifest"]).hex, record=o["record"],
+        at=datetime.fromisoformat(o["at"]), created_at=datetime.fromisoformat(md["created_at"]),
+        experiment_name=md["experiment_name"], model_type=md["model_type"],
+        qlib_recorder_id=md.get("qlib_recorder_id"), metrics=md["metrics"],
+        hyperparameters=md["hyperparameters"], lineage=md.get("lineage", {}),
+        metadata_json=json.dumps(md, sort_keys=True), logical_size=int(o["logical_size"]),
+        new_bytes=int(o["new_bytes"]), tags=dict(md.get("tags") or {}),
+        parents=tuple(parse_ref(p) for p in md.get("parents", ())),
+        new_locations=tuple(_unloc(x) for x in o["objects"]),
+        manifest_chunks=None if o["chunks"] is None else tuple((Digest.from_hex(d).hex, int(n))
+                                                              for d, n in o["chunks"]),
+        new_packs=_packs(o["packs"]),
+    )
+
+
+def op_from_json(o: Any) -> Op:
+    """One operation from its JSON form.
+
+    Raises:
+        IntegrityError: the object is not a well-formed operation.
+    """
+    try:
+        kind = o["op"]
+        if kind == "save":
+            return _save(o)
+        if kind == "event":
+            return EventCommit(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
+                               datetime.fromisoformat(o["at"]), o["record"], bool(o["deleted"]), dict(o["tags"]))
+        if kind == "mark":
+            return MarkCommit(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
+                              datetime.fromisoformat(o["at"]), o["record"], o["logical_size"], o["new_bytes"])
+        if kind == "forget":
+            return ForgetPacks(tuple(Digest.from_hex(p).hex for p in o["packs"]), datetime.fromisoformat(o["at"]))
+        if kind == "move":
+            return MoveEntries(tuple(Digest.from_hex(p).hex for p in o["sources"]),
+                               tuple(_unloc(x) for x in o["objects"]), _packs(o["packs"]),
+                               datetime.fromisoformat(o["at"]))
+        if kind == "adopt":
+            return AdoptEntries(tuple(_unloc(x) for x in o["objects"]), _packs(o["packs"]),
+                                tuple((Digest.from_hex(m).hex, tuple((Digest.from_hex(d).hex, int(n)) for d, n in cs))
+                                      for m, cs in o["manifests"]),
+                                datetime.fromisoformat(o["at"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"malformed log operation ({exc!r:.120})") from exc
+    raise IntegrityError(f"unknown log operation {str(o.get('op') if isinstance(o, dict) else o)[:40]!r}; "
+                         "a newer cas-repo wrote this store: upgrade cas-repo")

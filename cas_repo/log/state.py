@@ -1,0 +1,208 @@
+"""The store's state as the log makes it: heads, versions, and where every entry lives (no I/O).
+
+Every process folds the log into one of these, commit by commit, and saves and loads
+from it; the DuckDB catalog is folded from the same commits. Both admit an operation by
+the same rule (:func:`admit`), so whoever replays the log, from wherever, ends in the
+same state: a writer computed its operation from the state at the position before its
+own, which is exactly what replay sees there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+from ..catalog.values import EventCommit, MarkCommit, SaveCommit, VersionRow
+from ..digest import Digest
+from ..location import Location
+from .ops import AdoptEntries, ForgetPacks, MoveEntries, Op
+
+# Save and rollback start a version; the event and mark kinds annotate an existing one.
+SAVE_KINDS = ("save", "rollback")
+
+
+@dataclass(slots=True)
+class Head:
+    """What :func:`admit` needs of one model: its newest version, last event number, tombstone."""
+
+    version: int
+    seq: int
+    deleted: bool
+
+
+def admit(op: Op, heads: dict[str, Head]) -> bool:
+    """Whether ``op`` applies after the operations that made ``heads``; updates ``heads`` if so.
+
+    A well-behaved writer never commits an operation this refuses (it built it from the
+    same state); a refused one (a damaged or hand-made commit) is skipped by every
+    replay alike and reported by fsck.
+    """
+    if isinstance(op, (ForgetPacks, MoveEntries, AdoptEntries)):
+        return True
+    h = heads.get(op.model_id)
+    if isinstance(op, SaveCommit):
+        if op.kind not in SAVE_KINDS:
+            return False
+        version, seq = (h.version, h.seq) if h else (0, 0)
+        if op.version != version + 1 or op.seq != seq + 1:
+            return False
+        if op.kind == "rollback" and (h is None or h.deleted or not 1 <= (op.rollback_of or 0) <= version):
+            return False
+        heads[op.model_id] = Head(op.version, op.seq, False)
+        return True
+    if h is None or op.seq != h.seq + 1 or not 1 <= op.version <= h.version:
+        return False
+    if isinstance(op, EventCommit):
+        if op.kind not in ("delete", "undelete", "tag"):
+            return False
+        h.deleted = op.deleted
+    elif op.kind not in ("retire", "restore", "purge"):
+        return False
+    h.seq = op.seq
+    return True
+
+
+def parents_of(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """``model@version`` references, normalized and ordered as the catalog's lineage has them."""
+    split = {(r.rpartition("@")[0], int(r.rpartition("@")[2])) for r in metadata.get("parents") or ()}
+    return tuple(f"{m}@{v}" for m, v in sorted(split))
+
+
+def version_row(c: SaveCommit, deleted: bool, tags: dict[str, str] | None = None) -> VersionRow:
+    """The version ``c`` made, as the load and metadata paths take it."""
+    md = json.loads(c.metadata_json)
+    return VersionRow(model_id=c.model_id, version=c.version, manifest=c.manifest, kind=c.kind,
+                      rollback_of=c.rollback_of, saved_at=c.at, logical_size=c.logical_size, metadata=md,
+                      tags=dict(c.tags if tags is None else tags), parents=parents_of(md), deleted=deleted,
+                      record=c.record)
+
+
+@dataclass(slots=True)
+class VersionRef:
+    """One version: enough to load it; the rest of its metadata is in its commit."""
+
+    manifest: str
+    position: int
+    logical_size: int
+    tags: dict[str, str]  # as saved, then as tag events changed them
+    mark: str | None = None  # "retire" or "purge" while one holds
+    mark_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    """One model_id: its versions (index i is version i + 1), its head row, its tombstone."""
+
+    model_id: str
+    head_row: VersionRow
+    seq: int
+    deleted: bool
+    versions: list[VersionRef] = field(default_factory=list)
+
+    @property
+    def head_version(self) -> int:
+        return len(self.versions)
+
+
+class StoreState:
+    """The fold of the log up to :attr:`position`. Not thread-safe: the store locks around it."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.models: dict[str, ModelEntry] = {}
+        self.entries: dict[str, Location] = {}
+        self.forgotten: set[str] = set()
+        self.refused: list[tuple[int, int]] = []  # (position, op index) of operations not admitted
+
+    # -- folding ------------------------------------------------------------------------
+
+    def heads(self) -> dict[str, Head]:
+        return {m: Head(e.head_version, e.seq, e.deleted) for m, e in self.models.items()}
+
+    def apply(self, position: int, ops: Sequence[Op]) -> list[Op]:
+        """Fold the commit at ``position`` (the next one) in; returns the operations admitted."""
+        if position != self.position + 1:
+            raise ValueError(f"commit {position} applied at position {self.position}")
+        admitted = []
+        heads = {o.model_id: self._head(o.model_id) for o in ops if hasattr(o, "model_id")}
+        heads = {m: h for m, h in heads.items() if h is not None}
+        for i, op in enumerate(ops):
+            if not admit(op, heads):
+                self.refused.append((position, i))
+                continue
+            admitted.append(op)
+            self._fold(position, op)
+        self.position = position
+        return admitted
+
+    def _head(self, model_id: str) -> Head | None:
+        e = self.models.get(model_id)
+        return Head(e.head_version, e.seq, e.deleted) if e else None
+
+    def _fold(self, position: int, op: Op) -> None:
+        if isinstance(op, SaveCommit):
+            self._add_locations(op.new_locations)
+            ref = VersionRef(op.manifest, position, op.logical_size, dict(sorted(op.tags.items())))
+            e = self.models.get(op.model_id)
+            row = version_row(op, deleted=False, tags=ref.tags)
+            if e is None:
+                self.models[op.model_id] = ModelEntry(op.model_id, row, op.seq, False, [ref])
+            else:
+                e.versions.append(ref)
+                e.head_row, e.seq, e.deleted = row, op.seq, False
+        elif isinstance(op, EventCommit):
+            e = self.models[op.model_id]
+            e.seq, e.deleted = op.seq, op.deleted
+            if op.set_tags:
+                ref = e.versions[op.version - 1]
+                tags = dict(ref.tags)
+                for k, v in op.set_tags.items():
+                    if v is None:
+                        tags.pop(k, None)
+                    else:
+                        tags[k] = v
+                ref.tags = dict(sorted(tags.items()))
+            e.head_row = replace(e.head_row, deleted=e.deleted, tags=e.versions[-1].tags)
+        elif isinstance(op, MarkCommit):
+            e = self.models[op.model_id]
+            e.seq = op.seq
+            ref = e.versions[op.version - 1]
+            ref.mark, ref.mark_at = (None, None) if op.kind == "restore" else (op.kind, op.at)
+            if op.kind == "purge" and op.logical_size is not None:
+                ref.logical_size = op.logical_size
+        elif isinstance(op, AdoptEntries):
+            self._add_locations(op.locations)
+        elif isinstance(op, ForgetPacks):
+            self._drop_packs(set(op.packs))
+        elif isinstance(op, MoveEntries):
+            sources = set(op.sources)
+            for l in op.locations:
+                cur = self.entries.get(l.digest.hex)
+                if cur is not None and cur.pack.hex in sources:
+                    self.entries[l.digest.hex] = l
+            self._drop_packs(sources)
+
+    def _add_locations(self, locs: Iterable[Location]) -> None:
+        for l in locs:
+            # Two writers may store one new chunk in their own packs: the first copy wins,
+            # as in the catalog, and the other is dead weight that gc repacks away.
+            self.entries.setdefault(l.digest.hex, l)
+
+    def _drop_packs(self, packs: set[str]) -> None:
+        self.forgotten |= packs
+        for d in [d for d, l in self.entries.items() if l.pack.hex in packs]:
+            del self.entries[d]
+
+    # -- questions ----------------------------------------------------------------------
+
+    def locate(self, digests: Iterable[Digest | str]) -> dict[str, Location]:
+        """The locations of those ``digests`` the store holds."""
+        out = {}
+        for d in digests:
+            h = d if isinstance(d, str) else d.hex
+            loc = self.entries.get(h)
+            if loc is not None:
+                out[h] = loc
+        return out
