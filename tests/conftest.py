@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from datetime import datetime
 from typing import Callable
 
@@ -12,13 +15,11 @@ from cas_repo import ModelMetadata, ModelStore
 
 # Never let a test reach a cloud metadata service, whatever the environment says.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture(autouse=True)
-def _index_dir(tmp_path_factory, monkeypatch):
-    """Catalog indexes of each test's stores in its own folder (also for its subprocesses),
-    never in the user's cache."""
-    monkeypatch.setenv("CAS_REPO_INDEX_DIR", str(tmp_path_factory.mktemp("index")))
+# Catalog indexes of the suite's stores (and of its subprocesses') go to a folder of the
+# run's own, never to the user's cache; each store gets its own index in it, by URL.
+INDEX_DIR = tempfile.mkdtemp(prefix="cas-test-index-")
+os.environ["CAS_REPO_INDEX_DIR"] = INDEX_DIR
+atexit.register(shutil.rmtree, INDEX_DIR, True)
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Bulk import derives heads the way commits do; migration 0002 fills its copies."""
+"""Bulk import derives heads the way commits do; migration 0002 fills its copies.
+
+Both work on a catalog file directly (no store, no log): the catalog's own contract.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +11,35 @@ from datetime import datetime, timezone
 import duckdb
 import pytest
 
-from cas_repo import ModelMetadata, ModelStore
+from cas_repo import ModelMetadata
+from cas_repo.catalog import Catalog
 from cas_repo.catalog.bulk import bulk_import
 from cas_repo.catalog.migrations import available
 from cas_repo.errors import CatalogError
 from tools.bench.catalog_scale import generate
 
 
-def _md(model_id: str, **kw) -> ModelMetadata:
-    return ModelMetadata(model_id=model_id, experiment_name="exp", model_type="LGBM",
-                         hyperparameters={"num_leaves": 31, "nested": {"a": [1, 2]}}, metrics={"IC": 1, "ICIR": 0.5},
-                         created_at=datetime(2026, 1, 2, 3, 4, 5), **kw)
+def _metadata(batch, i) -> ModelMetadata:
+    return ModelMetadata(model_id=batch.model_id[i], experiment_name=batch.experiment_name[i],
+                         model_type=batch.model_type[i], hyperparameters=batch.hyperparameters[i],
+                         metrics=batch.metrics[i], created_at=datetime.fromisoformat(batch.created_at[i]),
+                         tags=batch.tags[i], version=batch.version[i], parents=batch.parents[i],
+                         deleted=batch.deleted[i])
 
 
 def test_bulk_import_matches_the_generated_rows(tmp_path):
     tables = generate(n_models=40, n_versions=400, big=30, seed=3)
-    with ModelStore(tmp_path / "cas", exclusive=True) as store:
-        with store.catalog.session() as s:
-            counts = bulk_import(s, tables)
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    with catalog.session() as s:
+        counts = bulk_import(s, tables)
         assert counts["versions"] == 400
         versions = tables["versions"].to_pylist()
         heads = {}
         for v in versions:
             heads[v["model_id"]] = max(heads.get(v["model_id"], 0), v["version"])
         dead = {e["model_id"] for e in tables["events"].to_pylist() if e["kind"] == "delete"}
-        listed = {m.model_id: m for m in store.list_models(include_deleted=True)}
+        batch = s.head_batch(None, None, True)
+        listed = {batch.model_id[i]: _metadata(batch, i) for i in range(len(batch))}
         assert {k: (m.version, m.deleted) for k, m in listed.items()} == \
             {k: (h, k in dead) for k, h in heads.items()}
         tags = {(t["model_id"], t["version"]): {t["key"]: t["value"]} for t in tables["tags"].to_pylist()}
@@ -44,27 +51,23 @@ def test_bulk_import_matches_the_generated_rows(tmp_path):
             assert m.parents == parents.get((k, m.version), [])
             assert (m.hyperparameters, m.metrics) == (meta["hyperparameters"], meta["metrics"])
             assert m.created_at == datetime.fromisoformat(meta["created_at"])
-        big = store.history("m000000")
+        big = s.history("m000000")
         assert [h.version for h in big] == list(range(1, 31))
         assert [h.tags for h in big] == [tags.get(("m000000", v), {}) for v in range(1, 31)]
-        # The store keeps working on top of imported rows.
-        live = next(k for k in listed if k not in dead)
-        store.save_model([1], _md(live))
-        assert store.get_model_metadata(live).version == heads[live] + 1
 
 
 def test_bulk_import_is_all_or_nothing(tmp_path):
     tables = generate(n_models=5, n_versions=20, big=4, seed=1)
-    with ModelStore(tmp_path / "cas", exclusive=True) as store:
-        with store.catalog.session() as s:
-            bulk_import(s, tables)
-            with pytest.raises(CatalogError):
-                bulk_import(s, {"tags": tables["tags"].slice(0, 0), "versions": tables["versions"].slice(0, 1)})
-            with pytest.raises(CatalogError, match="columns"):
-                bulk_import(s, {"tags": tables["versions"]})
-            with pytest.raises(CatalogError, match="importable"):
-                bulk_import(s, {"models": tables["versions"]})
-        assert store.sql("SELECT count(*) FROM v_versions").column(0).to_pylist() == [20]
+    catalog = Catalog(tmp_path / "catalog.duckdb")
+    with catalog.session() as s:
+        bulk_import(s, tables)
+        with pytest.raises(CatalogError):
+            bulk_import(s, {"tags": tables["tags"].slice(0, 0), "versions": tables["versions"].slice(0, 1)})
+        with pytest.raises(CatalogError, match="columns"):
+            bulk_import(s, {"tags": tables["versions"]})
+        with pytest.raises(CatalogError, match="importable"):
+            bulk_import(s, {"models": tables["versions"]})
+        assert s._all("SELECT count(*) FROM v_versions") == [(20,)]
 
 
 def test_migration_0002_fills_copies_of_a_catalog_written_before_it(tmp_path):
@@ -93,15 +96,13 @@ def test_migration_0002_fills_copies_of_a_catalog_written_before_it(tmp_path):
             con.execute("INSERT INTO lineage VALUES ('m', ?, 'm', ?, 'parent')", [version, int(p[2:])])
     con.execute("INSERT INTO models VALUES ('m', 'exp', 'LGBM', 2, 2, false, ?)", [at])
     con.close()
-    with ModelStore(tmp_path / "cas") as store:
-        md = store.get_model_metadata("m")
-        assert (md.version, md.tags, md.parents, md.metrics) == (2, {"a": "b", "stage": "prod"}, ["m@1"], {"IC": 0.5})
-        assert md.created_at == datetime(2026, 1, 2, 3, 4, 5)
-        assert [h.tags for h in store.history("m")] == [{"stage": "dev"}, {"a": "b", "stage": "prod"}]
-        rows = store.sql("SELECT version, parents, tags FROM v_versions ORDER BY version").to_pylist()
-        assert [r["parents"] for r in rows] == [[], ["m@1"]]
-        tag_events = store.sql("SELECT seq, key, value FROM v_tag_events ORDER BY ALL").to_pylist()
-        assert tag_events == [{"seq": 1, "key": "stage", "value": "dev"},
-                              {"seq": 2, "key": "a", "value": "b"}, {"seq": 2, "key": "stage", "value": "prod"}]
-        t = datetime(2026, 1, 2, 3, 0, tzinfo=timezone.utc)
-        assert store.as_of(t).get_model_metadata("m").tags == {"a": "b", "stage": "prod"}
+    with Catalog(path).session() as s:
+        head = s.version_row("m", None)
+        assert (head.version, head.tags, head.parents, head.metadata["metrics"]) == \
+            (2, {"a": "b", "stage": "prod"}, ("m@1",), {"IC": 0.5})
+        assert head.metadata["created_at"] == "2026-01-02T03:04:05"
+        assert [h.tags for h in s.history("m")] == [{"stage": "dev"}, {"a": "b", "stage": "prod"}]
+        rows = s.con.execute("SELECT version, parents FROM v_versions ORDER BY version").fetchall()
+        assert [r[1] for r in rows] == [[], ["m@1"]]
+        tag_events = s._all("SELECT seq, key, value FROM v_tag_events ORDER BY ALL")
+        assert tag_events == [(1, "stage", "dev"), (2, "a", "b"), (2, "stage", "prod")]

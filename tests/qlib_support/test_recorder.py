@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cas_repo import CasModelRepository, ModelStore
-from cas_repo.errors import (AmbiguousRecorderError, CatalogLockedError, QlibNotInitializedError,
-                             QlibRecorderError, RecorderNotFoundError)
+from cas_repo.errors import (AmbiguousRecorderError, QlibNotInitializedError, QlibRecorderError,
+                             RecorderNotFoundError, StoreError)
+from cas_repo.objects import LocalBackend
 from cas_repo.qlib_support import synthetic as syn
 from cas_repo.qlib_support.mlruns_import import import_mlruns
 from cas_repo.qlib_support.recorder import flat_params
@@ -101,17 +102,22 @@ def test_mlflow_failure_is_translated_and_nothing_is_saved(tmp_path, qlib_R, mak
 
 
 def test_a_failed_commit_leaves_a_tagged_run_that_import_adopts(tmp_path, qlib_R, make_md, model,
-                                                                dataset):
+                                                                dataset, monkeypatch):
     root = tmp_path / "cas"
-    store = ModelStore(root, use_qlib_recorder=True, lock_timeout=0.2)
+    store = ModelStore(root, use_qlib_recorder=True)
     md = make_md("lgbm", experiment="alpha")
-    with ModelStore(root, exclusive=True):  # another process would hold the lock like this
-        with pytest.raises(CatalogLockedError):
+
+    def disk_full(self, key, data):
+        raise StoreError(f"could not write {key}: No space left on device")
+
+    with monkeypatch.context() as m:  # the commit fails as on a full disk
+        m.setattr(LocalBackend, "create", disk_full)
+        with pytest.raises(StoreError):
             store.save_model(model, md)
     store.close()
     rid = md.qlib_recorder_id
     recorder = qlib_R.get_recorder(recorder_id=rid, experiment_name="alpha")
-    assert recorder.list_tags()["cas_repo.error"].startswith("CatalogLockedError")
+    assert recorder.list_tags()["cas_repo.error"].startswith("StoreError")
     with ModelStore(root) as plain:
         assert plain.list_models() == []
         report = import_mlruns(plain, tmp_path / "qlib" / "mlruns", experiment="alpha")

@@ -1,32 +1,40 @@
 """A self-contained consistency check of a local store, for the robustness tests.
 
-Independent of any maintenance tooling on purpose: it states, in a few queries, what
-"consistent" means after a crash or a fault:
+Independent of the maintenance tooling on purpose: it states what "consistent" means
+after a crash or a fault, for the design where the log is the truth:
 
-* every catalog row that names an object finds it in a pack on disk whose own index
-  agrees on digest, kind, offset, sizes and codec;
-* every version's manifest and record, every event's record and every manifest chunk
-  is such an object; heads, versions and event sequences agree and have no gaps;
-* with ``full=True``, every object is read back and re-hashed, every pack re-hashes to
-  its name, and every manifest and record says what the catalog says.
+* the log's commits are contiguous (1..n, nothing listed past a gap), each readable, and
+  a fold of them from scratch admits every operation (no refused ones);
+* every version of that fold finds its manifest and every chunk the manifest lists in a
+  pack on disk whose own index agrees on digest, kind, offset, sizes and codec; versions
+  are 1..n with no gap, event numbers likewise;
+* the store's catalog index, caught up, holds exactly the rows a catalog folded from
+  scratch holds (the derived index equals a rebuild);
+* with ``full=True``, every located entry is read back and re-hashed, every pack
+  re-hashes to its name, and every manifest lists what the index says.
 
-Packs that no catalog row mentions and leftover temp files are *orphans*: the expected
+Packs that no commit mentions and leftover temp files are *orphans*: the expected
 debris of an interrupted save, reported separately and never counted as problems.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from cas_repo.catalog import Catalog
-from cas_repo.catalog.catalog import CATALOG_FILE
+from cas_repo import ModelStore
 from cas_repo.digest import Digest
 from cas_repo.errors import CasRepoError
-from cas_repo.location import CHUNK, MANIFEST, RECORD, Location
-from cas_repo.manifest import EventRecord, Manifest
+from cas_repo.location import CHUNK, MANIFEST
+from cas_repo.log.log import Log
+from cas_repo.log.state import StoreState
+from cas_repo.manifest import Manifest
 from cas_repo.objects import LocalBackend, ObjectStore
+from cas_repo.objects.keys import parse_log_key
+
+# The catalog tables a rebuild must reproduce row for row (log_index aside).
+TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,124 +52,104 @@ class StoreCheck:
         return not self.problems
 
 
-def _rows(session, sql: str) -> list[tuple]:
-    return session.con.execute(sql).fetchall()
+def fold_from_scratch(objects: ObjectStore) -> tuple[StoreState, list[str]]:
+    """The log folded from position 0, ignoring checkpoints, and what is wrong with the log."""
+    problems: list[str] = []
+    log = Log(objects.backend)
+    st = StoreState()
+    try:
+        for position, commit in log.after(0):
+            st.apply(position, commit.ops)
+    except CasRepoError as exc:
+        problems.append(f"the log cannot be read past commit {st.position}: {exc}")
+    listed = sorted(p for p in (parse_log_key(i.key) for i in objects.backend.list("log/")) if p)
+    if listed != list(range(1, len(listed) + 1)):
+        problems.append(f"log positions are not contiguous: {listed[:10]}…")
+    elif len(listed) != st.position:
+        problems.append(f"{len(listed)} commits listed, {st.position} folded")
+    if st.refused:
+        problems.append(f"operations refused by the fold: {st.refused[:10]}")
+    return st, problems
+
+
+def _table_rows(store: ModelStore) -> dict[str, list[tuple]]:
+    with store.catalog.session() as s:
+        return {t: sorted(s.con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
 
 
 def check_store(root: str | Path, *, full: bool = False) -> StoreCheck:
-    """Check the store at ``root`` (a local store with its catalog inside)."""
+    """Check the local store at ``root``."""
     root = Path(root)
-    problems: list[str] = []
-    catalog = Catalog(root / CATALOG_FILE, lock_timeout=30)
     objects = ObjectStore(LocalBackend(root / "objects", fsync=False))
-    with catalog.session() as s:
-        obj_rows = _rows(s, 'SELECT digest, kind, pack, "offset", stored_size, size, codec FROM objects')
-        pack_rows = _rows(s, "SELECT pack, size, entries FROM packs")
-        versions = _rows(s, "SELECT model_id, version, manifest, record, kind FROM versions")
-        events = _rows(s, "SELECT model_id, seq, kind, version, record FROM events")
-        models = _rows(s, "SELECT model_id, head_version, last_seq FROM models")
-        mchunks = _rows(s, "SELECT manifest, seq, chunk, size FROM manifest_chunks ORDER BY manifest, seq")
-    catalog.close()
-
-    locs = {r[0]: Location(Digest.from_hex(r[0]), r[1], Digest.from_hex(r[2]), r[3], r[4], r[5], r[6])
-            for r in obj_rows}
-    known_packs = {r[0]: (r[1], r[2]) for r in pack_rows}
+    st, problems = fold_from_scratch(objects)
     on_disk = {d.hex: info for d, info in objects.list_packs()}
-
-    indexes: dict[str, dict[str, Location]] = {}
-    for pack, (size, entries) in known_packs.items():
-        info = on_disk.get(pack)
-        if info is None:
-            problems.append(f"pack {pack[:16]} is in the catalog but not on disk")
+    indexes: dict[str, dict[str, object]] = {}
+    for pack in {l.pack.hex for l in st.entries.values()}:
+        if pack not in on_disk:
+            problems.append(f"pack {pack[:16]} holds live entries but is not on disk")
             continue
-        if info.size != size:
-            problems.append(f"pack {pack[:16]} has {info.size} bytes, the catalog says {size}")
         try:
-            index = objects.pack_index(Digest.from_hex(pack))
+            indexes[pack] = {l.digest.hex: l for l in objects.pack_index(Digest.from_hex(pack))}
         except CasRepoError as exc:
             problems.append(f"pack {pack[:16]} has an unreadable index: {exc}")
-            continue
-        if len(index) != entries:
-            problems.append(f"pack {pack[:16]} indexes {len(index)} entries, the catalog says {entries}")
-        indexes[pack] = {l.digest.hex: l for l in index}
-
-    for digest, loc in locs.items():
-        if loc.pack.hex not in known_packs:
-            problems.append(f"object {digest[:16]} lives in pack {loc.pack.hex[:16]} unknown to the catalog")
-            continue
+    for digest, loc in st.entries.items():
         entry = indexes.get(loc.pack.hex, {}).get(digest)
         if loc.pack.hex in indexes and entry != loc:
-            problems.append(f"object {digest[:16]}: the index of its pack says {entry}, the catalog {loc}")
+            problems.append(f"entry {digest[:16]}: the index of its pack says {entry}, the log {loc}")
 
-    def need(digest: str, kind: int, what: str) -> None:
-        loc = locs.get(digest)
-        if loc is None:
-            problems.append(f"{what} names object {digest[:16]}, which the catalog does not locate")
-        elif loc.kind != kind:
-            problems.append(f"{what} names object {digest[:16]} of kind {loc.kind}, expected {kind}")
+    manifests: dict[str, Manifest] = {}
+    versions = 0
+    for model_id, e in st.models.items():
+        if [v for v in range(1, e.head_version + 1)] != list(range(1, len(e.versions) + 1)):
+            problems.append(f"{model_id}: versions are not 1..n")
+        for number, ref in enumerate(e.versions, 1):
+            versions += 1
+            if ref.mark == "purge":
+                continue
+            loc = st.entries.get(ref.manifest)
+            if loc is None or loc.kind != MANIFEST:
+                problems.append(f"{model_id}@{number}: manifest {ref.manifest[:16]} is not located")
+                continue
+            if ref.manifest not in manifests:
+                try:
+                    manifests[ref.manifest] = Manifest.from_bytes(objects.read(loc))
+                except CasRepoError as exc:
+                    problems.append(f"{model_id}@{number}: manifest does not read back: {exc}")
+                    continue
+            for c in manifests[ref.manifest].chunks():
+                cl = st.entries.get(c.digest.hex)
+                if cl is None or cl.kind != CHUNK:
+                    problems.append(f"{model_id}@{number}: chunk {c.digest.hex[:16]} is not located")
 
-    chunk_lists: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for manifest, _seq, chunk, size in mchunks:
-        chunk_lists[manifest].append((chunk, size))
-        need(chunk, CHUNK, f"manifest {manifest[:16]}")
-    by_model: dict[str, list[int]] = defaultdict(list)
-    for model_id, version, manifest, record, _kind in versions:
-        by_model[model_id].append(version)
-        need(manifest, MANIFEST, f"{model_id}@{version}")
-        need(record, RECORD, f"{model_id}@{version}")
-        if manifest not in chunk_lists:
-            problems.append(f"{model_id}@{version}: manifest {manifest[:16]} has no chunk rows")
-    seqs: dict[str, list[int]] = defaultdict(list)
-    for model_id, seq, _kind, _version, record in events:
-        seqs[model_id].append(seq)
-        need(record, RECORD, f"event {model_id}#{seq}")
-    for model_id, head, last_seq in models:
-        vs = sorted(by_model.get(model_id, []))
-        if vs != list(range(1, len(vs) + 1)) or not vs or head != vs[-1]:
-            problems.append(f"{model_id}: head {head} but versions {vs[:5]}…{vs[-5:]}")
-        ss = sorted(seqs.get(model_id, []))
-        if ss != list(range(1, len(ss) + 1)) or not ss or last_seq != ss[-1]:
-            problems.append(f"{model_id}: last_seq {last_seq} but events {ss[:5]}…{ss[-5:]}")
-    if set(by_model) - {m[0] for m in models}:
-        problems.append(f"versions of unknown models: {sorted(set(by_model) - {m[0] for m in models})}")
+    with ModelStore(root) as store:
+        live = _table_rows(store)
+    with tempfile.TemporaryDirectory() as tmp, ModelStore(root, catalog=Path(tmp) / "rebuilt.duckdb") as fresh:
+        rebuilt = _table_rows(fresh)
+    for t in TABLES:
+        if live[t] != rebuilt[t]:
+            extra = [r for r in live[t] if r not in rebuilt[t]][:2]
+            lacking = [r for r in rebuilt[t] if r not in live[t]][:2]
+            problems.append(f"catalog table {t} differs from a rebuild: extra {extra}, lacking {lacking}")
 
     if full:
-        problems += _full_check(objects, locs, known_packs, on_disk, chunk_lists, versions, events)
+        for pack in indexes:
+            if objects.verify_pack(Digest.from_hex(pack)).hex != pack:
+                problems.append(f"pack {pack[:16]} does not hash to its name")
+        for digest, loc in st.entries.items():
+            try:
+                objects.read(loc)
+            except CasRepoError as exc:
+                problems.append(f"entry {digest[:16]} does not read back: {exc}")
+        chunks = {}
+        for m, _, c, n in live["manifest_chunks"]:
+            chunks.setdefault(m, []).append((c, n))
+        for m, manifest in manifests.items():
+            listed = sorted((c.digest.hex, c.size) for c in manifest.chunks())
+            if sorted(chunks.get(m, [])) != listed:
+                problems.append(f"manifest {m[:16]} lists other chunks than the catalog index")
 
-    orphans = tuple(sorted(set(on_disk) - set(known_packs)))
+    referenced = {l.pack.hex for l in st.entries.values()} | st.forgotten
+    orphans = tuple(sorted(set(on_disk) - referenced))
     temps = tuple(sorted(i.key for i in objects.backend.list_incomplete()))
     objects.close()
-    return StoreCheck(tuple(problems), orphans, temps, len(versions), len(locs))
-
-
-def _full_check(objects, locs, known_packs, on_disk, chunk_lists, versions, events) -> list[str]:
-    problems = []
-    for pack in known_packs:
-        if pack in on_disk and objects.verify_pack(Digest.from_hex(pack)).hex != pack:
-            problems.append(f"pack {pack[:16]} does not hash to its name")
-    data: dict[str, bytes] = {}
-    for digest, loc in locs.items():
-        try:
-            blob = objects.read(loc)
-        except CasRepoError as exc:
-            problems.append(f"object {digest[:16]} does not read back: {exc}")
-            continue
-        if loc.kind != CHUNK:
-            data[digest] = bytes(blob)
-    for manifest, chunks in chunk_lists.items():
-        if manifest in data:
-            listed = [(c.digest.hex, c.size) for c in Manifest.from_bytes(data[manifest]).chunks()]
-            if listed != chunks:
-                problems.append(f"manifest {manifest[:16]} lists other chunks than the catalog")
-    for model_id, version, manifest, record, kind in versions:
-        if record in data:
-            rec = EventRecord.from_bytes(data[record])
-            if (rec.model_id, rec.version, rec.kind, rec.manifest.hex if rec.manifest else None) != (
-                    model_id, version, kind, manifest):
-                problems.append(f"{model_id}@{version}: its record says {rec.model_id}@{rec.version}")
-    for model_id, seq, kind, version, record in events:
-        if record in data:
-            rec = EventRecord.from_bytes(data[record])
-            if (rec.model_id, rec.seq, rec.kind, rec.version) != (model_id, seq, kind, version):
-                problems.append(f"event {model_id}#{seq}: its record says {rec.model_id}#{rec.seq}")
-    return problems
+    return StoreCheck(tuple(problems), orphans, temps, versions, len(st.entries))

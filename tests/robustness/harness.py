@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env(crash_at: str | None = None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAS_REPO_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAS_REPO_") or k == "CAS_REPO_INDEX_DIR"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     if crash_at:
         env["CAS_REPO_CRASH_AT"] = crash_at
