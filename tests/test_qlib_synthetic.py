@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cas_repo.qlib_support import synthetic as syn
+from cas_repo.qlib_support.recorder import wait_for_logging
 
 PROJECT_ROOT = Path(syn.__file__).resolve().parents[2]
 
@@ -146,8 +147,9 @@ def test_offline_qlib_real_recorder(tmp_path, dataset):
         assert Path.cwd() == tmp_path.resolve()
         with R.start(experiment_name="synthetic"):
             model = syn.train_lgbm(dataset, num_boost_round=10, use_recorder=True)
-            R.save_objects(**{"model.pkl": model})
             recorder = R.get_recorder()
+            wait_for_logging(recorder)  # fit's per-round metrics are written by a thread
+            R.save_objects(**{"model.pkl": model})
         assert recorder.load_object("model.pkl").model.num_trees() == 10
     assert os.getcwd() == cwd and os.environ.get("MLFLOW_ALLOW_FILE_STORE") == env
     assert (tmp_path / "mlruns").is_dir()

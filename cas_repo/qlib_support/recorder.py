@@ -5,7 +5,8 @@ Order of a mirrored save (``ModelStore(..., use_qlib_recorder=True)``):
 1. metadata is validated and the model serialized (nothing written yet);
 2. the Recorder logs params, metrics and tags and ``R.save_objects`` the model in the
    metadata's experiment (in a new run named after the model_id, or in the run the
-   caller has open inside ``with R.start(...)``, where params are left to the caller);
+   caller has open inside ``with R.start(...)``, where params are left to the caller),
+   after waiting for what qlib still has queued for that run (:func:`wait_for_logging`);
    this gives the recorder id;
 3. cas-repo commits the version with ``qlib_recorder_id`` and ``lineage.recorder`` set;
 4. the run is tagged ``cas_repo.ref = model@version``.
@@ -61,6 +62,31 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
             text = str(value)
             out[name] = text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 1] + "…"
     return out
+
+
+def wait_for_logging(recorder: Any) -> None:
+    """Return once everything qlib has queued for ``recorder`` is written to MLflow.
+
+    While a run is active, qlib's ``MLflowRecorder`` hands ``log_params``, ``log_metrics``
+    and ``set_tags`` to a thread (its ``async_log``, a ``qlib.utils.paral.AsyncCaller``)
+    and waits for that thread only in ``end_run``. Whatever reads the run back before
+    then can meet a metric file the thread has created but not yet written: with a
+    ``file:`` store, ``save_objects`` (mlflow's ``log_artifact`` reads the whole run) then
+    fails with "Metric '…' is malformed. No data found.", more often on a busy machine.
+
+    Call this before ``save_objects`` (or any read of the run) inside ``R.start``. It
+    waits the way ``end_run`` does (``AsyncCaller.wait``: close the queue, join the
+    thread), then gives the recorder a new AsyncCaller, so logging later in the run stays
+    asynchronous and ``end_run`` still waits for it. A recorder with nothing running
+    (no active run, or not an MLflowRecorder) is left as it is.
+    """
+    caller = getattr(recorder, "async_log", None)
+    if caller is None:
+        return
+    from qlib.utils.paral import AsyncCaller
+
+    caller.wait()
+    recorder.async_log = AsyncCaller()
 
 
 class RecorderMirror:
@@ -123,6 +149,9 @@ class RecorderMirror:
     def _write(recorder: Any, model: Any, md: ModelMetadata, artifact: str, own_run: bool) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
+        # qlib may still be writing the run's queued params and metrics (the caller's, or
+        # the command line qlib logs at R.start); save_objects reads the run back.
+        wait_for_logging(recorder)
         now = int(time.time() * 1000)
         # Params only in a run of our own: the caller's open run logs its own, and MLflow
         # refuses to change a param (the full hyperparameters are in cas-repo anyway).

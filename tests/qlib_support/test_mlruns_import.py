@@ -19,6 +19,7 @@ from cas_repo.errors import CasRepoError
 from cas_repo.qlib_support import synthetic as syn
 from cas_repo.qlib_support.mlruns import MlrunsError, open_runs
 from cas_repo.qlib_support.mlruns_import import import_mlruns, import_runs, scan_mlruns
+from cas_repo.qlib_support.recorder import wait_for_logging
 
 
 class Unlisted:
@@ -62,6 +63,7 @@ def tree(tmp_path_factory):
                     R.log_metrics(step=step, IC=ic + len(saved) / 100)
                 R.set_tags(owner="research")
                 if objects:
+                    wait_for_logging(rec)  # qlib logs from a thread; save_objects reads the run
                     R.save_objects(**objects)
             saved[rec.id] = objects
             return rec
@@ -216,6 +218,7 @@ def test_sqlite_tracking_store(tmp_path, fresh):
                 R.log_params(i=i)
                 R.log_metrics(step=0, IC=0.5)
                 R.log_metrics(step=1, IC=0.1 * i)
+                wait_for_logging(R.get_recorder())
                 R.save_objects(**{"model.pkl": {"w": i}})
     before = db.read_bytes()
     report = import_mlruns(fresh, f"sqlite:///{db}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from cas_repo.errors import (AmbiguousRecorderError, QlibNotInitializedError, Ql
 from cas_repo.objects import LocalBackend
 from cas_repo.qlib_support import synthetic as syn
 from cas_repo.qlib_support.mlruns_import import import_mlruns
-from cas_repo.qlib_support.recorder import flat_params
+from cas_repo.qlib_support.recorder import flat_params, wait_for_logging
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +142,84 @@ def test_inside_an_open_run_the_save_goes_to_that_run(tmp_path, qlib_R, make_md)
         assert params["num_leaves"] == "99" and "lr" not in params  # the run's params are its own
         assert recorder.list_tags()["cas_repo.ref"] == "inner@1"
         assert recorder.load_object("inner.pkl") == {"w": 1}
+
+
+class SlowMetricWrites:
+    """qlib's logging thread, made slow at the worst moment, deterministically.
+
+    A metric write from any thread but the test's creates the metric file, then waits
+    0.5 s before writing its line (mlflow's ``append_to`` opens the file before it
+    writes). Once ``arm()``ed, the test thread's reads of a run (``get_run``, which
+    ``save_objects`` calls) first wait until such a file exists: without a wait for qlib's
+    logging they then meet it empty, as a busy machine sometimes schedules it.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from mlflow.store.tracking import file_store
+
+        self.test_thread = threading.get_ident()
+        self.created = threading.Event()
+        self.armed = False
+        append_to, get_run = file_store.append_to, file_store.FileStore.get_run
+
+        def slow_append_to(path, data):
+            if threading.get_ident() == self.test_thread:
+                return append_to(path, data)
+            with open(path, "a") as handle:
+                self.created.set()
+                time.sleep(0.5)
+                handle.write(data)
+
+        def gated_get_run(store, run_id):
+            if self.armed and threading.get_ident() == self.test_thread:
+                assert self.created.wait(10), "the logging thread never wrote the metric"
+            return get_run(store, run_id)
+
+        monkeypatch.setattr(file_store, "append_to", slow_append_to)
+        monkeypatch.setattr(file_store.FileStore, "get_run", gated_get_run)
+
+    def arm(self) -> None:
+        self.created.clear()
+        self.armed = True
+
+
+@pytest.fixture
+def slow_metric_writes(monkeypatch):
+    return SlowMetricWrites(monkeypatch)
+
+
+def test_save_objects_after_async_metrics_races_unless_logging_is_waited_for(qlib_R, slow_metric_writes):
+    with pytest.raises(ValueError, match="Metric 'loss' is malformed"):  # qlib as it is
+        with qlib_R.start(experiment_name="race", recorder_name="bare"):
+            qlib_R.log_metrics(step=0, loss=0.3)
+            slow_metric_writes.arm()
+            qlib_R.save_objects(**{"m.pkl": [1]})
+
+    with qlib_R.start(experiment_name="race", recorder_name="waited"):
+        qlib_R.log_metrics(step=0, loss=0.3)
+        slow_metric_writes.arm()
+        recorder = qlib_R.get_recorder()
+        wait_for_logging(recorder)
+        qlib_R.save_objects(**{"m.pkl": [1]})
+        qlib_R.log_metrics(step=1, loss=0.2)  # still queued to a thread, and end_run waits for it
+        qlib_R.set_tags(after="wait")
+    assert recorder.list_metrics() == {"loss": 0.2}
+    assert recorder.list_tags()["after"] == "wait" and recorder.load_object("m.pkl") == [1]
+    wait_for_logging(recorder)  # after end_run: nothing queued, nothing to do
+    assert recorder.async_log is None
+
+
+def test_dual_track_waits_for_the_callers_queued_metrics(tmp_path, qlib_R, make_md, slow_metric_writes):
+    with ModelStore(tmp_path / "cas", use_qlib_recorder=True) as store:
+        with qlib_R.start(experiment_name="workflow"):
+            qlib_R.log_metrics(step=0, loss=0.3)  # as LGBModel.fit does every round
+            slow_metric_writes.arm()
+            md = make_md("inner", experiment="alpha", IC=0.05)
+            store.save_model({"w": 1}, md)  # its save_objects reads the run back
+            recorder = qlib_R.get_recorder()
+        assert recorder.list_metrics() == {"loss": 0.3, "IC": 0.05}
+        assert recorder.list_tags()["cas_repo.ref"] == "inner@1"
+        assert store.load_model_by_recorder(md.qlib_recorder_id)[0] == {"w": 1}
 
 
 def test_load_by_recorder_errors(tmp_path, qlib_R, store):

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from cas_repo import ModelStore  # noqa: E402
 from cas_repo.qlib_support import synthetic as syn  # noqa: E402
 from cas_repo.qlib_support.mlruns_import import import_mlruns  # noqa: E402
+from cas_repo.qlib_support.recorder import wait_for_logging  # noqa: E402
 
 
 def tree_bytes(root: Path, pattern: str = "*") -> int:
@@ -48,6 +49,7 @@ def make_runs(work: Path, runs: int, rounds: int, extra: int) -> tuple[Path, lis
         for i, model in enumerate(models):
             with R.start(experiment_name="continued_lgbm", recorder_name=f"day{i:03d}"):
                 R.log_params(trees=model.model.num_trees(), parent=f"day{i - 1:03d}" if i else "")
+                wait_for_logging(R.get_recorder())  # qlib logs from a thread; save_objects reads the run
                 R.save_objects(trained_model=model)
     return work / "qlib" / "mlruns", models, dataset, train_s
 

@@ -14,7 +14,7 @@ from cas_repo import ModelStore
 from . import models
 from .framework import Result, Timing, bounded, explain, faster_than, measure, relative_to, scratch
 from .phases import breakdown
-from .recorder import RETRIED, open_recorder
+from .recorder import open_recorder
 from .seed_baseline import SeedRepository
 
 TITLE = "One LightGBM model: save and load"
@@ -102,9 +102,6 @@ def run(quick: bool) -> list[Result]:
             rid = saves[-1].recorder_id
             load_object = measure(lambda: rec.recorder(rid, "bench").load_object("model.pkl"), repeats)
             get_and_load = measure(lambda: rec.load(rid, "bench"), repeats)
-            if rec.retried:
-                rows.append(Result("lightgbm", "Recorder: R.start blocks failed and retried", rec.retried, "blocks",
-                                   note=RETRIED))
         seed = SeedRepository(base / "seed")
         counter = iter(range(10**9))
         seed_save = measure(lambda: seed.save_model(model, models.metadata(f"lgb{next(counter)}")), repeats)

@@ -16,12 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cas_repo import ModelMetadata
-
-
-RETRIED = ("qlib logs metrics from a background thread while `save_objects` reads the run back "
-           "from mlflow's file store, which then sometimes finds a metric file still empty and "
-           "fails the block (\"Metric … is malformed\"); such blocks were run again and only the "
-           "good ones timed.")
+from cas_repo.qlib_support.recorder import wait_for_logging
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,35 +34,26 @@ class Recorder:
     def __init__(self, R: Any, root: Path) -> None:
         self.R = R
         self.root = root
-        self.retried = 0  # blocks that failed and were run again
 
     def save(self, model: Any, md: ModelMetadata, name: str = "model.pkl") -> SaveTimes:
         """One ``R.start`` block: log params and metrics, ``save_objects``, read the recorder id.
 
-        qlib logs metrics from a background thread while ``save_objects`` reads the run
-        back from mlflow's file store, which then sometimes finds a metric file created but
-        still empty ("Metric … is malformed"), more often on a busy machine. Such a block
-        is run again (at most twice), counted in ``retried``, and only the good one timed.
+        qlib logs params and metrics from a thread and ``save_objects`` reads the run back,
+        which can find a metric file created but still empty ("Metric … is malformed"):
+        the block waits for qlib's logging first (``end_run`` would wait for it anyway), and
+        that wait is in the block's time, not in ``save_objects``'.
         """
-        for attempt in range(3):
-            try:
-                return self._save(model, md, name)
-            except ValueError as exc:
-                if "malformed" not in str(exc) or attempt == 2:
-                    raise
-                self.retried += 1
-        raise AssertionError("unreachable")
-
-    def _save(self, model: Any, md: ModelMetadata, name: str) -> SaveTimes:
         R = self.R
         t0 = time.perf_counter()
         with R.start(experiment_name=md.experiment_name, recorder_name=md.model_id):
             R.log_params(**md.hyperparameters)
             R.log_metrics(**md.metrics)
+            recorder = R.get_recorder()
+            wait_for_logging(recorder)
             t1 = time.perf_counter()
             R.save_objects(**{name: model})
             t2 = time.perf_counter()
-            rid = R.get_recorder().id
+            rid = recorder.id
         return SaveTimes(time.perf_counter() - t0, t2 - t1, rid)
 
     def recorder(self, rid: str, experiment: str) -> Any:

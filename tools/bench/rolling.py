@@ -10,7 +10,7 @@ from cas_repo import ModelStore
 
 from . import models
 from .framework import Result, Timing, bytes_on_disk, explain, faster_than, relative_to, scratch
-from .recorder import RETRIED, open_recorder
+from .recorder import open_recorder
 from .seed_baseline import SeedRepository
 
 TITLE = "Rolling LightGBM history"
@@ -83,9 +83,6 @@ def run(quick: bool) -> list[Result]:
                 load_object.append(t2 - t1)
                 get_and_load.append(t2 - t0)
             rec_bytes = bytes_on_disk(rec.mlruns) - warm
-            if rec.retried:
-                rows.append(Result("rolling", "Recorder: R.start blocks failed and retried", rec.retried, "blocks",
-                                   note=RETRIED))
         load_object_t, get_and_load_t = Timing(tuple(load_object)), Timing(tuple(get_and_load))
 
         seed = SeedRepository(base / "seed")
