@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 from ..log.ops import AdoptEntries, ForgetPacks, MoveEntries, Op
 from ..log.state import Head, admit
+from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
 from .maintenance import _forget_rows, _IN_LIST
 from .convert import naive_utc
@@ -41,15 +42,32 @@ def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Sequence[Op]]])
     admitted = 0
     with s.transaction(f"indexing log commits {commits[0][0]}–{commits[-1][0]}"):
         heads = _heads(s, {o.model_id for _, ops in commits for o in ops if hasattr(o, "model_id")})
+        run: list = []
         for _, ops in commits:
             for op in ops:
-                if admit(op, heads):
-                    apply(s, op)
-                    admitted += 1
+                if not admit(op, heads):
+                    continue
+                admitted += 1
+                if bulkable(op):
+                    run.append(op)
+                    continue
+                _flush(s, run)
+                run = []
+                apply(s, op)
+        _flush(s, run)
         s.con.execute("INSERT INTO log_index VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                       "store_id = excluded.store_id, position = excluded.position",
                       [store_id, commits[-1][0]])
     return admitted
+
+
+def _flush(s: Session, run: list) -> None:
+    """Apply a run of saves and deletes: in bulk when long, else one call each."""
+    if len(run) >= BULK_MIN:
+        fold_run(s, run)
+    else:
+        for op in run:
+            apply(s, op)
 
 
 def apply(s: Session, op: Op) -> None:
