@@ -186,6 +186,7 @@ class StoreState:
 
     def _add_locations(self, locs: Iterable[Location]) -> None:
         for l in locs:
+            self.forgotten.discard(l.pack.hex)
             # Two writers may store one new chunk in their own packs: the first copy wins,
             # as in the catalog, and the other is dead weight that gc repacks away.
             self.entries.setdefault(l.digest.hex, l)

@@ -1,15 +1,22 @@
 """The pack format (pure): many entries in one blob, each verifiable by its own digest.
 
-    b"CASPACK1" | stored entry bytes … | index | u32 entry count | b"CASPEND1"
+    b"CASPACK1" | nonce (16 random bytes) | stored entry bytes … | index | u32 entry count | b"CASPEND1"
 
 The index has one 58-byte record per entry: digest (32), kind (1), codec (1), offset
 (u64), stored size (u64), size (u64). An entry's digest is the BLAKE3 of its
 *uncompressed* bytes, so an entry keeps its identity when a repack changes its codec or
 its pack. The pack's own name is the BLAKE3 of all of its bytes.
+
+The nonce makes every pack written a new name, even for entries some pack once held:
+gc forgets a pack in the log and then deletes its file, and a writer storing the same
+entries again afterwards must never publish under that name, or the delete could land
+on its live pack. Readers find entries by the offsets in the index, so packs written
+before the nonce (format 1 has none) read the same.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
@@ -19,6 +26,7 @@ from ..location import KIND_NAMES, Location
 
 HEADER = b"CASPACK1"
 FOOTER = b"CASPEND1"
+NONCE_SIZE = 16
 _ENTRY = struct.Struct("<32sBBQQQ")
 _TAIL = struct.Struct("<I8s")
 TAIL_SIZE = _TAIL.size
@@ -36,9 +44,9 @@ class PackEntry:
 
 def encode_pack(entries: list[PackEntry]) -> tuple[list[bytes | memoryview], list[tuple[int, int]]]:
     """Lay out a pack: returns its parts (to hash and write) and each entry's (offset, stored size)."""
-    parts: list[bytes | memoryview] = [HEADER]
+    parts: list[bytes | memoryview] = [HEADER, os.urandom(NONCE_SIZE)]
     index = bytearray()
-    offset = len(HEADER)
+    offset = len(HEADER) + NONCE_SIZE
     spans = []
     for e in entries:
         n = len(e.stored)
@@ -53,7 +61,7 @@ def encode_pack(entries: list[PackEntry]) -> tuple[list[bytes | memoryview], lis
 
 def pack_size(stored_bytes: int, entries: int) -> int:
     """The size of a pack holding ``entries`` entries of ``stored_bytes`` in all."""
-    return len(HEADER) + stored_bytes + entries * _ENTRY.size + TAIL_SIZE
+    return len(HEADER) + NONCE_SIZE + stored_bytes + entries * _ENTRY.size + TAIL_SIZE
 
 
 def index_span(pack_size: int, tail: bytes) -> tuple[int, int]:

@@ -1,0 +1,134 @@
+"""The log protocol: lost races, gc's forget racing a save, checkpoints, refused operations."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from cas_repo import ModelStore
+from cas_repo.log.commit import Commit
+from cas_repo.log.ops import ForgetPacks
+from cas_repo.objects.keys import checkpoint_key, pack_key
+
+
+def _two(tmp_path):
+    root = tmp_path / "cas"
+    return (ModelStore(root, catalog=tmp_path / "a.duckdb"), ModelStore(root, catalog=tmp_path / "b.duckdb"))
+
+
+def _interpose(store: ModelStore, before_first_create) -> list[int]:
+    """Run ``before_first_create`` just before ``store``'s first commit is created, i.e.
+    after it built its operation on the state it had: another writer takes the position."""
+    real = store.ledger.log.create
+    calls: list[int] = []
+
+    def create(position, data):
+        calls.append(position)
+        if len(calls) == 1:
+            before_first_create()
+        return real(position, data)
+
+    store.ledger.log.create = create
+    return calls
+
+
+def test_a_writer_that_loses_the_race_folds_the_winner_in_and_takes_the_next_version(tmp_path, make_md):
+    a, b = _two(tmp_path)
+    with a, b:
+        a.save_model({"v": 0}, make_md("m"))
+        b.get_model_metadata("m")  # b has seen version 1
+        calls = _interpose(b, lambda: a.save_model({"v": "a"}, make_md("m")))
+        md = make_md("m")
+        b.save_model({"v": "b"}, md)
+        assert calls == [2, 3]  # lost position 2 to a, won 3
+        assert md.version == 3
+        for s in (a, b):
+            assert [(h.version, s.load_model("m", h.version)[0]["v"]) for h in s.history("m")] == \
+                [(1, 0), (2, "a"), (3, "b")]
+
+
+def test_a_save_whose_new_pack_gc_forgot_meanwhile_stores_its_entries_again(tmp_path, make_md):
+    a, b = _two(tmp_path)
+    model = {"w": np.random.default_rng(1).standard_normal(50_000)}
+    with a, b:
+        a.save_model(1, make_md("other"))
+        written: list = []
+        real_write = b.objects.write
+
+        def write(entries):
+            locs = real_write(entries)
+            written.extend(locs)
+            return locs
+
+        b.objects.write = write
+
+        def gc_on_a():
+            # As gc on another machine would: the pack is unreferenced (its save has not
+            # committed), so it is forgotten in the log, then deleted.
+            pack = written[0].pack
+            a.ledger.commit(lambda st: [ForgetPacks((pack.hex,), datetime.now(timezone.utc))])
+            a.objects.backend.delete(pack_key(pack))
+
+        _interpose(b, gc_on_a)
+        b.save_model(model, make_md("m"))
+        assert len({l.pack for l in written}) == 2  # the forgotten pack, then its replacement
+        for s in (a, b):
+            assert s.load_model("m")[0]["w"].tobytes() == model["w"].tobytes()
+
+
+def test_a_new_process_starts_from_the_latest_checkpoint(tmp_path, make_md):
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        for i in range(5):
+            s.save_model({"i": i}, make_md(f"m{i}"))
+        assert s.checkpoint() == 5
+        s.save_model({"i": 5}, make_md("m5"))
+    with ModelStore(root) as s:
+        assert s.ledger._start().position == 5  # what it folds from, before the tail
+        assert sorted(m.model_id for m in s.list_models()) == [f"m{i}" for i in range(6)]
+        assert s.load_model("m2")[0] == {"i": 2}
+
+
+def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_log_replayed(tmp_path, make_md, caplog):
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        s.save_model({"i": 1}, make_md("m"))
+        s.checkpoint()
+    path = root / "objects" / checkpoint_key(1)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-10])
+    with caplog.at_level(logging.WARNING), ModelStore(root) as s:
+        assert s.load_model("m")[0] == {"i": 1}
+    assert "checkpoint 1" in caplog.text and "unusable" in caplog.text
+
+
+def test_an_operation_the_fold_refuses_is_skipped_alike_by_every_reader(tmp_path, make_md):
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        s.save_model({"v": 1}, make_md("m"))
+        good = s.ledger.log.read(1).ops[0]
+        # A hand-made commit claiming version 5 of "m": not the next version, so refused.
+        bad = dataclasses.replace(good, version=5, seq=5)
+        assert s.ledger.log.create(2, s.ledger.log.encode(Commit("someone", (bad,))))
+        s.save_model({"v": 2}, make_md("m"))
+        assert [h.version for h in s.history("m")] == [1, 2]
+        assert s.ledger._state.refused == [(2, 0)]
+    with ModelStore(root, catalog=tmp_path / "fresh.duckdb") as fresh:
+        assert [h.version for h in fresh.history("m")] == [1, 2]
+        assert fresh.load_model("m")[0] == {"v": 2}
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{", b'{"format": "cas-repo/commit/9", "writer": "x", "ops": []}'])
+def test_an_unreadable_commit_stops_reads_with_an_integrity_error(tmp_path, make_md, garbage):
+    from cas_repo.errors import IntegrityError
+
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        s.save_model(1, make_md("m"))
+        s.ledger.log.backend.create("log/00000000000000000002", garbage)
+    with ModelStore(root) as s, pytest.raises(IntegrityError, match="log commit 2"):
+        s.load_model("m")
