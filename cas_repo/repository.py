@@ -220,7 +220,7 @@ class ModelStore(EditsMixin, QueryMixin):
     def _save(self, md: ModelMetadata, content: Content, parents: tuple[tuple[str, int], ...]) -> int:
         self._check_open()
         needed = [d.hex for d in content.entries] + [content.digest.hex]
-        with self.ledger.current() as st:
+        with self.ledger.known() as st:
             have = st.locate(needed)
         # The bytes go out before the commit, outside the ledger's lock: a large save does
         # not hold up the loads of other threads.

@@ -58,6 +58,16 @@ class Ledger:
         with self._lock:
             yield self._refresh()
 
+    @contextmanager
+    def known(self) -> Iterator[StoreState]:
+        """The state as last folded, without looking for new commits (no I/O once started).
+
+        For guesses that a commit's ``build`` re-checks anyway, such as which entries a
+        save need not write.
+        """
+        with self._lock:
+            yield self._state if self._state is not None else self._refresh()
+
     def refresh(self) -> int:
         """Fold in new commits; returns the position reached."""
         with self._lock:
