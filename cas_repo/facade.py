@@ -33,7 +33,7 @@ class CasModelRepository(IModelRepository):
     Args:
         root: store folder (default ``data/cas``) or an existing :class:`ModelStore`.
         use_qlib_recorder: also log each save to Qlib's Recorder (see ``cas_repo.qlib_support``).
-        **options: passed to :class:`ModelStore` (``catalog``, ``exclusive``, …).
+        **options: passed to :class:`ModelStore` (``catalog``, ``key``, ``backend_options``, …).
     """
 
     def __init__(self, root: str | os.PathLike[str] | ModelStore = DEFAULT_ROOT, **options: Any) -> None:

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repo", default=os.environ.get("CAS_REPO", "data/cas"),
                         help="store folder or s3://bucket/prefix (default: $CAS_REPO or data/cas)")
     parser.add_argument("--catalog", default=os.environ.get("CAS_REPO_CATALOG"),
-                        help="catalog file for a remote store (default: $CAS_REPO_CATALOG)")
+                        help="this machine's index of the store, a DuckDB file derived from the store's "
+                             "log (default: $CAS_REPO_CATALOG, else one per store under "
+                             "$CAS_REPO_INDEX_DIR or ~/.cache/cas-repo/index)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:

@@ -16,7 +16,7 @@ def cmd_import_mlruns(args: argparse.Namespace, out: Output) -> int:
         names = sorted({r.experiment_name for r in scan_mlruns(args.path)})
         out.error(f"no experiment {args.experiment!r} in {args.path} (it has: {', '.join(names) or 'none'})")
         return 1
-    with (ModelStore(args.repo, catalog=args.catalog, exclusive=args.exclusive) as store,
+    with (ModelStore(args.repo, catalog=args.catalog) as store,
           out.progress(len(runs), "importing runs") as bar):
         report = import_runs(store, runs, source=args.path, artifacts=args.artifact or None,
                              progress=bar.advance)
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", metavar="NAME", help="only this experiment (name or id)")
     p.add_argument("--artifact", action="append", metavar="NAME",
                    help="only artifacts with this path or file name (repeatable; default all pickles)")
-    p.add_argument("--exclusive", action="store_true",
-                   help="hold the catalog for the whole import: about twice as fast, "
-                        "but other processes using the store wait until it ends")
+    # Accepted for scripts written for the first release, where it held the catalog
+    # lock for the whole import; imports no longer take any lock.
+    p.add_argument("--exclusive", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_import_mlruns)
