@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 
 from cas_repo import ModelMetadata, ModelStore, allow_globals
 from cas_repo.qlib_support import synthetic as syn
-from tests.s3_server import KEYS, MotoServer
+from tools.s3_servers import KEYS, MotoServer
 
 BUCKET = "bench"
 MiB = 1 << 20
