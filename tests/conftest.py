@@ -53,5 +53,5 @@ def make_md() -> Callable[..., ModelMetadata]:
 
     return make
 
-# The S3-protocol server on loopback (moto), for the S3 backend and whole-store tests.
-from .s3_server import s3, s3_server  # noqa: E402,F401
+# S3-protocol servers on loopback (moto, SeaweedFS), for the S3 backend and whole-store tests.
+from .s3_server import s3, s3_server, seaweed  # noqa: E402,F401

@@ -1,49 +1,67 @@
-"""S3-compatible object storage (AWS S3, MinIO, SeaweedFS, …) as a backend, over ``pyarrow.fs``.
+"""S3-compatible object storage (AWS S3, MinIO, SeaweedFS, …) as a backend, over obstore.
 
-Object stores have no rename, so a blob is published by one PUT to its final key, which
-the server applies whole or not at all. Blobs up to :data:`SINGLE_PUT_LIMIT` go out in
-exactly one request (``allow_delayed_open`` buffers the bytes until ``close``); the
-store keeps packs under it (:attr:`S3Backend.preferred_pack_size`). See ``docs/s3.md``.
+obstore (Rust's ``object_store``) sends conditional PUTs — ``If-None-Match: *`` — which
+is what :meth:`S3Backend.create`, the log's commit, stands on; pyarrow.fs cannot. Every
+blob is one PUT to its final key, which the server applies whole or not at all (no
+rename, no multipart upload), so a reader never sees part of a blob. See ``docs/s3.md``.
+
+obstore runs requests on a pool of threads that does not survive ``fork``: a child
+forked after its parent made a request hangs on its own first request, whatever store
+it opens. Start worker processes with ``multiprocessing.get_context("spawn")`` and open
+a backend in each (an ``S3Backend`` is not picklable; pass its URL and options).
 """
 
 from __future__ import annotations
 
-import logging
+import bisect
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
-from itertools import islice
+import random
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Sequence
 
-import pyarrow.fs as pafs
+import obstore
+from obstore.exceptions import AlreadyExistsError, PreconditionError
+from obstore.exceptions import BaseError as _ObstoreError
+from obstore.store import S3Store
 
-from ..digest import ALGORITHM
 from ..errors import ObjectNotFoundError, StoreError
 from .backend import Buffer, ObjectBackend, ObjectInfo
-from .keys import PACKS, is_valid_key
+from .keys import is_valid_key
 from .s3_config import S3Config, resolve
+from .s3_errors import bucket_missing, credentials_refused, range_refused, store_error
 
-log = logging.getLogger(__name__)
-
-# pyarrow sends a blob below 10 MiB as a single PutObject; from 10 MiB on it switches to
-# a multipart upload (create, parts, complete), which it cannot abort from Python.
-SINGLE_PUT_LIMIT = (10 << 20) - 1
-# Packs grow past the target by at most one entry (chunks are ≤ 1 MiB) plus the index,
-# so 8 MiB keeps packs single PUTs with room to spare; only the manifest of a model of
-# tens of GiB outgrows that, and its pack goes out as a multipart upload.
+# S3 takes at most 5 GiB in one PutObject; above that only a multipart upload would do,
+# and a multipart upload is neither create-only nor abortable by a dying client.
+SINGLE_PUT_LIMIT = 5 << 30
+# A pack is one PUT, retried whole on a server error: 8 MiB keeps a typical save one
+# request while a retry stays cheap and a PUT ends well inside the client's 30 s request
+# timeout even on a slow link.
 S3_PACK_TARGET = 8 << 20
-_SHARDS = tuple(f"{i:02x}" for i in range(256))
-_SHARD_ROOT = f"{PACKS}/{ALGORITHM}/"
-# Shard listings fetched ahead of the consumer: 256 round trips overlap, memory stays
-# bounded by a few shards' worth of entries.
-_LIST_AHEAD = 4
+# Ranges closer than this are read with one GET: on S3 a round trip costs more than 1 MiB.
+_COALESCE = 1 << 20
+_ERRORS = (_ObstoreError, OSError, ValueError)  # what obstore raises besides panics
+_TAKEN = (AlreadyExistsError, PreconditionError)
 
 
-def _utc(mtime: datetime | None) -> datetime:
+def _spans(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(start, end)`` ranges merged where less than :data:`_COALESCE` apart, in order."""
+    spans: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if spans and start - spans[-1][1] <= _COALESCE:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _info(key: str, meta: Any) -> ObjectInfo:
+    mtime: datetime | None = meta["last_modified"]
     if mtime is None:
         raise StoreError("the S3 server returned an object without Last-Modified")
-    return mtime if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc)
+    return ObjectInfo(key, meta["size"], mtime if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc))
 
 
 def _join(key: str, parts: Sequence[Buffer]) -> memoryview | bytes:
@@ -52,11 +70,14 @@ def _join(key: str, parts: Sequence[Buffer]) -> memoryview | bytes:
         views = [memoryview(p).cast("B") for p in parts]
     except (TypeError, ValueError) as exc:
         raise StoreError(f"cannot write {key}: a part is not a contiguous bytes-like object ({exc})") from exc
-    return views[0] if len(views) == 1 else b"".join(views)
+    data = views[0] if len(views) == 1 else b"".join(views)
+    if len(data) > SINGLE_PUT_LIMIT:
+        raise StoreError(f"cannot write {key}: {len(data)} bytes is more than one S3 PUT takes (5 GiB)")
+    return data
 
 
 class S3Backend(ObjectBackend):
-    """Blobs under ``s3://bucket/prefix/packs/blake3/ab/…``; see :meth:`from_url`.
+    """Blobs under ``s3://bucket/prefix/…`` (``packs/``, ``log/``, ``checkpoints/``); see :meth:`from_url`.
 
     Raises:
         StoreError: the bucket is missing (and may not be created) or cannot be reached.
@@ -66,13 +87,19 @@ class S3Backend(ObjectBackend):
     read_concurrency = 8
 
     def __init__(self, config: S3Config) -> None:
-        self.config, self.url, self._root = config, config.url, config.root
+        self.config, self.url = config, config.url
+        # Explicit keys go in through a provider, not as values: obstore fills every value
+        # it is not given from the AWS_* environment, and would pair the keys with, say, a
+        # stale AWS_SESSION_TOKEN that the server then refuses.
+        creds = config.credentials()
+        kwargs = dict(config.store_kwargs(), credential_provider=(lambda: creds) if creds else None)
         try:
-            self._fs = pafs.S3FileSystem(
-                retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=config.max_attempts),
-                **config.filesystem_kwargs())
-        except (OSError, ValueError) as exc:
+            self._store = S3Store(**kwargs)
+            # create() retries by itself, to know when an earlier attempt may have landed.
+            self._once = S3Store(**dict(kwargs, retry_config={"max_retries": 0}))
+        except (*_ERRORS, TypeError) as exc:
             raise StoreError(f"cannot configure S3 access to {self.url}: {config.scrub(str(exc))}") from exc
+        self._kwargs = kwargs
         self._check_bucket()
 
     @classmethod
@@ -89,210 +116,217 @@ class S3Backend(ObjectBackend):
     # -- helpers -------------------------------------------------------------------------
 
     def _check_bucket(self) -> None:
-        bucket = self.config.bucket
+        # One delimited LIST: a few common prefixes (log/, packs/), whatever the store's size.
         try:
-            info = self._fs.get_file_info(bucket)
-            if info.type == pafs.FileType.NotFound:
-                if not self.config.allow_bucket_creation:
-                    raise StoreError(f"bucket {bucket!r} does not exist at {self.config.endpoint}: "
-                                     "create it, or pass allow_bucket_creation=True")
-                self._fs.create_dir(bucket)
-        except OSError as exc:
-            raise self._error("open bucket", bucket, exc) from exc
+            obstore.list_with_delimiter(self._store, None)
+            return
+        except _ERRORS as exc:
+            if not bucket_missing(exc):
+                raise self._error("open bucket", self.config.bucket, exc) from exc
+        if not self.config.allow_bucket_creation:
+            raise StoreError(f"bucket {self.config.bucket!r} does not exist at {self.config.endpoint}: "
+                             "create it, or pass allow_bucket_creation=True")
+        self._create_bucket()
+
+    def _create_bucket(self) -> None:
+        """PUT the bucket's own URL (S3's CreateBucket). obstore has no bucket API, but it
+        signs the request (a presigned URL, whatever the credential source); urllib sends it."""
+        region = self.config.region
+        body = b"" if region in (None, "us-east-1") else (
+            '<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>").encode()
+        try:
+            root = S3Store(**dict(self._kwargs, prefix=None))
+            url = obstore.sign(root, "PUT", "", timedelta(minutes=5))
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT"), timeout=60) as r:
+                r.read()
+        except urllib.error.HTTPError as exc:
+            answer = exc.read().decode(errors="replace")
+            if "BucketAlreadyOwnedByYou" in answer:
+                return  # another process created it first
+            raise self._error("create bucket", self.config.bucket,
+                              StoreError(f"HTTP {exc.code}: {answer[:300]}")) from exc
+        except (*_ERRORS, urllib.error.URLError) as exc:
+            raise self._error("create bucket", self.config.bucket, exc) from exc
 
     def _path(self, key: str) -> str:
         if not is_valid_key(key):
             raise StoreError(f"refusing malformed object key {key[:100]!r}")
-        return f"{self._root}/{key}"
+        return key
 
     def _error(self, action: str, what: str, exc: BaseException) -> StoreError:
-        text = self.config.scrub(str(exc))
-        where = self.config.endpoint
-        if "NO_SUCH_BUCKET" in text:
-            hint = f"bucket {self.config.bucket!r} does not exist at {where}; create it"
-        elif "ACCESS_DENIED" in text or "HTTP status 403" in text:
-            hint = ("access denied: check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-                    "or a profile) and that the bucket policy allows List/Get/Put/DeleteObject")
-        elif "INVALID_ACCESS_KEY_ID" in text or "SIGNATURE_DOES_NOT_MATCH" in text:
-            hint = "the server rejected the credentials: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
-        elif "NETWORK_CONNECTION" in text or "curlCode" in text:
-            hint = (f"cannot reach {where}: check AWS_ENDPOINT_URL (or endpoint_override) and the "
-                    "network, then retry")
-        else:
-            hint = "retry; if it persists check the endpoint, region (AWS_REGION) and credentials"
-        if action == "write":
-            hint += "; nothing was recorded in the catalog"
-        return StoreError(f"could not {action} {what} in {self.url}: {text}; {hint}")
+        return store_error(self.config, action, what, exc)
 
-    def _size_or_none(self, path: str, key: str) -> int | None:
-        # open_input_file costs one HEAD; get_file_info adds a LIST when the key is missing.
-        try:
-            with self._fs.open_input_file(path) as f:
-                return f.size()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._error("inspect", key, exc) from exc
+    def _fail(self, action: str, key: str, exc: BaseException) -> Exception:
+        """An obstore error as ours: a missing object (not a missing bucket) is not found."""
+        if isinstance(exc, FileNotFoundError) and not bucket_missing(exc):
+            return ObjectNotFoundError(key)
+        return self._error(action, key, exc)
 
-    def _publish(self, path: str, key: str, data: memoryview | bytes) -> None:
-        """One PUT of ``data`` at ``path``: the whole blob or, on any failure, nothing."""
+    def _overwrite(self, key: str, data: memoryview | bytes) -> None:
         try:
-            stream = self._fs.open_output_stream(path)  # delayed open: no request yet
-        except OSError as exc:
+            obstore.put(self._store, key, data, use_multipart=False)
+        except _ERRORS as exc:
             raise self._error("write", key, exc) from exc
-        complete = False
-        try:
-            try:
-                stream.write(data)
-                complete = stream.tell() == len(data)
-            finally:
-                if complete:
-                    stream.close()  # the PUT
-                else:
-                    self._settle(stream, path, key, data)
-        except OSError as exc:
-            raise self._error("write", key, exc) from exc
-
-    def _settle(self, stream: Any, path: str, key: str, data: memoryview | bytes) -> None:
-        """End a write that raised before all of ``data`` was in ``stream``.
-
-        pyarrow binds no abort: a stream PUTs whatever it holds when it is closed or
-        garbage collected. So finish the write if the stream still takes bytes (an
-        interrupt between two calls); otherwise close it and delete what it published
-        unless that is the whole blob (a concurrent put of the same key). The caller's
-        exception propagates either way.
-        """
-        try:
-            if stream.tell() < len(data):
-                stream.write(memoryview(data)[stream.tell():])
-            whole = stream.tell() == len(data)
-        except BaseException:  # noqa: BLE001 - the caller re-raises the original failure
-            whole = False
-        try:
-            stream.close()  # publishes the whole blob, or a prefix that is removed below
-        except OSError:
-            return  # a failed close published nothing
-        except BaseException:  # noqa: BLE001 - an interrupt may land after the PUT went out
-            pass
-        if whole:
-            return
-        try:
-            found = self._size_or_none(path, key)
-            if found is not None and found != len(data):
-                self._fs.delete_file(path)
-        except (OSError, StoreError):
-            log.warning("could not remove an incomplete write of %s in %s; the next put of it "
-                        "replaces it and reads detect it by size and digest", key, self.url)
-
-    def _read_at(self, f: Any, key: str, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise StoreError(f"bad range ({offset}, {length}) of {key}")
-        n = max(0, min(length, f.size() - offset))
-        return f.read_at(n, offset) if n else b""
 
     # -- primitives ----------------------------------------------------------------------
 
     def put(self, key: str, parts: Sequence[Buffer]) -> bool:
-        """One HEAD (to answer "was it new?") and one PUT.
+        """One create-only PUT; True if it made the blob.
 
-        A present key is re-PUT with the same bytes: S3 has no touch, and pyarrow's
-        ``copy_file`` of a key onto itself is a no-op, so rewriting is what refreshes its
-        Last-Modified for gc's grace rule. Content addressing makes the bytes identical;
-        a present blob of the wrong size (damage) is replaced and reported as new.
+        A key that is already there costs one HEAD more: content addressing makes its
+        bytes the same, unless it has the wrong size (damage), which is overwritten and
+        reported as new. A present key's Last-Modified is left alone (see :meth:`touch`).
         """
-        path = self._path(key)
-        data = _join(key, parts)
-        found = self._size_or_none(path, key)
-        self._publish(path, key, data)
-        return found != len(data)
+        data = _join(self._path(key), parts)
+        try:
+            obstore.put(self._store, key, data, mode="create", use_multipart=False)
+            return True
+        except _TAKEN:
+            pass  # present, or (AWS's 409) being written by someone else right now
+        except _ERRORS as exc:
+            raise self._error("write", key, exc) from exc
+        try:
+            if self.stat(key).size == len(data):
+                return False
+        except ObjectNotFoundError:
+            pass
+        self._overwrite(key, data)
+        return True
 
-    def exists(self, key: str) -> bool:
-        return self._size_or_none(self._path(key), key) is not None
+    def create(self, key: str, data: bytes) -> bool:
+        """One PUT with ``If-None-Match: *``; False if a blob is already at ``key``.
+
+        obstore retries a PUT that got a server error, and the retry of a PUT that did land
+        is refused — a writer would be told it lost a race it won. So this method retries
+        by itself and, once an attempt may have landed, compares the blob it finds with
+        ``data``: the same bytes mean the write was its own. Writers therefore make each
+        payload unique (a writer id, a nonce). A refusal that leaves the key empty (AWS's
+        409: another conditional write in flight) is retried.
+
+        Raises:
+            StoreError: no attempt got an answer; the blob may or may not be there.
+        """
+        view = _join(self._path(key), [data])
+        maybe_landed, failure = False, None
+        for attempt in range(self.config.max_attempts):
+            if attempt:
+                time.sleep(0.1 * 2 ** attempt * random.uniform(0.5, 1.0))
+            try:
+                obstore.put(self._once, key, view, mode="create", use_multipart=False)
+                return True
+            except _TAKEN as exc:
+                found = self.get(key)
+                if found is not None:
+                    return maybe_landed and found == view
+                failure = exc
+            except FileNotFoundError as exc:
+                raise self._error("create", key, exc) from exc  # no bucket: no use retrying
+            except _ObstoreError as exc:
+                if credentials_refused(exc):
+                    raise self._error("create", key, exc) from exc
+                maybe_landed, failure = True, exc  # a server error or a lost answer
+            except (OSError, ValueError) as exc:
+                raise self._error("create", key, exc) from exc
+        raise StoreError(f"{self._error('create', key, failure)}; the outcome is unknown: {key} may "
+                         "hold these bytes, so read it before trying the next key") from failure
+
+    def get(self, key: str) -> bytes | None:
+        """One GET; None if there is no blob at ``key``."""
+        try:
+            return bytes(obstore.get(self._store, self._path(key)).bytes())
+        except FileNotFoundError as exc:
+            if bucket_missing(exc):
+                raise self._error("read", key, exc) from exc
+            return None
+        except _ERRORS as exc:
+            raise self._error("read", key, exc) from exc
+
+    def read(self, key: str) -> bytes:
+        data = self.get(key)
+        if data is None:
+            raise ObjectNotFoundError(key)
+        return data
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         return self.read_ranges(key, [(offset, length)])[0]
 
     def read_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-        """One HEAD, then one ranged GET per range."""
-        path = self._path(key)
+        """Ranged GETs, sent at once; ranges less than 1 MiB apart share one GET."""
+        self._path(key)
+        if any(o < 0 or n < 0 for o, n in ranges):
+            raise StoreError(f"bad range in {list(ranges)[:5]} of {key}")
+        spans = _spans([(o, o + n) for o, n in ranges if n])
+        if not spans:
+            self.stat(key)  # empty ranges of a missing blob are still an error
+            return [b""] * len(ranges)
         try:
-            with self._fs.open_input_file(path) as f:
-                return [self._read_at(f, key, offset, length) for offset, length in ranges]
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(key) from exc
-        except OSError as exc:
-            raise self._error("read", key, exc) from exc
-
-    def stat(self, key: str) -> ObjectInfo:
-        path = self._path(key)
-        try:
-            info = self._fs.get_file_info(path)
-        except OSError as exc:
-            raise self._error("stat", key, exc) from exc
-        if info.type == pafs.FileType.NotFound:
-            raise ObjectNotFoundError(key)
-        if info.type != pafs.FileType.File:
-            raise StoreError(f"{key} in {self.url} is not an object (a directory marker?)")
-        return ObjectInfo(key, info.size, _utc(info.mtime))
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every blob under ``prefix``, one shard (``packs/blake3/ab/``) listing at a time.
-
-        pyarrow returns a listing as one list, so listing shard by shard is what keeps
-        memory bounded: a few shards' entries at once, whatever the store's size.
-        """
-        shards = self._shards_under(prefix)
-        if not shards:
-            return
-        pool = ThreadPoolExecutor(max_workers=_LIST_AHEAD, thread_name_prefix="cas-s3-list")
-        pending: deque[Future[list[ObjectInfo]]] = deque()
-        todo = iter(shards)
-        try:
-            pending.extend(pool.submit(self._list_shard, s, prefix) for s in islice(todo, _LIST_AHEAD))
-            while pending:
-                infos = pending.popleft().result()
-                pending.extend(pool.submit(self._list_shard, s, prefix) for s in islice(todo, 1))
-                yield from infos
-        finally:
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=False)
-
-    @staticmethod
-    def _shards_under(prefix: str) -> list[str]:
-        if _SHARD_ROOT.startswith(prefix):
-            return list(_SHARDS)
-        if not prefix.startswith(_SHARD_ROOT):
-            return []
-        head = prefix[len(_SHARD_ROOT):len(_SHARD_ROOT) + 2]
-        return [s for s in _SHARDS if s.startswith(head)]
-
-    def _list_shard(self, shard: str, prefix: str) -> list[ObjectInfo]:
-        base = f"{self._root}/{_SHARD_ROOT}{shard}"
-        try:
-            infos = self._fs.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-        except OSError as exc:
-            raise self._error("list", f"{_SHARD_ROOT}{shard}/", exc) from exc
+            # Spans are merged here, not by obstore: its merging slices a short answer (a
+            # blob shorter than the index says) past its end and panics.
+            got = obstore.get_ranges(self._store, key, starts=[s for s, _ in spans],
+                                     ends=[e for _, e in spans], coalesce=0)
+        except _ERRORS as exc:
+            if not range_refused(exc):
+                raise self._fail("read", key, exc) from exc
+            # A span starts at or past the end (a truncated blob): read them one by one.
+            got = [self._range_or_empty(key, s, e - s) for s, e in spans]
+        starts = [s for s, _ in spans]
+        views = [memoryview(g) for g in got]
         out = []
-        cut = len(self._root) + 1
-        for info in infos:
-            key = info.path[cut:]
-            if info.type == pafs.FileType.File and key.startswith(prefix) and is_valid_key(key):
-                out.append(ObjectInfo(key, info.size, _utc(info.mtime)))
-        out.sort(key=lambda i: i.key)
+        for o, n in ranges:
+            i = bisect.bisect_right(starts, o) - 1
+            out.append(bytes(views[i][o - starts[i] : o - starts[i] + n]) if n else b"")
         return out
 
-    def delete(self, key: str) -> None:
-        path = self._path(key)
+    def _range_or_empty(self, key: str, offset: int, length: int) -> bytes:
         try:
-            self._fs.delete_file(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
+            return bytes(obstore.get_range(self._store, key, start=offset, length=length))
+        except _ERRORS as exc:
+            if range_refused(exc):
+                return b""
+            raise self._fail("read", key, exc) from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            return _info(key, obstore.head(self._store, self._path(key)))
+        except _ERRORS as exc:
+            raise self._fail("stat", key, exc) from exc
+
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """LISTs of up to 1,000 keys each (S3's page), from ``start_after`` on, in key order.
+
+        obstore lists whole path segments, so the listing starts at the prefix's folder and
+        stops at the first key past the prefix. A server that lists out of order would
+        break the log's reading, so that is an error, not a silent gap.
+        """
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        last = start_after or ""
+        try:
+            for page in obstore.list(self._store, folder or None, offset=start_after, chunk_size=1000):
+                for meta in page:
+                    key = meta["path"]
+                    if key <= last:
+                        raise StoreError(f"{self.config.endpoint} listed {key} after {last}: S3 lists "
+                                         "in key order, this server does not; it cannot hold a store")
+                    last = key
+                    if not key.startswith(prefix):
+                        if key > prefix:
+                            return  # keys are sorted: none further can match
+                        continue
+                    if is_valid_key(key):
+                        yield _info(key, meta)
+        except _ERRORS as exc:
+            raise self._error("list", prefix or "/", exc) from exc
+
+    def delete(self, key: str) -> None:
+        try:
+            obstore.delete(self._store, self._path(key))
+        except FileNotFoundError as exc:
+            if bucket_missing(exc):
+                raise self._error("delete", key, exc) from exc
+        except _ERRORS as exc:
             raise self._error("delete", key, exc) from exc
 
     def touch(self, key: str) -> None:
-        """Refresh Last-Modified by rewriting the blob (HEAD, GET, PUT; packs are ≤ ~9 MiB)."""
-        path = self._path(key)
-        data = self.read_ranges(key, [(0, 1 << 62)])[0]
-        self._publish(path, key, data)
+        """Refresh Last-Modified by writing the blob again (one GET, one PUT): S3 has no touch."""
+        self._overwrite(key, self.read(key))

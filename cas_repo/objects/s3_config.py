@@ -1,4 +1,4 @@
-"""Where an ``s3://bucket/prefix`` store lives and how to reach it (pure: no I/O, no pyarrow).
+"""Where an ``s3://bucket/prefix`` store lives and how to reach it (pure: no I/O, no client library).
 
 Settings come from explicit options first, then the usual AWS environment variables:
 
@@ -13,8 +13,9 @@ option                 environment
 ``session_token``      ``AWS_SESSION_TOKEN``
 =====================  ==========================================================
 
-With no keys in options or environment the AWS SDK's own chain applies (profiles in
-``~/.aws``, then the instance metadata service unless ``AWS_EC2_METADATA_DISABLED=true``).
+With no keys in options or environment the client's own chain applies: web identity
+(``AWS_WEB_IDENTITY_TOKEN_FILE``), container credentials, then the instance metadata
+service. Profiles in ``~/.aws`` are not read.
 Secrets never appear in ``repr``, in :attr:`S3Config.url` or in error messages.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
@@ -31,6 +33,8 @@ from ..errors import StoreError
 # is harmless: a store only needs names that work everywhere.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_PART = re.compile(r"[A-Za-z0-9._=+-]+")
+_OTHER_CREDENTIAL_SOURCES = ("AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                             "AWS_CONTAINER_CREDENTIALS_FULL_URI")
 _OPTIONS = frozenset({"endpoint_override", "scheme", "region", "access_key", "secret_key",
                       "session_token", "allow_bucket_creation", "connect_timeout", "max_attempts"})
 
@@ -56,11 +60,6 @@ class S3Config:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
     @property
-    def root(self) -> str:
-        """The pyarrow path of the store: ``bucket`` or ``bucket/prefix``."""
-        return f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
-
-    @property
     def endpoint(self) -> str:
         """Where requests go, for messages: the endpoint URL or "AWS S3"."""
         return f"{self.scheme}://{self.endpoint_override}" if self.endpoint_override else "AWS S3"
@@ -72,21 +71,37 @@ class S3Config:
                 text = text.replace(secret, "***")
         return text
 
-    def filesystem_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``pyarrow.fs.S3FileSystem`` (secrets included: never log)."""
-        kwargs: dict[str, Any] = {
-            "scheme": self.scheme,
-            "allow_bucket_creation": self.allow_bucket_creation,
-            # One PUT per object: without it a write opens a multipart upload first,
-            # three requests where one will do.
-            "allow_delayed_open": True,
+    def credentials(self) -> dict[str, Any] | None:
+        """The explicit keys as obstore's credential record, or None (secrets: never log)."""
+        if self.access_key is None:
+            return None
+        return {"access_key_id": self.access_key, "secret_access_key": self.secret_key,
+                "token": self.session_token, "expires_at": None}
+
+    def store_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for obstore's ``S3Store``, credentials excepted (see :meth:`credentials`)."""
+        config: dict[str, Any] = {
+            # If-None-Match / If-Match headers: what create() stands on. Set explicitly so
+            # that an AWS_CONDITIONAL_PUT in the environment cannot turn it off.
+            "conditional_put": "etag",
+            # Servers on an endpoint of their own (MinIO, SeaweedFS, moto) want path-style
+            # URLs; AWS wants virtual-hosted ones, except for bucket names with dots (TLS).
+            "virtual_hosted_style_request": self.endpoint_override is None and "." not in self.bucket,
         }
-        for name in ("endpoint_override", "region", "access_key", "secret_key", "session_token",
-                     "connect_timeout"):
-            value = getattr(self, name)
-            if value is not None:
-                kwargs[name] = value
-        return kwargs
+        if self.endpoint_override is not None:
+            config["endpoint"] = f"{self.scheme}://{self.endpoint_override}"
+        if self.region is not None:
+            config["region"] = self.region
+        client: dict[str, Any] = {"allow_http": self.scheme == "http"}
+        if self.connect_timeout is not None:
+            client["connect_timeout"] = timedelta(seconds=self.connect_timeout)
+        return {
+            "bucket": self.bucket,
+            "prefix": self.prefix or None,
+            "config": config,
+            "client_options": client,
+            "retry_config": {"max_retries": self.max_attempts - 1},
+        }
 
 
 def _parse_endpoint(text: str, source: str) -> tuple[str | None, str]:
@@ -150,7 +165,14 @@ def resolve(url: str, options: Mapping[str, Any], environ: Mapping[str, str]) ->
         token = environ.get("AWS_SESSION_TOKEN")
         source = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if bool(access) != bool(secret):
-        raise StoreError(f"{source} go together: set both, or neither to use the AWS profile chain")
+        raise StoreError(f"{source} go together: set both, or neither to use the client's credential chain")
+    # The client would still ask the instance metadata service, and off the cloud wait for
+    # it to time out: honour the variable the AWS SDKs honour.
+    if not access and environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true" \
+            and not any(environ.get(n) for n in _OTHER_CREDENTIAL_SOURCES):
+        raise StoreError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the "
+                         "access_key and secret_key options); AWS_EC2_METADATA_DISABLED=true rules out "
+                         "the instance metadata service")
 
     max_attempts = int(options.get("max_attempts", 3))
     if max_attempts < 1:

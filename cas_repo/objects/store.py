@@ -39,7 +39,7 @@ def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBacken
         try:
             from .s3 import S3Backend
         except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise StoreError(f"s3:// stores need pyarrow with S3 support ({exc})") from exc
+            raise StoreError(f"s3:// stores need obstore: pip install obstore ({exc})") from exc
         return S3Backend.from_url(text, **options)  # type: ignore[arg-type]
     if "://" in text and not text.startswith("file://"):
         raise StoreError(f"unsupported store URL {text!r}: use a folder path or s3://bucket/prefix")

@@ -1,7 +1,9 @@
 """The contract every ObjectBackend passes, unchanged.
 
 A backend's test module subclasses :class:`BackendContract` and provides one fixture,
-``backend``, yielding a fresh, empty backend. Nothing here knows which backend it runs.
+``backend``, yielding a fresh, empty backend. Nothing here knows which backend it runs,
+except one flag: a test server whose create-only write is known not to be atomic (moto)
+sets ``atomic_create = False`` and skips the races that would only test the server.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from cas_repo.digest import hash_bytes, hash_many
 from cas_repo.errors import IntegrityError, ObjectNotFoundError, StoreError
 from cas_repo.location import CHUNK, MANIFEST
 from cas_repo.objects import ObjectBackend, ObjectStore
-from cas_repo.objects.keys import pack_key
+from cas_repo.objects.keys import checkpoint_key, log_key, pack_key
 from cas_repo.objects.store import NewEntry
 
 
@@ -26,6 +28,8 @@ def _key(data: bytes) -> str:
 
 class BackendContract:
     """Shared behaviour of object backends (primitives, then the ObjectStore on top)."""
+
+    atomic_create = True
 
     # -- primitives ------------------------------------------------------------------------
 
@@ -121,6 +125,91 @@ class BackendContract:
         assert not errors
         assert backend.read(key) == data
         assert list(backend.list_incomplete()) == []
+
+    # -- create-only writes, get, ordered listing (the log's primitives) -------------------------
+
+    def test_create_publishes_once_and_keeps_the_first_bytes(self, backend: ObjectBackend) -> None:
+        key = log_key(1)
+        first, second = b"first " * 100, b"second" * 100
+        assert backend.create(key, first) is True
+        assert backend.create(key, second) is False
+        assert backend.create(key, first) is False
+        assert backend.get(key) == first and backend.read(key) == first
+        assert backend.stat(key).size == len(first)
+        with pytest.raises(StoreError):
+            backend.create("log/1", b"x")  # not a 20-digit position
+
+    def test_concurrent_creators_have_exactly_one_winner(self, backend: ObjectBackend) -> None:
+        if not self.atomic_create:
+            pytest.skip("this test server's create-only write is not atomic")
+        n, rounds = 8, 6
+        payloads = [[bytes([w]) * 200_000 + os.urandom(16) for w in range(n)] for _ in range(rounds)]
+        results: list[list[bool | None]] = [[None] * n for _ in range(rounds)]
+        whole = {p for row in payloads for p in row}
+        torn: list[int] = []
+        done = threading.Event()
+        barrier = threading.Barrier(n)
+
+        def writer(w: int) -> None:
+            for r in range(rounds):
+                barrier.wait()
+                results[r][w] = backend.create(log_key(r + 1), payloads[r][w])
+
+        def reader() -> None:
+            while not done.is_set():
+                for r in range(rounds):
+                    data = backend.get(log_key(r + 1))
+                    if data is not None and data not in whole:
+                        torn.append(len(data))
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(n)]
+        watcher = threading.Thread(target=reader)
+        watcher.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        done.set()
+        watcher.join()
+        for r in range(rounds):
+            assert results[r].count(True) == 1 and results[r].count(False) == n - 1
+            assert backend.get(log_key(r + 1)) == payloads[r][results[r].index(True)]
+        assert torn == []  # a reader saw nothing or a whole payload, never a part or a mix
+
+    def test_get_is_none_for_a_missing_key(self, backend: ObjectBackend) -> None:
+        assert backend.get(log_key(7)) is None
+        assert backend.get(_key(b"absent")) is None
+        data = b"present"
+        backend.put(_key(data), [data])
+        assert backend.get(_key(data)) == data
+        with pytest.raises(StoreError):
+            backend.get("../log/00000000000000000001")
+
+    def test_list_is_sorted_after_start_after_and_within_the_prefix(self, backend: ObjectBackend) -> None:
+        logs = [log_key(i) for i in (1, 2, 3, 9, 10, 11, 100)]
+        for i, key in enumerate(logs):
+            assert backend.create(key, f"commit {i}".encode())
+        packs = sorted(_key(f"pack {i}".encode()) for i in range(6))
+        for i in range(6):
+            backend.put(_key(f"pack {i}".encode()), [f"pack {i}".encode()])
+        backend.create(checkpoint_key(10), b"state")
+
+        def keys(prefix: str, after: str | None = None) -> list[str]:
+            return [info.key for info in backend.list(prefix, start_after=after)]
+
+        assert keys("log/") == logs  # zero-padded positions: key order is numeric order
+        assert keys("log/", logs[3]) == logs[4:]
+        assert keys("log/", logs[-1]) == []
+        assert keys("log/", "log/") == logs
+        assert keys("log/", "checkpoints/") == logs  # an earlier namespace: everything
+        assert keys("log/", packs[0]) == []  # a later one: nothing
+        assert keys("packs/") == packs
+        assert keys("packs/", log_key(3)) == packs
+        assert keys("packs/", packs[2]) == packs[3:]
+        assert keys("checkpoints/") == [checkpoint_key(10)]
+        assert keys("") == [checkpoint_key(10)] + logs + packs
+        assert keys("log/0000000000000000001") == logs[4:6]  # a prefix inside a folder (10, 11)
+        assert [i.size for i in backend.list("log/", start_after=logs[5])] == [len(b"commit 6")]
 
     # -- the object store over the backend ---------------------------------------------------
 

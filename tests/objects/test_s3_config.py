@@ -24,7 +24,7 @@ def test_environment_supplies_endpoint_scheme_region_and_keys():
     c = resolve("s3://models", {}, env)
     assert (c.endpoint_override, c.scheme, c.region) == ("minio.local:9000", "http", "eu-central-1")
     assert (c.access_key, c.secret_key, c.session_token) == ("K", "S", "T")
-    assert c.prefix == "" and c.root == "models" and c.url == "s3://models"
+    assert c.prefix == "" and c.url == "s3://models"
 
 
 def test_service_specific_endpoint_and_aws_region_take_precedence():
@@ -34,11 +34,36 @@ def test_service_specific_endpoint_and_aws_region_take_precedence():
     assert (c.endpoint_override, c.scheme, c.region) == ("s3only:2", "https", "ap-south-1")
 
 
-def test_no_keys_leaves_the_sdk_chain_in_charge():
+def test_no_keys_leaves_the_client_chain_in_charge():
     c = resolve("s3://bkt/p", {}, {})
     assert c.access_key is None and c.secret_key is None and c.region is None
-    kwargs = c.filesystem_kwargs()
-    assert "access_key" not in kwargs and kwargs["allow_delayed_open"] is True
+    kwargs = c.store_kwargs()
+    assert "access_key_id" not in str(kwargs) and "secret" not in str(kwargs)
+
+
+def test_store_kwargs_for_a_loopback_server_and_for_aws():
+    local = resolve("s3://bkt/p/q", {"endpoint_override": "http://127.0.0.1:9000", "region": "us-east-1",
+                                     "access_key": "K", "secret_key": "S", "connect_timeout": 2,
+                                     "max_attempts": 4}, {})
+    kw = local.store_kwargs()
+    assert (kw["bucket"], kw["prefix"]) == ("bkt", "p/q")
+    assert kw["config"] == {"endpoint": "http://127.0.0.1:9000", "region": "us-east-1",
+                            "conditional_put": "etag", "virtual_hosted_style_request": False}
+    assert kw["client_options"]["allow_http"] is True
+    assert kw["client_options"]["connect_timeout"].total_seconds() == 2
+    assert kw["retry_config"] == {"max_retries": 3}
+    assert "S" not in kw["config"].values()  # secrets travel through the credential provider
+    aws = resolve("s3://bkt", {"region": "eu-west-1"}, {}).store_kwargs()
+    assert aws["prefix"] is None and "endpoint" not in aws["config"]
+    assert aws["config"]["virtual_hosted_style_request"] is True and aws["client_options"]["allow_http"] is False
+    assert resolve("s3://my.dotted.bucket", {}, {}).store_kwargs()["config"]["virtual_hosted_style_request"] is False
+
+
+def test_no_keys_with_the_metadata_service_disabled_is_refused_at_once():
+    with pytest.raises(StoreError, match="no S3 credentials"):
+        resolve("s3://bkt", {}, {"AWS_EC2_METADATA_DISABLED": "true"})
+    resolve("s3://bkt", {}, {"AWS_EC2_METADATA_DISABLED": "true", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"})
+    resolve("s3://bkt", {"access_key": "K", "secret_key": "S"}, {"AWS_EC2_METADATA_DISABLED": "true"})
 
 
 def test_explicit_scheme_overrides_the_endpoint_url():

@@ -45,6 +45,7 @@ Their latest figures are recorded, with machine and date, in the page each one n
 | catalog at scale: 1M versions of 100k models (head lookup, `list_models`, `history`, best-IC query) | `python tools/bench/catalog_scale.py` | `docs/sql.md`, "Scale" |
 | import of 50 Recorder runs of continued-training LightGBM models | `python tools/bench/import_mlruns.py` | `docs/qlib.md` |
 | objects on S3 (moto on loopback) beside the local backend | `python -m tools.bench.s3` | `docs/s3.md` |
+| S3 primitives (create-only PUT, PUT, GET, LIST) on SeaweedFS and moto, loopback | `python -m tools.bench.s3_primitives` | `docs/s3.md` |
 | audit, fsck, gc, retention and rebuild on 200 LightGBM / 2,000 synthetic versions | `python -m tools.maintenance_bench` | `docs/maintenance.md` |
 """
 
