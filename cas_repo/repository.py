@@ -345,7 +345,8 @@ class ModelStore(EditsMixin, QueryMixin):
             raise exc.with_version(row.model_id, row.version) from exc
 
     def _locate(self, digests: Sequence[Digest | str], row: VersionRow) -> list[Location]:
-        with self.ledger.current() as st:
+        # The state the row came from (a moved pack makes _load_row fold in and retry).
+        with self.ledger.known() as st:
             found = st.locate(digests)
             if len(found) < len({d if isinstance(d, str) else d.hex for d in digests}):
                 ref = st.models[row.model_id].versions[row.version - 1] if row.model_id in st.models else None

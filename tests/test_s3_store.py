@@ -46,16 +46,18 @@ def test_lightgbm_history_round_trips_through_s3(s3, s3_store, make_md, lgbm_pai
     s3_store.save_model(parent, make_md("alpha", IC=0.041))
     mark = s3.log_offset()
     s3_store.save_model(child, make_md("alpha", IC=0.043))
-    # One pack per save: new chunks, manifest and event record in a single PUT.
-    assert s3.requests_since(mark) == {"PUT": 1}
+    # Three requests: one LIST to catch up with the log, one PUT of the pack (new chunks
+    # and manifest), one create-only PUT of the commit.
+    assert s3.operations_since(mark) == {"LIST": 1, "PUT": 2}
 
     mark = s3.log_offset()
     loaded, md = s3_store.load_model("alpha")
-    counts = s3.requests_since(mark)
+    counts = s3.operations_since(mark)
     assert md.version == 2 and md.metrics == {"IC": 0.043}
     assert _same_predictions(loaded, child, dataset)
-    # Manifest, then chunks from the two saves' packs: ranged GETs only, no HEAD.
-    assert set(counts) == {"GET"} and counts["GET"] <= 6
+    # One LIST (catch-up: nothing new), then the manifest and the chunks from the two saves'
+    # packs: ranged GETs only, no HEAD.
+    assert counts["LIST"] == 1 and set(counts) == {"LIST", "GET"} and counts["GET"] <= 4
 
     v3 = s3_store.rollback("alpha", 1)
     rolled, md3 = s3_store.load_model("alpha")
@@ -78,10 +80,9 @@ def test_a_resave_of_identical_bytes_stores_no_new_chunks(s3, s3_store, make_md,
     physical = s3_store.stats().physical_bytes
     s3_store.save_model(parent, make_md("beta"))
     packs = list(s3_store.objects.list_packs())
-    # The second save wrote only its event record (one small pack).
-    assert len(packs) == 2
-    assert min(info.size for _, info in packs) < 2048
-    assert s3_store.stats().physical_bytes - physical < 2048
+    # The second save wrote no pack, only its commit in the log.
+    assert len(packs) == 1
+    assert s3_store.stats().physical_bytes == physical
 
 
 def test_a_pack_tampered_with_on_the_server_fails_the_load(s3, s3_store, make_md, lgbm_pair):
@@ -102,9 +103,13 @@ def test_a_pack_tampered_with_on_the_server_fails_the_load(s3, s3_store, make_md
     assert s3_store.objects.verify_pack(pack) != pack
 
 
-def test_a_remote_store_needs_a_local_catalog(s3):
-    with pytest.raises(StoreError, match="catalog"):
-        ModelStore(URL, backend_options=s3.options())
+def test_a_remote_store_keeps_its_index_in_the_users_cache(s3, make_md):
+    opts = s3.options(allow_bucket_creation=True)
+    with ModelStore(URL, backend_options=opts) as a, ModelStore(URL, backend_options=opts) as b:
+        a.save_model({"x": 1}, make_md("m"))
+        assert a.catalog.path == b.catalog.path  # one index per store URL
+        assert a.catalog.path.is_relative_to(os.environ["CAS_REPO_INDEX_DIR"])
+        assert [h.version for h in b.history("m")] == [1]
 
 
 def test_the_cli_reads_an_s3_store_configured_from_the_environment(s3, s3_store, make_md, lgbm_pair, tmp_path):

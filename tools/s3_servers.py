@@ -111,15 +111,22 @@ class MotoServer(_Server):
     def log_offset(self) -> int:
         return self.log_path.stat().st_size
 
-    def requests_since(self, offset: int) -> Counter[str]:
-        """Requests served since ``offset`` of the log, counted by method (``PUT``, ``GET``…)."""
+    def calls_since(self, offset: int) -> list[tuple[str, str]]:
+        """``(method, path?query)`` of each request served since ``offset`` of the log, in order."""
         # The server logs a request when it sends the response headers, i.e. before the
         # client sees the response: nothing to wait for once the call has returned.
         with open(self.log_path, "rb") as f:
             f.seek(offset)
             text = f.read().decode(errors="replace")
-        return Counter(m.group(1) for m in _REQUEST.finditer(text)
-                       if not m.group(2).startswith("/moto-api"))
+        return [(m.group(1), m.group(2)) for m in _REQUEST.finditer(text) if not m.group(2).startswith("/moto-api")]
+
+    def requests_since(self, offset: int) -> Counter[str]:
+        """Requests served since ``offset`` of the log, counted by method (``PUT``, ``GET``…)."""
+        return Counter(m for m, _ in self.calls_since(offset))
+
+    def operations_since(self, offset: int) -> Counter[str]:
+        """Like :meth:`requests_since`, with a listing (a GET with ``list-type``) counted as ``LIST``."""
+        return Counter("LIST" if m == "GET" and "list-type=" in path else m for m, path in self.calls_since(offset))
 
     def stop(self) -> None:
         _stop(self.proc)
