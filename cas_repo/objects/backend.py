@@ -29,10 +29,10 @@ class ObjectBackend(abc.ABC):
     """Immutable blob storage.
 
     Contract: ``put`` publishes all of the bytes or none of them (readers never see a
-    partial blob); putting a key that exists leaves its bytes alone and refreshes its
-    modification time, which is what keeps a concurrent gc from collecting an object a
-    save just deduplicated onto. "Not found" is ``ObjectNotFoundError``; any other
-    failure is ``StoreError``.
+    partial blob); putting a key that exists leaves its bytes alone (pack names carry a
+    nonce, so that only happens when a put is retried). ``create`` is the one
+    synchronisation primitive: exactly one of any number of concurrent creators of a key
+    wins. "Not found" is ``ObjectNotFoundError``; any other failure is ``StoreError``.
     """
 
     #: Human-readable location, e.g. a folder or ``s3://bucket/prefix``.
