@@ -222,9 +222,10 @@ class ModelStore(EditsMixin, QueryMixin):
         needed = [d.hex for d in content.entries] + [content.digest.hex]
         with self.ledger.known() as st:
             have = st.locate(needed)
+            forgotten = st.forgotten  # only grows; read without the lock, it may miss a newer one
         # The bytes go out before the commit, outside the ledger's lock: a large save does
         # not hold up the loads of other threads.
-        written = self.objects.write(self._entries(content, set(needed) - have.keys()))
+        written = self.objects.write(self._entries(content, set(needed) - have.keys()), avoid=forgotten)
         if faults.ARMED:
             faults.crash_point("objects-written")
         meta = metadata_json(md)
@@ -239,8 +240,13 @@ class ModelStore(EditsMixin, QueryMixin):
             present = st.locate(needed)
             lacking = set(needed) - present.keys() - mine.keys()
             if lacking:
-                written += self.objects.write(self._entries(content, lacking))
+                # Never a location in a forgotten pack (same entries, same bytes): gc may be
+                # deleting that file after its commit, whatever our put found.
+                written += self.objects.write(self._entries(content, lacking), avoid=st.forgotten)
             new = tuple(l for l in written if l.digest.hex not in present)
+            # Each pack as written (entries found present meanwhile included), so the size
+            # the log records is the file's.
+            ours = {l.pack for l in new}
             e = st.models.get(md.model_id)
             return [SaveCommit(
                 model_id=md.model_id, version=(e.head_version if e else 0) + 1, seq=(e.seq if e else 0) + 1,
@@ -252,7 +258,7 @@ class ModelStore(EditsMixin, QueryMixin):
                 new_locations=new,
                 manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
                                  if content.digest.hex not in present else None),
-                new_packs=packs_of(new),
+                new_packs=packs_of(list({(l.pack, l.digest): l for l in written if l.pack in ours}.values())),
             )]
 
         _, ops = self.ledger.commit(build)

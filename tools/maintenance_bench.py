@@ -4,7 +4,8 @@
     python -m tools.maintenance_bench --synthetic 2000 # 2000 versions of growing float arrays
 
 Builds the store in a temp folder, then times audit, fsck (quick and full), a retention
-run, gc (dry run and real, purging) and rebuild-catalog, and prints one line per step.
+run, gc (dry run and real, purging: one log commit, then the files) and rebuild-catalog
+(a fold of the whole log into a new index), and prints one line per step.
 """
 
 from __future__ import annotations
@@ -80,14 +81,19 @@ def main() -> None:
         timed("retain keep-last 3", lambda: apply_retention(store, RetentionPolicy(keep_last=3)))
         plan = timed("gc dry run (purge)", lambda: run_gc(store, dry_run=True, grace=timedelta(0),
                                                           purge_older_than=timedelta(0))).plan
-        print(f"  plan: purge {len(plan.purge)} versions, delete {len(plan.delete)} packs, repack {len(plan.repack)}")
-        gc = timed("gc (purge, repack)", lambda: run_gc(store, grace=timedelta(0), purge_older_than=timedelta(0)))
-        gc2 = timed("gc (delete repacked)", lambda: run_gc(store, grace=timedelta(0)))
+        print(f"  plan at log position {plan.position}: purge {len(plan.purge)} versions, delete "
+              f"{len(plan.delete)} packs, repack {len(plan.repack)}")
+        gc = timed("gc (purge, repack, delete)", lambda: run_gc(store, grace=timedelta(0),
+                                                               purge_older_than=timedelta(0)))
+        print(f"  one commit ({gc.position}): purged {len(gc.purged)}, deleted {len(gc.deleted)} packs, repacked "
+              f"{len(gc.repacked)} into {len(gc.new_packs)}, kept {len(gc.skipped)}")
+        gc2 = timed("gc again (nothing to do)", lambda: run_gc(store, grace=timedelta(0)))
         after = audit(store).totals
         print(f"  freed {(gc.freed_bytes + gc2.freed_bytes) / 2**20:.1f} MiB; physical now "
               f"{after.physical_bytes / 2**20:.1f} MiB for {after.versions} stored versions")
+        timed("fsck quick after gc", lambda: fsck(store))
     rebuilt = timed("rebuild-catalog", lambda: rebuild_catalog(root))
-    print(f"  {rebuilt.events} events from {rebuilt.records} records, problems {len(rebuilt.problems)}")
+    print(f"  {rebuilt.events} events from {rebuilt.position} log commits, problems {len(rebuilt.problems)}")
 
 
 if __name__ == "__main__":

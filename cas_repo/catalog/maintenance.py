@@ -2,13 +2,13 @@
 
 Retention state lives in the event log, not in a table of its own: a version's latest
 ``retire``/``restore``/``purge`` event says whether it is live, retired (a version
-tombstone a policy set, undoable) or purged (gc freed its content; final). So a rebuilt
-catalog gets that state back by replaying the records like any other event.
+tombstone a policy set, undoable) or purged (gc freed its content; final). The catalog
+is folded from the log, so a rebuilt catalog has that state back like any other event.
 
-A digest is **live** when gc must keep it: the record of every event (history is kept
-forever, and records are what a rebuild replays), and the manifest and chunks of every
-version that is not purged. Functions here take a :class:`Session`; callers hold the
-catalog lock, which is what makes a re-check final.
+A digest is **live** when gc must keep it: the manifest and chunks of every version that
+is not purged. (Events are log commits, not entries in packs; the event records that
+packs of a format-1 store still hold are dead weight.) These functions only read: every
+change maintenance makes is a log operation, folded into the catalog like any other.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ kept AS (
       AND NOT EXISTS (SELECT 1 FROM purging p WHERE p.model_id = v.model_id AND p.version = v.version)),
 live AS (
     SELECT manifest AS digest FROM kept
-    UNION SELECT chunk FROM manifest_chunks WHERE manifest IN (SELECT manifest FROM kept)
-    UNION SELECT record FROM events)"""
+    UNION SELECT chunk FROM manifest_chunks WHERE manifest IN (SELECT manifest FROM kept))"""
+
+_IN_LIST = "pack IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def _purging_params(purging: Sequence[tuple[str, int]]) -> list[list]:
@@ -70,7 +71,11 @@ class PackUsage:
 
 @dataclass(frozen=True, slots=True)
 class PurgeCandidate:
-    """A version gc may purge: its model is tombstoned, or the version is retired."""
+    """A version gc may purge: its model is tombstoned, or the version is retired.
+
+    ``seq`` is the model's last event number when the candidate was listed: a purge of a
+    tombstoned model's version is only committed if no event of that model came since.
+    """
 
     model_id: str
     version: int
@@ -78,6 +83,7 @@ class PurgeCandidate:
     since: datetime
     logical_size: int
     new_bytes: int
+    seq: int = 0
 
 
 # -- liveness ---------------------------------------------------------------------------
@@ -94,21 +100,11 @@ def pack_usage(s: Session, purging: Sequence[tuple[str, int]] = ()) -> dict[str,
 
 
 def unlocated_live(s: Session, purging: Sequence[tuple[str, int]] = ()) -> list[str]:
-    """Live digests the ``objects`` table has no location for (the catalog lost track)."""
+    """Live digests the ``objects`` table has no location for (the log lost track of them)."""
     return [r[0] for r in s._all(
         f"WITH {_LIVE_CTES} SELECT l.digest FROM live l "
         "WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest) ORDER BY 1",
         _purging_params(purging))]
-
-
-def live_among(s: Session, digests: Sequence[str], purging: Sequence[tuple[str, int]] = ()) -> set[str]:
-    """Those of ``digests`` that are live now (or once ``purging`` is purged)."""
-    if not digests:
-        return set()
-    return {r[0] for r in s._all(
-        f"WITH {_LIVE_CTES}, cand AS (SELECT unnest(?::VARCHAR[]) AS digest) "
-        "SELECT digest FROM cand WHERE digest IN (SELECT digest FROM live)",
-        _purging_params(purging) + [list(set(digests))])}
 
 
 def live_digests(s: Session) -> set[str]:
@@ -116,19 +112,20 @@ def live_digests(s: Session) -> set[str]:
     return {r[0] for r in s._all(f"WITH {_LIVE_CTES} SELECT digest FROM live", [[], []])}
 
 
-def live_locations(s: Session, packs: Sequence[str]) -> dict[str, list[Location]]:
+def live_locations(s: Session, packs: Sequence[str],
+                   purging: Sequence[tuple[str, int]] = ()) -> dict[str, list[Location]]:
     """The live rows pointing at each of ``packs`` (what a repack must copy)."""
     out: dict[str, list[Location]] = {p: [] for p in packs}
     for r in s._all(
             f"WITH {_LIVE_CTES} SELECT {_LOC_COLS} FROM objects o "
-            "WHERE o.pack IN (SELECT unnest(?::VARCHAR[])) AND o.digest IN (SELECT digest FROM live) "
-            'ORDER BY o.pack, o."offset"', [[], [], list(packs)]):
+            f"WHERE o.{_IN_LIST} AND o.digest IN (SELECT digest FROM live) "
+            'ORDER BY o.pack, o."offset"', _purging_params(purging) + [list(packs)]):
         out[r[2]].append(_loc(r))
     return out
 
 
 def catalog_packs(s: Session) -> dict[str, int]:
-    """Every pack the ``packs`` table lists, with the size recorded when it was written."""
+    """Every pack the log mentions and has not forgotten, with the size recorded when it was written."""
     return dict(s._all("SELECT pack, size FROM packs"))
 
 
@@ -137,78 +134,43 @@ def pack_entries(s: Session) -> dict[str, int]:
     return dict(s._all("SELECT pack, entries FROM packs"))
 
 
-# -- gc's row changes (each one transaction, under the caller's lock) -------------------
-
-_IN_LIST = "pack IN (SELECT unnest(?::VARCHAR[]))"
+# -- what gc's commit must re-check (see maintenance/guard.py) -----------------------------
 
 
-def _forget_rows(s: Session, packs: Sequence[str]) -> None:
-    # A manifest's chunk list lives exactly as long as its objects row: the save path
-    # decides whether to insert the list by whether the manifest's row exists.
-    s.con.execute(
-        "DELETE FROM manifest_chunks WHERE manifest IN "
-        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {_IN_LIST})", [list(packs)])
-    s.con.execute(f"DELETE FROM objects WHERE {_IN_LIST}", [list(packs)])
-
-
-def _rows_of(s: Session, packs: Sequence[str]) -> list[tuple[str, str]]:
-    return s._all(f"SELECT pack, digest FROM objects WHERE {_IN_LIST}", [list(packs)])
-
-
-def forget_packs(s: Session, packs: Sequence[str]) -> set[str]:
-    """Drop every row (and ``packs`` row) of those of ``packs`` no live row points at.
-
-    Returns the packs forgotten, whose files may now be deleted; a pack with a live row
-    (a save deduplicated onto it since gc planned) is left as it is.
-    """
+def rows_in_packs(s: Session, packs: Sequence[str]) -> dict[str, str]:
+    """``digest -> pack`` of every ``objects`` row pointing at one of ``packs``."""
     if not packs:
-        return set()
-    with s.transaction(f"forgetting {len(packs)} packs"):
-        rows = _rows_of(s, packs)
-        live = live_among(s, [d for _, d in rows])
-        drop = sorted(set(packs) - {p for p, d in rows if d in live})
-        _forget_rows(s, drop)
-        s.con.execute(f"DELETE FROM packs WHERE {_IN_LIST}", [drop])
-    return set(drop)
+        return {}
+    return dict(s._all(f"SELECT digest, pack FROM objects WHERE {_IN_LIST}", [list(packs)]))
 
 
-def move_entries(s: Session, moves: dict[str, Sequence[Location]],
-                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> set[str]:
-    """For each old pack, point its rows at the copies in ``moves[old]`` and drop its dead rows.
-
-    Returns the old packs moved. One whose live row has no copy (a save deduplicated onto
-    it after the repack was planned) is left as it is, as is one copied into itself.
-    """
-    if not moves:
-        return set()
-    with s.transaction(f"repacking {len(moves)} packs"):
-        copied = {(old, l.digest.hex) for old, locs in moves.items() for l in locs}
-        uncopied = [(p, d) for p, d in _rows_of(s, list(moves)) if (p, d) not in copied]
-        live = live_among(s, [d for _, d in uncopied])
-        blocked = {p for p, d in uncopied if d in live}
-        blocked |= {old for old, locs in moves.items() if any(l.pack.hex == old for l in locs)}
-        ok = sorted(set(moves) - blocked)
-        s._insert_rows("packs", [(p, size, n, naive_utc(at)) for p, size, n in new_packs], or_ignore=True)
-        moved = [(old, l) for old in ok for l in moves[old]]
-        s.con.execute(
-            'UPDATE objects SET pack = n.pack, "offset" = n.off, stored_size = n.stored, codec = n.codec '
-            "FROM (SELECT unnest(?::VARCHAR[]) AS digest, unnest(?::VARCHAR[]) AS old, "
-            "unnest(?::VARCHAR[]) AS pack, unnest(?::BIGINT[]) AS off, unnest(?::BIGINT[]) AS stored, "
-            "unnest(?::TINYINT[]) AS codec) n WHERE objects.digest = n.digest AND objects.pack = n.old",
-            [[l.digest.hex for _, l in moved], [old for old, _ in moved], [l.pack.hex for _, l in moved],
-             [l.offset for _, l in moved], [l.stored_size for _, l in moved], [l.codec for _, l in moved]])
-        _forget_rows(s, ok)
-    return set(ok)
+def chunks_in_packs(s: Session, packs: Sequence[str]) -> dict[str, set[str]]:
+    """For each manifest with a chunk list, its chunks whose row points at one of ``packs``."""
+    out: dict[str, set[str]] = {}
+    if not packs:
+        return out
+    for manifest, chunk in s._all(
+            "SELECT DISTINCT mc.manifest, mc.chunk FROM manifest_chunks mc JOIN objects o ON o.digest = mc.chunk "
+            f"WHERE o.{_IN_LIST}", [list(packs)]):
+        out.setdefault(manifest, set()).add(chunk)
+    return out
 
 
-# -- purges and events the catalog may not know -------------------------------------------
+def version_manifests(s: Session, refs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """The manifest of each ``(model_id, version)`` among ``refs``."""
+    if not refs:
+        return {}
+    rows = s._all("SELECT v.model_id, v.version, v.manifest FROM versions v JOIN (SELECT unnest(?::VARCHAR[]) AS m, "
+                  "unnest(?::INTEGER[]) AS n) r ON v.model_id = r.m AND v.version = r.n", _purging_params(refs))
+    return {(m, v): d for m, v, d in rows}
 
 
-def purged_at(s: Session, model_id: str, version: int) -> datetime | None:
-    """When gc purged this version's content, or None if it did not."""
-    rows = s._all("SELECT min(event_at) FROM events WHERE model_id = ? AND version = ? AND kind = 'purge'",
-                  [model_id, version])
-    return rows[0][0].replace(tzinfo=timezone.utc) if rows and rows[0][0] else None
+def manifest_rows(s: Session) -> set[str]:
+    """Every manifest digest the ``objects`` table locates."""
+    return {r[0] for r in s._all(f"SELECT digest FROM objects WHERE kind = {MANIFEST}")}
+
+
+# -- purges ---------------------------------------------------------------------------------
 
 
 def purge_candidates(s: Session, deleted_before: datetime, retired_before: datetime) -> list[PurgeCandidate]:
@@ -218,29 +180,23 @@ def purge_candidates(s: Session, deleted_before: datetime, retired_before: datet
         f"WITH {MARKS_CTE}, "
         "tomb AS (SELECT model_id, max(event_at) AS at FROM events WHERE kind = 'delete' GROUP BY model_id) "
         "SELECT v.model_id, v.version, CASE WHEN m.deleted THEN 'model deleted' ELSE 'version retired' END, "
-        "CASE WHEN m.deleted THEN t.at ELSE k.since END, v.logical_size, v.new_bytes "
+        "CASE WHEN m.deleted THEN t.at ELSE k.since END, v.logical_size, v.new_bytes, m.last_seq "
         "FROM versions v JOIN models m ON m.model_id = v.model_id "
         "LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version "
         "LEFT JOIN tomb t ON t.model_id = v.model_id "
         "WHERE k.state IS DISTINCT FROM 'purge' AND ((m.deleted AND t.at <= ?) "
         "OR (NOT m.deleted AND k.state = 'retire' AND k.since <= ?)) ORDER BY 1, 2",
         [naive_utc(deleted_before), naive_utc(retired_before)])
-    return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=timezone.utc), r[4], r[5]) for r in rows]
+    return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=timezone.utc), r[4], r[5], r[6]) for r in rows]
 
 
-def referenced_records(s: Session, digests: Sequence[str]) -> set[str]:
-    """Those of ``digests`` that are the record of an event the catalog knows."""
-    if not digests:
-        return set()
-    return {r[0] for r in s._all("SELECT record FROM events WHERE record IN (SELECT unnest(?::VARCHAR[]))",
-                                 [list(set(digests))])}
+# -- applying gc's log operations (the fold, catalog/feed.py) ---------------------------------
 
 
-def known_events(s: Session, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], datetime]:
-    """When the catalog recorded each of the ``(model_id, seq)`` events it knows among ``keys``."""
-    if not keys:
-        return {}
-    rows = s._all("SELECT e.model_id, e.seq, e.event_at FROM events e JOIN (SELECT unnest(?::VARCHAR[]) AS m, "
-                  "unnest(?::INTEGER[]) AS q) k ON e.model_id = k.m AND e.seq = k.q",
-                  [[m for m, _ in keys], [q for _, q in keys]])
-    return {(m, q): at.replace(tzinfo=timezone.utc) for m, q, at in rows}
+def _forget_rows(s: Session, packs: Sequence[str]) -> None:
+    # A manifest's chunk list lives exactly as long as its objects row: the fold inserts
+    # a chunk list only with a manifest the store did not hold.
+    s.con.execute(
+        "DELETE FROM manifest_chunks WHERE manifest IN "
+        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {_IN_LIST})", [list(packs)])
+    s.con.execute(f"DELETE FROM objects WHERE {_IN_LIST}", [list(packs)])

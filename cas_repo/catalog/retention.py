@@ -1,4 +1,4 @@
-"""Retention: the events that record it, its candidates, and users' SQL predicates in a sandbox.
+"""Retention: its candidates, users' SQL predicates in a sandbox, and how its events fold in.
 
 A policy's ``--where`` predicate is user SQL, so it never runs on the catalog connection:
 the candidate versions are copied into a private in-memory DuckDB holding one table,
@@ -8,7 +8,6 @@ can read that table and nothing else, and can change nothing that matters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -42,16 +41,12 @@ LEFT JOIN ever_lists e ON e.model_id = v.model_id AND e.version = v.version
 ORDER BY v.model_id, v.version"""
 
 
-def tag_event_records(s: Session) -> list[str]:
-    """Record digests of every tag event (what a tag event set lives only in its record)."""
-    return [r[0] for r in s._all("SELECT record FROM events WHERE kind = 'tag'")]
-
-
-def candidates(s: Session, event_tags: Sequence[tuple[str, int, str]], now: datetime) -> pa.Table:
+def candidates(s: Session, now: datetime, event_tags: Sequence[tuple[str, int, str]] = ()) -> pa.Table:
     """Every version with the columns a policy may test, as an Arrow table.
 
-    ``event_tags`` are ``(model_id, version, "key=value")`` set by tag events, so that
-    ``ever_tags`` holds every tag a version ever had, even one removed since.
+    ``ever_tags`` holds every tag a version ever had, even one removed since (from the
+    ``event_tags`` table; ``event_tags`` here adds ``(model_id, version, "key=value")``
+    tuples known otherwise).
     """
     params = [[t[0] for t in event_tags], [t[1] for t in event_tags], [t[2] for t in event_tags],
               naive_utc(now)]
@@ -90,7 +85,7 @@ def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
         sandbox.close()
 
 
-# -- retire, restore and purge events ------------------------------------------------------
+# -- retire, restore and purge events (planned here, folded in from the log) -----------------
 
 
 def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
@@ -99,20 +94,9 @@ def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
             for r in s._all(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
 
 
-def last_seqs(s: Session, model_ids: Sequence[str]) -> dict[str, int]:
-    return dict(s._all("SELECT model_id, last_seq FROM models WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
-                       [list(set(model_ids))]))
-
-
-def commit_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
-                 new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
-    """Record retire/restore/purge events (and their records' locations) in one transaction."""
-    with s.transaction(f"recording {len(marks)} retention events"):
-        _insert_marks(s, marks, new_locations, new_packs, at)
-
-
 def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
                   new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+    """Fold retire/restore/purge events in (the caller holds the transaction)."""
     s._insert_locations(new_locations, new_packs, at)
     s.con.execute(
         "INSERT INTO events SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "

@@ -98,9 +98,9 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
                         progress=out.progress)
     bad = report.errors + (report.warnings if args.strict else ())
     if out.json_mode:
-        out.json({"clean": report.clean, "full": report.full, "repair": report.repair, "packs": report.packs,
-                  "pack_bytes": report.pack_bytes, "objects": report.objects, "events": report.events,
-                  "hashed_bytes": report.hashed_bytes, "in_flight_packs": report.in_flight,
+        out.json({"clean": report.clean, "full": report.full, "repair": report.repair, "commits": report.commits,
+                  "packs": report.packs, "pack_bytes": report.pack_bytes, "objects": report.objects,
+                  "events": report.events, "hashed_bytes": report.hashed_bytes, "in_flight_packs": report.in_flight,
                   "findings": [{"code": f.code, "severity": f.severity, "subject": f.subject, "detail": f.detail,
                                 "meaning": f.meaning, "action": f.action, "affected": f.affected,
                                 "repaired": f.repaired} for f in report.findings]})
@@ -114,8 +114,9 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
         if not f.repaired:
             out.line(f"    do: {f.action}")
     mode = "full (every byte re-hashed)" if report.full else "quick (use --full to re-hash every byte)"
-    out.line(f"fsck {mode}: {report.packs} packs, {human_bytes(report.pack_bytes)}, {report.objects} objects, "
-             f"{report.events} events; {len(report.errors)} errors, {len(report.warnings)} warnings"
+    out.line(f"fsck {mode}: {report.commits} log commits, {report.packs} packs, {human_bytes(report.pack_bytes)}, "
+             f"{report.objects} objects, {report.events} events; {len(report.errors)} errors, "
+             f"{len(report.warnings)} warnings"
              + (f", {sum(f.repaired for f in report.findings)} repaired" if report.repair else ""))
     return EXIT_PROBLEMS if bad else EXIT_OK
 
@@ -130,17 +131,17 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
                         repack_below=args.repack_below, progress=out.progress)
     plan = report.plan
     if out.json_mode:
-        out.json({"dry_run": report.dry_run, "refused": plan.refused, "plan": plan,
-                  "freed_bytes": report.freed_bytes, "pending_bytes": report.pending_bytes,
-                  "purged": report.purged, "deleted": report.deleted, "repacked": report.repacked,
-                  "new_packs": report.new_packs, "temp_removed": report.temp_removed, "skipped": report.skipped})
+        out.json({"dry_run": report.dry_run, "refused": plan.refused, "plan": plan, "position": report.position,
+                  "freed_bytes": report.freed_bytes, "purged": report.purged, "deleted": report.deleted,
+                  "repacked": report.repacked, "new_packs": report.new_packs, "temp_removed": report.temp_removed,
+                  "skipped": report.skipped})
         return EXIT_PROBLEMS if plan.refused else EXIT_OK
-    out.line(f"gc plan (grace {format_duration(args.grace)}): purge {len(plan.purge)} versions, delete "
-             f"{len(plan.delete)} packs and {len(plan.temp_files)} temp files ({human_bytes(plan.delete_bytes)}), repack {len(plan.repack)} packs "
-             f"(frees {human_bytes(plan.repack_bytes)} after the grace period)")
-    if plan.fresh or plan.rescued:
-        out.line(f"kept: {len(plan.fresh)} unreferenced packs inside the grace period, {len(plan.rescued)} whose index "
-                 "cannot be read (see `cas-repo fsck`)")
+    out.line(f"gc plan at log position {plan.position} (grace {format_duration(args.grace)}): purge "
+             f"{len(plan.purge)} versions, delete {len(plan.delete) + len(plan.leftovers)} packs and "
+             f"{len(plan.temp_files)} temp files ({human_bytes(plan.delete_bytes)}), repack {len(plan.repack)} "
+             f"packs (frees {human_bytes(plan.repack_bytes)})")
+    if plan.fresh:
+        out.line(f"kept: {len(plan.fresh)} packs no commit mentions yet, inside the grace period (saves in flight)")
     for c in plan.purge:
         out.line(f"  purge {c.model_id}@{c.version} ({c.reason} {c.since:%Y-%m-%d})")
     if plan.refused:
@@ -150,11 +151,11 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
         out.line("dry run: nothing changed")
         return EXIT_OK
     out.line(f"freed {human_bytes(report.freed_bytes)}: purged {len(report.purged)} versions, deleted "
-             f"{len(report.deleted)} packs and {len(report.temp_removed)} temp files; repacked {len(report.repacked)} "
-             f"packs into {len(report.new_packs)} ({human_bytes(report.pending_bytes)} more freed by a gc after the "
-             "grace period)")
+             f"{len(report.deleted)} packs and {len(report.temp_removed)} temp files; repacked "
+             f"{len(report.repacked)} packs into {len(report.new_packs)}"
+             + (f" (log commit {report.position})" if report.position else ""))
     for pack, why in report.skipped:
-        out.line(f"  kept {pack[:16]}: {why}")
+        out.line(f"  {pack[:16]}: {why}")
     return EXIT_OK
 
 
@@ -205,12 +206,10 @@ def cmd_rebuild(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json(report)
         return EXIT_PROBLEMS if report.problems else EXIT_OK
-    for path in report.moved_aside:
-        out.line(f"moved the old catalog aside: {path}")
-    out.line(f"rebuilt {report.catalog}: {report.models} models, {report.events} events from {report.records} "
-             f"records ({report.superseded} superseded), {report.objects} objects in {report.packs} packs")
+    out.line(f"rebuilt {report.catalog} from the log (up to commit {report.position}): {report.models} models, "
+             f"{report.events} events, {report.objects} objects in {report.packs} packs")
     if report.before is not None:
-        out.line(f"the old catalog had {report.before[0]} models, {report.before[1]} events")
+        out.line(f"the old index had {report.before[0]} models, {report.before[1]} events")
     for p in report.problems:
         out.line(f"  problem: {p}")
     return EXIT_PROBLEMS if report.problems else EXIT_OK
@@ -228,16 +227,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("fsck", help="check the store; exit 0 clean, 1 problems")
     p.add_argument("--full", action="store_true", help="re-hash every byte of every pack")
-    p.add_argument("--repair", action="store_true", help="fix what can be fixed (never deletes a referenced object)")
-    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE, help="temp files/orphans younger than this "
-                   "are writes in progress (default 24h)")
+    p.add_argument("--repair", action="store_true", help="fix what can be fixed, through log commits (never "
+                   "deletes anything)")
+    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE, help="temp files and packs no commit mentions "
+                   "younger than this are writes in progress (default 24h)")
     p.add_argument("--strict", action="store_true", help="warnings (orphans, old temp files) also exit 1")
     p.set_defaults(handler=cmd_fsck)
 
-    p = sub.add_parser("gc", help="delete what no live or retained version needs (plan, then execute)")
+    p = sub.add_parser("gc", help="delete what no live or retained version needs (plan, one log commit, then files)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE,
-                   help="only touch packs and temp files older than this (default 24h)")
+                   help="only drop packs no commit mentions, and temp files, older than this (default 24h)")
     p.add_argument("--purge-deleted-older-than", type=_duration, metavar="AGE",
                    help="purge versions of models deleted, and versions retired, at least AGE ago")
     p.add_argument("--repack-below", type=_fraction, default=DEFAULT_REPACK_BELOW, metavar="FRACTION",
@@ -254,5 +254,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restore", nargs="+", metavar="MODEL[@VERSION]", help="undo: bring retired versions back")
     p.set_defaults(handler=cmd_retain)
 
-    p = sub.add_parser("rebuild-catalog", help="recreate the catalog from the object store")
+    p = sub.add_parser("rebuild-catalog", help="rebuild this machine's catalog index from the store's log")
     p.set_defaults(handler=cmd_rebuild)

@@ -169,7 +169,8 @@ class StoreState:
             e = self.models[op.model_id]
             e.seq = op.seq
             ref = e.versions[op.version - 1]
-            ref.mark, ref.mark_at = (None, None) if op.kind == "restore" else (op.kind, op.at)
+            if ref.mark != "purge":  # a purge is final, as the catalog's marks have it
+                ref.mark, ref.mark_at = (None, None) if op.kind == "restore" else (op.kind, op.at)
             if op.kind == "purge" and op.logical_size is not None:
                 ref.logical_size = op.logical_size
         elif isinstance(op, AdoptEntries):

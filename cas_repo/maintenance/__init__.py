@@ -1,8 +1,10 @@
-"""Maintenance tools: fsck, gc (plan → execute), retention, the dedup audit, catalog rebuild.
+"""Maintenance tools: fsck, gc (plan → commit → delete), retention, the dedup audit, index rebuild.
 
-Each tool is a function that takes a :class:`~cas_repo.ModelStore` (rebuild takes the
-store's location, since its catalog may not open) and returns a report value; the CLI
-(`cas-repo fsck|gc|retain|audit|rebuild-catalog`) only renders those reports.
+Each tool is a function that takes a :class:`~cas_repo.ModelStore` (or a store's
+location) and returns a report value; the CLI (`cas-repo fsck|gc|retain|audit|
+rebuild-catalog`) only renders those reports. Tools plan with the catalog index and
+change the store only through log commits (``store.ledger.commit``), never by writing
+catalog rows: the index is folded from the log on every machine alike.
 """
 
 from .audit import AuditReport, audit

@@ -1,83 +1,123 @@
-"""gc, step two: carry out a plan — purge, repack, delete — re-checking each step under the lock.
+"""gc, step two: carry out a plan — one log commit, then the files.
 
-Safety rests on three rules (docs/maintenance.md argues them in full):
+The protocol (safe against writers and other gcs on any machine, with no lock):
 
-1. Catalog rows go before files, and both happen under the catalog lock. A save checks
-   which chunks exist under that same lock, so it either sees a chunk's row (and the
-   pack is still there when it commits) or does not (and stores the chunk again).
-2. Liveness is re-checked under the lock just before a pack's rows are dropped, so a
-   save that deduplicated onto "garbage" after the plan was made keeps it alive.
-3. A pack's mtime is re-read under the lock: a ``put`` that found the pack already
-   present refreshed it, which puts the pack back inside the grace period.
+1. **Plan at position P** (:mod:`.gc`): with the catalog folded up to ``P``, the packs
+   to drop (no live entry; orphans — packs no commit mentions — only once older than
+   the grace period), the packs to repack, the versions to purge.
+2. **Copy first.** The live entries of the packs to repack are read (verified) and
+   written into new packs, never under the name of a pack that is forgotten or planned.
+3. **One commit**, built by ``build(state)`` at whatever position it lands: the purges
+   (``MarkCommit``, ``seq`` = the model's next one; a purge whose reason went away — an
+   undelete, a restore — is left out), then ``ForgetPacks`` for the drops and
+   ``MoveEntries`` for the repacks. Before that, ``build`` reads every commit after
+   ``P`` (:class:`.guard.Guard`): a save whose new pack is a planned orphan, or whose
+   manifest or any of its chunks has its row in a planned pack and was not copied out,
+   makes that pack unsafe, and it is left out of the commit; so is the content of a
+   planned purge that is not committed. Another gc's or a repair's pack operation after
+   ``P`` makes this run drop nothing (its plan is stale; the next run plans again).
+4. **Files last.** Only once the commit is in the log are the files of the forgotten and
+   moved packs deleted. A crash in between leaves forgotten packs on disk: leftovers,
+   which the next gc deletes.
 
-Each step is idempotent, so a gc killed midway is simply run again.
+Why nothing a version needs is ever deleted. A pack is deleted only if gc's commit ``G``
+forgot it. Take any save (or rollback) commit ``W``:
+
+- ``W < G``: ``build`` for ``G`` saw ``W`` among the commits after ``P`` (a lost race
+  runs ``build`` again, with the winner folded in). Everything ``W``'s version reads —
+  its manifest and every chunk — is either new in ``W`` (its own packs: kept if
+  planned), or had its location in the state before ``W``. Locations change only by a
+  commit that moves or forgets, after which the run drops nothing; so the location is
+  the one the catalog had for it at ``P`` (or a save after ``P`` gave it, in a pack gc
+  never planned). If that pack is planned and the entry was not copied, the pack is
+  kept. A save that reuses a stored manifest carries no chunk list; gc takes the list
+  from its plan (every manifest with a row has one) or from the save after ``P`` that
+  stored it. This is what covers a re-save or a rollback onto content gc planned to
+  drop with a purge: such a manifest was live at ``P`` only if no purge was planned.
+- ``W > G``: the writer built ``W`` on a state that holds ``G``. It finds no location
+  in a forgotten pack (moved entries have their new ones), stores again whatever it
+  lacks, drops its own written locations that are in forgotten packs, and never gets
+  a location in a forgotten pack (an identical pack gets an extra random entry): ``W``
+  cannot point into a file gc deletes.
+- Purges, undeletes and restores change what is live without a save: a planned purge
+  that ``G`` does not commit has its version's content checked like a save's.
+
+Loads that read old locations of moved entries find the file gone, fold the log in
+(``G`` gives the new locations) and read again. The grace period is only there so gc
+does not make in-flight saves store their bytes twice; correctness never rests on it.
+Each step is idempotent: a gc killed anywhere is simply run again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Sequence
 
-from ..catalog.maintenance import forget_packs, live_locations, move_entries, purge_candidates
-from ..compression import RAW
+from ..catalog.values import MarkCommit
 from ..digest import Digest
-from ..errors import GcRefusedError, IntegrityError, ObjectNotFoundError, StoreError
+from ..errors import GcRefusedError, ObjectNotFoundError
 from ..location import Location
-from ..objects.store import NewEntry
+from ..log.ops import ForgetPacks, MoveEntries, Op
+from ..log.state import ModelEntry, StoreState, VersionRef
 from ..repository import ModelStore
-from .common import DEFAULT_GRACE, ProgressFactory, batched, maintenance_lock, no_progress, packs_of, progress_bar, utcnow
+from ..rows import packs_of
+from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
 from .gc import DEFAULT_REPACK_BELOW, GcPlan, PackRef, TempFile, plan_gc
-from .marks import MarkRequest, write_marks
+from .guard import guard_at
+from .marks import Check, MarkRequest, mark_ops
+from .repack import copy_live
 
-# Packs whose rows are dropped (and files deleted) per catalog-lock hold: writers wait
-# at most this many deletions.
-DELETE_BATCH = 64
-# Live bytes read into memory per repack batch.
-REPACK_BATCH_BYTES = 256 << 20
+UNSAFE = "kept: a save committed since the plan needs it"
+STALE = "kept: another gc or repair changed packs since the plan"
 
 
 @dataclass(frozen=True, slots=True)
 class GcReport:
-    """What a gc run did: versions purged, packs deleted and repacked, what it kept and why."""
+    """What a gc run did: its commit, versions purged, packs deleted and repacked, what it kept and why."""
 
     plan: GcPlan
     dry_run: bool
+    position: int | None
     purged: tuple[tuple[str, int], ...]
     deleted: tuple[PackRef, ...]
     repacked: tuple[PackRef, ...]
     new_packs: tuple[str, ...]
+    new_pack_bytes: int
     temp_removed: tuple[TempFile, ...]
     skipped: tuple[tuple[str, str], ...]
 
     @property
     def freed_bytes(self) -> int:
-        return sum(p.size for p in self.deleted) + sum(t.size for t in self.temp_removed)
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of repacked packs, freed by a later gc once the grace period has passed."""
-        return sum(p.size - p.live_bytes for p in self.repacked)
+        return (sum(p.size for p in self.deleted) + sum(p.size for p in self.repacked) - self.new_pack_bytes
+                + sum(t.size for t in self.temp_removed))
 
 
 def refusal(plan: GcPlan) -> str:
-    """Why gc deletes nothing under ``plan``, and what to do."""
+    """Why gc does nothing under ``plan``, and what to do."""
     why = []
     if plan.missing:
         why.append(f"{len(plan.missing)} pack(s) that live versions need are missing")
     if plan.unlocated:
-        why.append(f"{len(plan.unlocated)} live object(s) have no location in the catalog")
-    if plan.unknown_events:
-        why.append(f"unreferenced packs hold {len(plan.unknown_events)} event(s) this catalog never recorded "
-                   f"({', '.join(plan.unknown_events[:3])}): saves made through another catalog on this "
-                   "store, lost catalog rows, or an interrupted save (any later event of that model "
-                   "supersedes it)")
-    return ("gc deleted nothing: " + "; ".join(why) + ". Run `cas-repo fsck` to see what is affected; "
-            "`cas-repo fsck --repair` re-points objects that have another copy, and "
-            "`cas-repo rebuild-catalog` recreates a catalog from every record in the store")
+        why.append(f"{len(plan.unlocated)} live object(s) have no location in the log")
+    return ("gc did nothing: " + "; ".join(why) + ". Run `cas-repo fsck` to see what is affected; "
+            "`cas-repo fsck --repair` moves what has an intact copy elsewhere")
+
+
+def run_gc(store: ModelStore, *, dry_run: bool = False, grace: timedelta = DEFAULT_GRACE,
+           purge_older_than: timedelta | None = None, repack_below: float = DEFAULT_REPACK_BELOW,
+           progress: ProgressFactory = no_progress) -> GcReport:
+    """Plan and (unless ``dry_run``) execute a gc."""
+    with maintenance_lock(store.catalog.path):
+        plan = plan_gc(store, grace=grace, purge_older_than=purge_older_than, repack_below=repack_below,
+                       progress=progress)
+        if dry_run:
+            return GcReport(plan, True, None, (), (), (), (), 0, (), ())
+        return collect_garbage(store, plan, progress=progress)
 
 
 def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactory = no_progress) -> GcReport:
-    """Execute ``plan``.
+    """Execute ``plan``: copy, commit, then delete files.
 
     Raises:
         GcRefusedError: the plan found live objects missing or unlocated; nothing was done.
@@ -85,39 +125,88 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
     if plan.refused:
         raise GcRefusedError(refusal(plan))
     with maintenance_lock(store.catalog.path):
-        purged = _purge(store, plan)
         temps = _remove_temp(store, plan)
-        repacked, new_packs, skipped = _repack(store, plan, progress)
-        deleted, skipped_del = _delete(store, plan, progress)
-    return GcReport(plan, False, purged, deleted, repacked, new_packs, temps, skipped + skipped_del)
+        with store.ledger.current() as st:
+            forgotten = set(st.forgotten)
+        purging = [(c.model_id, c.version) for c in plan.purge]
+        dropping = {p.pack for p in plan.delete}
+        avoid = forgotten | dropping | {p.pack for p in plan.repack} | {p.pack for p in plan.leftovers}
+        copies, written, skipped = copy_live(store, plan.repack, purging, avoid, progress)
+        planned = {p: frozenset() for p in dropping} | {p: frozenset(l.digest.hex for l in locs)
+                                                       for p, locs in copies.items()}
+        with store.catalog.session() as s:
+            guard = guard_at(s, plan.position, planned, purging)
+        outcome: dict[str, object] = {}
+
+        def build(st: StoreState) -> list[Op]:
+            # First: commits_after folds the log in, so ``st`` is at its newest from here on.
+            after = list(store.ledger.commits_after(plan.position))
+            marks = mark_ops(st, _purges(plan), utcnow(), _purge_check(plan))
+            applied = {(m.model_id, m.version) for m in marks}
+            not_purged = [r for r in purging if r not in applied and not _purged(st, r)]
+            unsafe = guard.unsafe(after, not_purged)
+            outcome["unsafe"] = unsafe
+            ops: list[Op] = list(marks)
+            if unsafe is None:
+                return ops
+            drop = sorted(p for p in dropping if p not in unsafe and p not in st.forgotten)
+            if drop:
+                ops.append(ForgetPacks(tuple(drop), utcnow()))
+            sources = sorted(p for p in copies if p not in unsafe and p not in st.forgotten)
+            locs = [l for p in sources for l in copies[p]]
+            if sources and not {l.pack.hex for l in locs} & st.forgotten:
+                used = {l.pack for l in locs}
+                ops.append(MoveEntries(tuple(sources), tuple(locs), packs_of(_unique(written, used)), utcnow()))
+            return ops
+
+        position, ops = store.ledger.commit(build)
+        dropped = {p for o in ops if isinstance(o, ForgetPacks) for p in o.packs}
+        moved = [o for o in ops if isinstance(o, MoveEntries)]
+        sources = {p for o in moved for p in o.sources}
+        new = {p for o in moved for p, _, _ in o.new_packs}
+        # The commit is in the log: no writer can point into these files any more.
+        deleted = [r for r in plan.delete if r.pack in dropped] + list(plan.leftovers)
+        with progress_bar(progress, len(deleted) + len(sources), "gc: deleting packs") as bar:
+            for pack in [r.pack for r in deleted] + sorted(sources):
+                _delete(store, pack)
+                bar.advance()
+    unsafe = outcome.get("unsafe")
+    why = STALE if unsafe is None else UNSAFE
+    skipped += [(p, why) for p in sorted(set(planned) - dropped - sources)]
+    return GcReport(plan, False, position if ops else None,
+                    tuple((m.model_id, m.version) for m in ops if isinstance(m, MarkCommit)),
+                    tuple(deleted), tuple(r for r in plan.repack if r.pack in sources), tuple(sorted(new)),
+                    sum(size for o in moved for _, size, _ in o.new_packs), temps, tuple(skipped))
 
 
-def run_gc(store: ModelStore, *, dry_run: bool = False, grace: timedelta = DEFAULT_GRACE,
-           purge_older_than: timedelta | None = None, repack_below: float = DEFAULT_REPACK_BELOW,
-           progress: ProgressFactory = no_progress) -> GcReport:
-    """Plan and (unless ``dry_run``) execute a gc, with no other maintenance in between."""
-    with maintenance_lock(store.catalog.path):
-        plan = plan_gc(store, grace=grace, purge_older_than=purge_older_than, repack_below=repack_below,
-                       progress=progress)
-        if dry_run:
-            return GcReport(plan, True, (), (), (), (), (), ())
-        return collect_garbage(store, plan, progress=progress)
+def _purges(plan: GcPlan) -> list[MarkRequest]:
+    return [MarkRequest(c.model_id, c.version, "purge", c.logical_size, c.new_bytes) for c in plan.purge]
 
 
-def _purge(store: ModelStore, plan: GcPlan) -> tuple[tuple[str, int], ...]:
-    if not plan.purge or plan.purge_older_than is None:
-        return ()
-    cutoff = plan.at - plan.purge_older_than
-    with store.catalog.session() as s:
-        # Only what still qualifies: an undelete or restore since the plan wins.
-        still = {(c.model_id, c.version) for c in purge_candidates(s, cutoff, cutoff)}
-        todo = [c for c in plan.purge if (c.model_id, c.version) in still]
-        write_marks(s, store, [
-            MarkRequest(c.model_id, c.version, "purge",
-                        {"reason": f"{c.reason} {c.since:%Y-%m-%d %H:%M:%S} UTC",
-                         "logical_size": c.logical_size, "new_bytes": c.new_bytes},
-                        c.logical_size, c.new_bytes) for c in todo], utcnow())
-    return tuple((c.model_id, c.version) for c in todo)
+def _purge_check(plan: GcPlan) -> Check:
+    """A purge still holds if its reason does: the model is still tombstoned with no event
+    since the plan, or the version is still retired since before the cutoff."""
+    cutoff = plan.at - (plan.purge_older_than or timedelta(0))
+    seqs = {(c.model_id, c.version): c.seq for c in plan.purge}
+
+    def check(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
+        if ref.mark == "purge":
+            return False
+        if e.deleted:
+            return e.seq == seqs[(r.model_id, r.version)]
+        return ref.mark == "retire" and ref.mark_at is not None and ref.mark_at <= cutoff
+
+    return check
+
+
+def _purged(st: StoreState, ref: tuple[str, int]) -> bool:
+    e = st.models.get(ref[0])
+    return e is not None and e.versions[ref[1] - 1].mark == "purge"
+
+
+def _unique(locs: Sequence[Location], packs: set[Digest]) -> list[Location]:
+    """Each entry of ``packs`` once (two writes may have made the same pack)."""
+    return list({(l.pack, l.digest): l for l in locs if l.pack in packs}.values())
 
 
 def _remove_temp(store: ModelStore, plan: GcPlan) -> tuple[TempFile, ...]:
@@ -131,87 +220,8 @@ def _remove_temp(store: ModelStore, plan: GcPlan) -> tuple[TempFile, ...]:
     return tuple(removed)
 
 
-def _mtime(store: ModelStore, pack: str) -> datetime | None:
+def _delete(store: ModelStore, pack: str) -> None:
     try:
-        return store.objects.pack_info(Digest.from_hex(pack)).mtime
+        store.objects.delete_pack(Digest.from_hex(pack))
     except ObjectNotFoundError:
-        return None
-
-
-def _delete(store: ModelStore, plan: GcPlan, progress: ProgressFactory) -> tuple[tuple[PackRef, ...], tuple]:
-    cutoff = plan.at - plan.grace
-    deleted, skipped = [], []
-    with progress_bar(progress, len(plan.delete), "gc: deleting packs") as bar:
-        for batch in batched(plan.delete, DELETE_BATCH):
-            # Under the catalog lock: a save checks presence and commits under it too.
-            with store.catalog.session() as s:
-                mtimes = {ref.pack: _mtime(store, ref.pack) for ref in batch}
-                fresh = {p for p, m in mtimes.items() if m is not None and m > cutoff}
-                forgotten = forget_packs(s, [ref.pack for ref in batch if ref.pack not in fresh])
-                for ref in batch:
-                    if ref.pack in fresh:
-                        skipped.append((ref.pack, "refreshed by a save since the plan"))
-                    elif ref.pack not in forgotten:
-                        skipped.append((ref.pack, "a version needs it again"))
-                    else:
-                        if mtimes[ref.pack] is not None:
-                            store.objects.delete_pack(Digest.from_hex(ref.pack))
-                        deleted.append(ref)
-            bar.advance(len(batch))
-    return tuple(deleted), tuple(skipped)
-
-
-def _repack_batches(plan: GcPlan) -> list[list[PackRef]]:
-    batches: list[list[PackRef]] = [[]]
-    size = 0
-    for ref in plan.repack:
-        if batches[-1] and size + ref.live_bytes > REPACK_BATCH_BYTES:
-            batches.append([])
-            size = 0
-        batches[-1].append(ref)
-        size += ref.live_bytes
-    return [b for b in batches if b]
-
-
-def _repack(store: ModelStore, plan: GcPlan, progress: ProgressFactory) -> tuple[tuple, tuple, tuple]:
-    repacked, new_packs, skipped = [], [], []
-    with progress_bar(progress, len(plan.repack), "gc: repacking") as bar:
-        for batch in _repack_batches(plan):
-            with store.catalog.session() as s:
-                live = live_locations(s, [r.pack for r in batch])
-            entries, sources = [], {}
-            for ref in batch:
-                locs = live[ref.pack]
-                try:
-                    data = store.objects.read_many(locs)
-                except (IntegrityError, ObjectNotFoundError, StoreError) as exc:
-                    skipped.append((ref.pack, f"not repacked: {str(exc).split('; ')[0]} (run `cas-repo fsck`)"))
-                    continue
-                entries += [NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in zip(locs, data)]
-                sources[ref.pack] = (ref, locs)
-            if not entries:
-                bar.advance(len(batch))
-                continue
-            written = store.objects.write(entries)
-            by_digest = {l.digest.hex: l for l in written}
-            packs = packs_of(written)
-            for same in {l.pack.hex for l in written} & set(sources):
-                # Rewritten byte for byte into itself (nothing in it was dead after all).
-                skipped.append((same, "not repacked: nothing in it is garbage"))
-                del sources[same]
-            for pack in sources:
-                # Readers may hold this pack's old locations: its grace period restarts now,
-                # and a later gc deletes it once no reader can still be using it.
-                store.objects.touch_pack(Digest.from_hex(pack))
-            moves: dict[str, list[Location]] = {pack: [by_digest[l.digest.hex] for l in locs]
-                                                for pack, (_, locs) in sources.items()}
-            with store.catalog.session() as s:
-                moved = move_entries(s, moves, packs, utcnow())
-            for pack, (ref, _) in sources.items():
-                if pack in moved:
-                    repacked.append(ref)
-                else:
-                    skipped.append((pack, "not repacked: a version started using more of it"))
-            new_packs += [p for p, _, _ in packs]
-            bar.advance(len(batch))
-    return tuple(repacked), tuple(new_packs), tuple(skipped)
+        pass  # already gone: forgetting it was all there was to do

@@ -7,13 +7,13 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 from ..catalog.lock import CatalogLock
-from ..digest import Digest
 from ..errors import CatalogLockedError, MaintenanceError
-from ..location import Location
-from ..objects.pack import pack_size
+
+if TYPE_CHECKING:
+    from ..catalog import Session
 
 DEFAULT_GRACE = timedelta(hours=24)
 
@@ -63,11 +63,12 @@ _LOCKS_GUARD = threading.Lock()
 
 @contextmanager
 def maintenance_lock(catalog_path: Path, timeout: float = 10.0) -> Iterator[None]:
-    """One maintenance tool at a time per store (re-entrant within a thread).
+    """One maintenance tool at a time per store index on this machine (re-entrant within a thread).
 
-    gc, fsck, retain, audit and rebuild-catalog each read the catalog and the object
-    store in several steps; two of them interleaved (a gc deleting packs while fsck
-    lists them) would report or do wrong things. Saves and loads do not take this lock.
+    A local file lock only: it keeps this machine's gc from deleting packs while its fsck
+    lists them, and it protects nothing against other machines. What makes maintenance
+    safe against writers (and another machine's gc) is the log: every change is a commit
+    built from the state it lands on (see :mod:`.collect`). Saves and loads never take it.
     """
     path = catalog_path.with_name(catalog_path.name + ".maintenance.lock")
     with _LOCKS_GUARD:
@@ -113,14 +114,12 @@ def format_duration(td: timedelta) -> str:
 # -- small shared helpers ----------------------------------------------------------------------
 
 
-def packs_of(locs: Sequence[Location]) -> tuple[tuple[str, int, int], ...]:
-    """(pack, size, entries) of the packs one ``ObjectStore.write`` call made for ``locs``."""
-    packs: dict[Digest, list[int]] = {}
-    for loc in locs:
-        acc = packs.setdefault(loc.pack, [0, 0])
-        acc[0] += loc.stored_size
-        acc[1] += 1
-    return tuple((p.hex, pack_size(stored, n), n) for p, (stored, n) in packs.items())
+def indexed_position(s: "Session") -> int:
+    """The log position the catalog session ``s`` has folded up to (0: an empty log)."""
+    from ..catalog.feed import indexed
+
+    got = indexed(s)
+    return got[1] if got else 0
 
 
 def batched(items: Sequence, n: int) -> Iterator[Sequence]:

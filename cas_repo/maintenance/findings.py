@@ -8,43 +8,52 @@ ERROR, WARNING = "error", "warning"
 
 # code -> (severity, what it means, what to do). docs/maintenance.md lists the same table.
 CODES: dict[str, tuple[str, str, str]] = {
+    "log-gap": (ERROR, "a commit of the log is missing: every reader stops before it, so the commits after it "
+                "are invisible (log commits must never be deleted)",
+                "restore the commit file from a backup; nothing cas-repo does can replace it"),
+    "log-unreadable": (ERROR, "a log commit cannot be used: damaged, of an unknown format, or (keyed store) "
+                       "not sealed by this store's key — written without the key, or forged",
+                       "restore the commit from a backup; if the store has a key, check CAS_REPO_KEY"),
+    "log-refused": (ERROR, "a log commit holds an operation the fold does not admit (its model's version or "
+                    "event number does not follow): every reader skips it alike",
+                    "nothing is lost that any reader ever saw; report it (a cas-repo bug or a hand-made commit)"),
+    "checkpoint-bad": (WARNING, "a checkpoint cannot be used (damaged, or not sealed by this store's key); "
+                       "readers fall back to an older one or to the log", "harmless; a later checkpoint supersedes it"),
+    "checkpoint-mismatch": (ERROR, "a checkpoint differs from the fold of the log up to its position: a process "
+                            "starting from it sees a wrong state",
+                            "delete that checkpoint file (it is derived from the log) and report it"),
+    "index-mismatch": (ERROR, "this machine's catalog index differs from a fresh fold of the log (rows written "
+                       "to it by hand, or a damaged file DuckDB did not notice)",
+                       "`fsck --repair` (or `cas-repo rebuild-catalog`) rebuilds the index from the log"),
     "pack-missing": (ERROR, "a pack that live versions need is not in the object store",
-                     "restore the pack from a backup; `fsck --repair` re-points objects that have another "
-                     "copy; otherwise the versions listed are lost (`cas-repo delete` or `retain` them)"),
-    "pack-damaged": (ERROR, "a pack the catalog uses cannot be read (truncated, or not a pack)",
-                     "restore the pack from a backup; `fsck --repair` re-points objects that have another copy"),
+                     "restore the pack from a backup; `fsck --repair` moves its entries to intact copies if "
+                     "every one has one; otherwise the versions listed are lost (`cas-repo delete` them)"),
+    "pack-damaged": (ERROR, "a pack the log uses cannot be read (truncated, or not a pack)",
+                     "restore the pack from a backup; `fsck --repair` moves its entries to intact copies if "
+                     "every one has one"),
     "pack-size": (ERROR, "a pack's size differs from the size recorded when it was written (truncated or "
-                  "overwritten)", "run `cas-repo fsck --full` to see which objects are damaged"),
-    "row-mismatch": (ERROR, "a catalog row points at a place in a pack that does not hold that object",
-                     "`fsck --repair` re-points the row at an intact copy if the store has one"),
-    "unlocated": (ERROR, "a live object (manifest, chunk or event record) has no location in the catalog",
-                  "`fsck --repair` finds it in the packs if it is there; otherwise `cas-repo rebuild-catalog`"),
-    "entry-corrupt": (ERROR, "an object's bytes do not hash to its digest (bit rot or tampering)",
-                      "`fsck --repair` re-points it at an intact copy if there is one; otherwise restore the "
-                      "pack from a backup, and the versions listed cannot be loaded"),
-    "pack-corrupt": (ERROR, "a pack's bytes do not hash to its name, though every object in it verifies "
+                  "overwritten)", "run `cas-repo fsck --full` to see which objects are damaged; `fsck --repair` "
+                  "moves its entries to intact copies"),
+    "row-mismatch": (ERROR, "the log locates an entry at a place in a pack that does not hold it",
+                     "`fsck --repair` moves the pack's entries to intact copies if the store has them"),
+    "unlocated": (ERROR, "a live entry (manifest or chunk) has no location in the log",
+                  "`fsck --repair` copies it from any intact copy in the store and records the copy"),
+    "entry-corrupt": (ERROR, "an entry's bytes do not hash to its digest (bit rot or tampering)",
+                      "`fsck --repair` moves the pack's entries to intact copies if there are; otherwise "
+                      "restore the pack from a backup, and the versions listed cannot be loaded"),
+    "pack-corrupt": (ERROR, "a pack's bytes do not hash to its name, though every entry in it verifies "
                      "(its header or index is damaged)", "restore the pack from a backup"),
     "pack-misplaced": (ERROR, "a pack is stored under the wrong name: its bytes are those of another pack",
                        "`fsck --repair` copies it to its right name"),
-    "manifest-mismatch": (ERROR, "the catalog's chunk list or size of a manifest differs from the manifest",
-                          "`fsck --repair` rewrites the chunk list from the manifest (the object is the truth)"),
-    "record-seal": (ERROR, "an event record's seal does not verify under this store's key: it was written "
-                    "without the key, or forged", "do not trust the versions listed; restore the pack from a "
-                    "backup, or re-save them with the key"),
-    "record-mismatch": (ERROR, "an event in the catalog differs from its record in the store",
-                        "`cas-repo rebuild-catalog` recreates the catalog from the records"),
-    "catalog-empty": (ERROR, "the catalog holds no events but the object store holds event records: the "
-                      "catalog file was lost or replaced", "run `cas-repo rebuild-catalog`"),
-    "unknown-event": (WARNING, "the store holds an event record the catalog lacks: a save interrupted "
-                      "before its commit, or a catalog that lost rows",
-                      "harmless if it was an interrupted save (gc removes it after the grace period); "
-                      "`cas-repo rebuild-catalog` adopts it otherwise"),
-    "stale-rows": (WARNING, "catalog rows point at a pack that is gone, but nothing live needs them",
-                   "run `cas-repo gc` (it drops them)"),
-    "stale-pack-row": (WARNING, "the catalog lists a pack that is gone and that no object row uses",
-                       "`fsck --repair` or `cas-repo gc` drops the row"),
-    "orphan-pack": (WARNING, "a pack no catalog row refers to (an interrupted save, a finished repack, or a "
-                    "copy stored twice by concurrent saves)", "`cas-repo gc` deletes it after the grace period"),
+    "manifest-mismatch": (ERROR, "the chunk list or size the log records for a manifest differs from the "
+                          "manifest (gc judges liveness by that list)",
+                          "report it (a cas-repo bug or a hand-made commit); do not run gc until it is resolved"),
+    "stale-pack": (WARNING, "a pack the log still lists is gone, but nothing live needs it",
+                   "run `cas-repo gc` (it forgets the pack)"),
+    "orphan-pack": (WARNING, "a pack no log commit mentions (an interrupted save, a repack never committed, or "
+                    "a copy stored twice by racing saves)", "`cas-repo gc` drops it after the grace period"),
+    "forgotten-pack": (WARNING, "a pack a committed gc forgot is still in the object store (that gc stopped "
+                       "before deleting it)", "`cas-repo gc` deletes it"),
     "temp-file": (WARNING, "a temp file left by an interrupted write, older than the grace period",
                   "`fsck --repair` or `cas-repo gc` removes it"),
 }
@@ -82,6 +91,7 @@ class FsckReport:
 
     full: bool
     repair: bool
+    commits: int
     packs: int
     pack_bytes: int
     objects: int
@@ -102,3 +112,17 @@ class FsckReport:
     def clean(self) -> bool:
         """No unrepaired error (warnings are harmless leftovers gc cleans up)."""
         return not self.errors
+
+
+@dataclass
+class Found:
+    """Findings so far, each with the digests it concerns and any data a repair needs (internal)."""
+
+    items: list[tuple[Finding, list[str], object]] = field(default_factory=list)
+
+    def add(self, code: str, subject: str, detail: str = "", digests: list[str] | None = None,
+            payload: object = None, severity: str = "") -> None:
+        self.items.append((Finding(code, subject, detail, severity=severity), digests or [], payload))
+
+    def codes(self) -> set[str]:
+        return {f.code for f, _, _ in self.items}

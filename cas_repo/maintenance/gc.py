@@ -1,9 +1,8 @@
-"""gc, step one: the plan — what is garbage, what is worth repacking, what must not be touched.
+"""gc, step one: the plan — what is garbage, what is worth repacking, what stops gc.
 
-Planning changes nothing; ``cas-repo gc --dry-run`` prints the plan and stops. The
-execution (:mod:`.collect`) re-checks every decision under the catalog lock, so a plan
-that went stale (a save deduplicated onto an object meanwhile) deletes nothing that is
-live again.
+Planning changes nothing; ``cas-repo gc --dry-run`` prints the plan and stops. A plan is
+made at one log position (the catalog folded up to it); the execution (:mod:`.collect`)
+commits it through the ledger, re-checking it against every commit made since.
 """
 
 from __future__ import annotations
@@ -15,16 +14,19 @@ from ..catalog.maintenance import (PurgeCandidate, catalog_packs, pack_entries, 
                                    unlocated_live)
 from ..objects.pack import pack_size
 from ..repository import ModelStore
-from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, utcnow
-from .orphans import unknown_events
-from .scan import list_packs, read_index, scan_packs
+from .common import DEFAULT_GRACE, ProgressFactory, indexed_position, maintenance_lock, no_progress, utcnow
+from .orphans import classify
+from .scan import list_packs, read_index
 
 DEFAULT_REPACK_BELOW = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class PackRef:
-    """A pack the plan acts on: its name, size, mtime and the live bytes it holds."""
+    """A pack the plan acts on: its name, size, mtime and the live bytes it holds.
+
+    ``orphan``: no commit mentions it (a crashed save's pack, a repack never committed).
+    """
 
     pack: str
     size: int
@@ -32,6 +34,7 @@ class PackRef:
     live_bytes: int = 0
     live_entries: int = 0
     entries: int = 0
+    orphan: bool = False
 
     @property
     def live_fraction(self) -> float:
@@ -49,44 +52,45 @@ class TempFile:
 
 @dataclass(frozen=True, slots=True)
 class GcPlan:
-    """Everything one gc run would do, and what stops it.
+    """Everything one gc run would do, and what stops it, as of log position ``position``.
 
-    ``delete``: packs no live or retained version needs, older than the grace period.
-    ``repack``: packs whose live fraction is below ``repack_below`` (their live entries
-    move to new packs; the old pack is deleted by a later gc, after the grace period).
-    ``fresh``: garbage still inside the grace period, kept this time. ``rescued``: garbage
-    packs whose index cannot be read, kept for a person to look at. ``missing`` /
-    ``unlocated``: live objects whose pack is gone or that the catalog cannot locate;
-    ``unknown_events``: garbage packs hold events this catalog never recorded (another
-    catalog's saves, or lost rows) — any of these makes gc refuse to delete anything.
+    ``delete``: committed packs no live or retained version needs (their files, if still
+    there), and orphan packs — packs no commit mentions — older than the grace period.
+    ``leftovers``: packs a committed gc forgot but did not delete (deleted with no commit).
+    ``repack``: committed packs whose live fraction is below ``repack_below``: their live
+    entries are copied to new packs and the old pack is dropped in the same commit.
+    ``fresh``: orphan packs inside the grace period (a save may be about to commit them).
+    ``missing`` / ``unlocated``: live entries whose pack is gone or that the log locates
+    nowhere — either makes gc refuse to do anything.
     """
 
     at: datetime
+    position: int
     grace: timedelta
     purge_older_than: timedelta | None
     repack_below: float
     purge: tuple[PurgeCandidate, ...]
     delete: tuple[PackRef, ...]
+    leftovers: tuple[PackRef, ...]
     repack: tuple[PackRef, ...]
     fresh: tuple[PackRef, ...]
-    rescued: tuple[PackRef, ...]
     temp_files: tuple[TempFile, ...]
     missing: tuple[str, ...]
     unlocated: tuple[str, ...]
-    unknown_events: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:
-        return bool(self.missing or self.unlocated or self.unknown_events)
+        return bool(self.missing or self.unlocated)
 
     @property
     def delete_bytes(self) -> int:
-        return sum(p.size for p in self.delete) + sum(t.size for t in self.temp_files)
+        return (sum(p.size for p in self.delete) + sum(p.size for p in self.leftovers)
+                + sum(t.size for t in self.temp_files))
 
     @property
     def repack_bytes(self) -> int:
-        """Bytes a repack frees once the old packs go (their size less the live bytes copied)."""
-        return sum(p.size - p.live_bytes for p in self.repack)
+        """Bytes a repack frees: the old packs less new packs of just their live entries."""
+        return sum(p.size - pack_size(p.live_bytes, p.live_entries) for p in self.repack)
 
 
 def plan_gc(store: ModelStore, *, grace: timedelta = DEFAULT_GRACE, purge_older_than: timedelta | None = None,
@@ -95,20 +99,22 @@ def plan_gc(store: ModelStore, *, grace: timedelta = DEFAULT_GRACE, purge_older_
     """Plan a gc run (changes nothing).
 
     Args:
-        grace: only packs and temp files older than this are touched.
+        grace: only orphan packs and temp files older than this are touched (a save may
+            still commit a younger one).
         purge_older_than: also purge the versions of models tombstoned, and the versions
             retired, at least this long ago (default: purge nothing).
         repack_below: repack packs whose live bytes are below this fraction of their size
             (0 disables repacking).
     """
     with maintenance_lock(store.catalog.path):
-        return _plan(store, grace, purge_older_than, repack_below, now or utcnow(), progress)
+        return _plan(store, grace, purge_older_than, repack_below, now or utcnow())
 
 
 def _plan(store: ModelStore, grace: timedelta, purge_older_than: timedelta | None, repack_below: float,
-          now: datetime, progress: ProgressFactory) -> GcPlan:
+          now: datetime) -> GcPlan:
     cutoff = now - grace
     with store.catalog.session() as s:
+        position = indexed_position(s)
         purge = (purge_candidates(s, now - purge_older_than, now - purge_older_than)
                  if purge_older_than is not None else [])
         purging = [(p.model_id, p.version) for p in purge]
@@ -116,14 +122,20 @@ def _plan(store: ModelStore, grace: timedelta, purge_older_than: timedelta | Non
         unlocated = unlocated_live(s, purging)
         listed = catalog_packs(s)
         entries = pack_entries(s)
-    on_disk = {d.hex: (d, info) for d, info in list_packs(store.objects)}
-    delete, repack, fresh = [], [], []
-    for name, (digest, info) in sorted(on_disk.items()):
+    with store.ledger.current() as st:
+        forgotten = set(st.forgotten)  # only grows: one forgotten later is a leftover too
+    disk = classify(list_packs(store.objects), set(listed) | set(usage), forgotten)
+    delete, repack = [], []
+    for name in sorted(set(listed) | set(usage)):
         u = usage.get(name)
+        digest_info = disk.committed.get(name)
         if u is None or u.live_rows == 0:
-            ref = PackRef(name, info.size, info.mtime)
-            (fresh if info.mtime > cutoff else delete).append(ref)
-        elif repack_below > 0 and info.mtime <= cutoff:
+            # Nothing live in it (or it is gone already): forgetting it is all there is to do.
+            info = digest_info[1] if digest_info else None
+            delete.append(PackRef(name, info.size if info else 0, info.mtime if info else None,
+                                  entries=entries.get(name, 0)))
+        elif digest_info is not None and repack_below > 0:
+            digest, info = digest_info
             n = entries.get(name)
             if n is None:  # not in the packs table: its own index says
                 n = len(read_index(store.objects, digest, info).entries or ())
@@ -132,29 +144,13 @@ def _plan(store: ModelStore, grace: timedelta, purge_older_than: timedelta | Non
             # byte for byte into itself.
             if u.live_rows < n and ref.live_fraction < repack_below:
                 repack.append(ref)
-    missing = sorted(p for p, u in usage.items() if u.live_rows and p not in on_disk)
-    # Rows (or a packs row) of a pack that is already gone and that nothing live needs:
-    # forgetting them is all there is to do.
-    gone = {p for p, u in usage.items() if not u.live_rows and p not in on_disk} | (set(listed) - set(on_disk) - set(usage))
-    delete += [PackRef(p, 0, None) for p in sorted(gone)]
-    delete, rescued, unknown = _inspect_garbage(store, delete, on_disk, cutoff, progress)
+    fresh = []
+    for name, (_, info) in sorted(disk.orphans.items()):
+        ref = PackRef(name, info.size, info.mtime, orphan=True)
+        (fresh if info.mtime > cutoff else delete).append(ref)
+    leftovers = tuple(PackRef(name, info.size, info.mtime) for name, (_, info) in sorted(disk.leftovers.items()))
+    missing = tuple(sorted(p for p, u in usage.items() if u.live_rows and p in disk.gone))
     temps = tuple(TempFile(i.key, i.size, i.mtime) for i in store.objects.backend.list_incomplete()
                   if i.mtime <= cutoff)
-    return GcPlan(now, grace, purge_older_than, repack_below, tuple(purge), tuple(delete), tuple(repack),
-                  tuple(fresh), tuple(rescued), temps, tuple(missing), tuple(unlocated), unknown)
-
-
-def _inspect_garbage(store: ModelStore, delete: list[PackRef], on_disk: dict, cutoff: datetime,
-                     progress: ProgressFactory) -> tuple[list[PackRef], list[PackRef], tuple[str, ...]]:
-    """Read the index of every garbage pack: keep those that cannot be read, and list the
-    events in them this catalog does not know.
-
-    An unreadable pack's entries are unknown, so nothing proves it holds no live object;
-    a pack holding an event the catalog never recorded belongs to history it has not
-    seen (another catalog on the same store, or lost rows) and must not go either.
-    """
-    listing = [on_disk[p.pack] for p in delete if p.pack in on_disk]
-    scans = scan_packs(store.objects, listing, progress=progress, label="gc: reading garbage pack indexes")
-    keep = {scan.pack.hex for scan in scans.values() if not scan.readable}
-    unknown = tuple(u.ref for u in unknown_events(store, scans.values(), cutoff))
-    return [p for p in delete if p.pack not in keep], [p for p in delete if p.pack in keep], unknown
+    return GcPlan(now, position, grace, purge_older_than, repack_below, tuple(purge), tuple(delete), leftovers,
+                  tuple(repack), tuple(fresh), temps, missing, tuple(unlocated))

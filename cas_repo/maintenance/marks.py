@@ -1,52 +1,68 @@
-"""Retire, restore and purge events: written like every other event, record first."""
+"""Retire, restore and purge events: log operations built from the state they land on.
+
+A tool plans with the catalog (SQL over the index), then commits its marks through the
+ledger. The operations are built in the commit's ``build(state)``, so each mark's
+``seq`` is the model's next one at the position the commit takes, and a mark whose
+reason went away meanwhile (a restore, an undelete, a purge by another gc) is left out
+instead of being recorded against a state it was not meant for.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
-from ..catalog import Session
-from ..catalog.retention import MarkCommit, commit_marks, last_seqs
-from ..digest import hash_bytes
-from ..location import RECORD
-from ..manifest import EventRecord
-from ..objects.store import NewEntry
+from ..catalog.values import MarkCommit
+from ..log.state import ModelEntry, StoreState, VersionRef
 from ..repository import ModelStore
-from .common import packs_of
 
 
 @dataclass(frozen=True, slots=True)
 class MarkRequest:
-    """A retention event to record for one version."""
+    """A retention event to record for one version (purges carry what the version was)."""
 
     model_id: str
     version: int
     kind: str
-    metadata: dict[str, Any] = field(default_factory=dict)
     logical_size: int | None = None
     new_bytes: int | None = None
 
 
-def write_marks(s: Session, store: ModelStore, requests: Sequence[MarkRequest], now: datetime) -> list[MarkCommit]:
-    """Store the records of ``requests`` (one pack for all) and commit them in one transaction.
+Check = Callable[[ModelEntry, VersionRef, MarkRequest], bool]
 
-    Call with the catalog session open: the lock is what makes the allocated ``seq``
-    numbers free, exactly as on the save path. A keyed store seals the records, as it
-    seals every other event's.
-    """
+
+def still_valid(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
+    """Whether ``r`` still means what it meant: retire a live older version of a live model,
+    restore a retired one, purge one not purged yet."""
+    if r.kind == "retire":
+        return ref.mark is None and r.version < e.head_version and not e.deleted
+    if r.kind == "restore":
+        return ref.mark == "retire"
+    return r.kind == "purge" and ref.mark != "purge"
+
+
+def mark_ops(st: StoreState, requests: Sequence[MarkRequest], at: datetime,
+             check: Check = still_valid) -> list[MarkCommit]:
+    """The mark operations for those ``requests`` that ``check`` passes on ``st``, in order."""
+    seqs: dict[str, int] = {}
+    out = []
+    for r in sorted(requests, key=lambda r: (r.model_id, r.version)):
+        e = st.models.get(r.model_id)
+        if e is None or not 1 <= r.version <= e.head_version:
+            continue
+        if not check(e, e.versions[r.version - 1], r):
+            continue
+        seqs[r.model_id] = seqs.get(r.model_id, e.seq) + 1
+        out.append(MarkCommit(r.model_id, seqs[r.model_id], r.kind, r.version, at, "", r.logical_size,
+                              r.new_bytes))
+    return out
+
+
+def commit_marks(store: ModelStore, requests: Sequence[MarkRequest], at: datetime,
+                 check: Check = still_valid) -> list[MarkCommit]:
+    """Commit the marks of ``requests`` that still hold, in one log commit; returns them."""
     if not requests:
         return []
-    seqs = last_seqs(s, [r.model_id for r in requests])
-    marks, entries = [], []
-    for r in sorted(requests, key=lambda r: (r.model_id, r.version)):
-        seqs[r.model_id] += 1
-        record = EventRecord(r.kind, r.model_id, seqs[r.model_id], r.version, now, metadata=r.metadata)
-        data = store._record_bytes(record)
-        digest = hash_bytes(data)
-        entries.append(NewEntry(digest, RECORD, data, compress=False))
-        marks.append(MarkCommit(r.model_id, record.seq, r.kind, r.version, now, digest.hex,
-                                r.logical_size, r.new_bytes))
-    locs = store.objects.write(entries)
-    commit_marks(s, marks, locs, packs_of(locs), now)
-    return marks
+    _, ops = store.ledger.commit(lambda st: mark_ops(st, requests, at, check))
+    return [o for o in ops if isinstance(o, MarkCommit)]

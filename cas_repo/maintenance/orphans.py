@@ -1,66 +1,56 @@
-"""Event records in the store that the catalog does not know: another catalog's, or lost ones.
+"""The packs in the object store, sorted by what the log says of them.
 
-A record the catalog lacks is either an interrupted commit — superseded once the model's
-next event takes its ``seq`` — or history this catalog never saw: saves made through
-another catalog on the same object store, or rows a damaged catalog lost. gc must not
-delete the latter (its versions need their packs), and fsck reports both.
+- **committed**: a commit mentions the pack (a save's, a repack's or an upgrade's new
+  packs) and no gc has forgotten it since: its entries are what loads read.
+- **orphan**: no commit mentions it — a save that crashed (or has not committed yet),
+  a repack whose commit never happened, a copy two racing saves both wrote. Nothing
+  points into it, but an in-flight save may be about to, so gc only forgets it once it
+  is older than the grace period, and through a commit (see :mod:`.collect`).
+- **leftover**: a committed gc forgot it and did not get to delete the file (it was
+  stopped, or a later gc will). No commit can point into it again — writers never
+  commit a location in a forgotten pack — so its file may go at any time.
+
+Event records that packs of a format-1 store hold are legacy: the upgrade moved that
+history into the log's first commit, and nothing reads them any more.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterable
 
-from ..catalog.maintenance import known_events, referenced_records
-from ..errors import IntegrityError
-from ..location import RECORD, Location
-from ..manifest import EventRecord
-from ..repository import ModelStore
-from .scan import PackScan, read_verified
+from ..digest import Digest
+from ..objects import ObjectInfo
 
 
 @dataclass(frozen=True, slots=True)
-class UnknownEvent:
-    """A record no catalog event stands for, and the pack that holds it."""
+class DiskPacks:
+    """Every pack file, by what the log says of it, and the packs the log needs that are gone."""
 
-    record: EventRecord
-    pack: str
+    committed: dict[str, tuple[Digest, ObjectInfo]]
+    orphans: dict[str, tuple[Digest, ObjectInfo]]
+    leftovers: dict[str, tuple[Digest, ObjectInfo]]
+    gone: frozenset[str]
 
     @property
-    def ref(self) -> str:
-        return f"{self.record.model_id}#{self.record.seq}"
+    def on_disk(self) -> dict[str, tuple[Digest, ObjectInfo]]:
+        return {**self.committed, **self.orphans, **self.leftovers}
 
 
-def record_entries(scans: Iterable[PackScan], cutoff: datetime | None) -> dict[str, Location]:
-    """One location per record digest found in ``scans`` (only packs older than ``cutoff``, if given)."""
-    out: dict[str, Location] = {}
-    for scan in scans:
-        if cutoff is None or scan.mtime <= cutoff:
-            for loc in scan.entries or ():
-                if loc.kind == RECORD:
-                    out.setdefault(loc.digest.hex, loc)
-    return out
+def classify(listing: Iterable[tuple[Digest, ObjectInfo]], mentioned: Iterable[str],
+             forgotten: Iterable[str]) -> DiskPacks:
+    """Sort a listing of the store's packs.
 
-
-def unknown_events(store: ModelStore, scans: Iterable[PackScan], cutoff: datetime | None) -> list[UnknownEvent]:
-    """Records in ``scans`` that no catalog event stands for and that no later event superseded.
-
-    Packs younger than ``cutoff`` are skipped: their records may belong to a save about
-    to commit. A damaged record is skipped too (fsck --full reports its pack).
+    Args:
+        mentioned: the packs the log mentions and has not forgotten (the catalog's
+            ``packs`` table and every pack its ``objects`` rows point at).
+        forgotten: the packs committed gcs forgot.
     """
-    records = record_entries(scans, cutoff)
-    with store.catalog.session() as s:
-        loose = {d: l for d, l in records.items() if d not in referenced_records(s, list(records))}
-    parsed = []
-    for digest, got in read_verified(store.objects, list(loose.values())).items():
-        try:
-            if not isinstance(got, Exception):
-                parsed.append((EventRecord.from_bytes(got), loose[digest].pack.hex))
-        except IntegrityError:
-            continue  # not a record this cas-repo can read; fsck reports damaged packs
-    with store.catalog.session() as s:
-        known = known_events(s, [(r.model_id, r.seq) for r, _ in parsed])
-    return sorted((UnknownEvent(r, pack) for r, pack in parsed
-                   if known.get((r.model_id, r.seq)) is None or known[(r.model_id, r.seq)] < r.at),
-                  key=lambda u: (u.record.model_id, u.record.seq))
+    mentioned, forgotten = set(mentioned), set(forgotten)
+    committed, orphans, leftovers = {}, {}, {}
+    for digest, info in listing:
+        name = digest.hex
+        # A pack mentioned again after a forget (only an older cas-repo could do that) is
+        # committed: its entries are in use.
+        (committed if name in mentioned else leftovers if name in forgotten else orphans)[name] = (digest, info)
+    return DiskPacks(committed, orphans, leftovers, frozenset(mentioned - set(committed)))

@@ -1,63 +1,85 @@
-"""fsck --repair: fix what can be fixed from what the store itself holds.
+"""fsck --repair: fix what can be fixed from what the store itself holds, through the log.
 
-Repairs only ever add or re-point: a misplaced pack is copied to its right name; a
-catalog row whose object is missing, damaged or mislocated is pointed at an intact copy
-found (and verified) in another pack; a manifest's chunk list is rewritten from the
-manifest; a leftover temp file is removed. No object anything refers to is deleted, and
-what cannot be fixed (content with no intact copy) is reported, never papered over.
+Repairs only add: a misplaced pack is copied to its right name; the catalog index is
+rebuilt from the log; an old temp file is removed; and every other repair is a log
+operation, committed through the ledger like a save:
+
+- a pack that is missing, unreadable, of the wrong size, or holds entries that do not
+  verify or are not where the log says: if *every* live entry of it has an intact copy
+  somewhere in the store (that pack's own intact entries included), those copies are
+  written into a new pack and one ``MoveEntries`` commit points at them and drops the bad
+  pack — with gc's re-check of the commits since the plan (:mod:`.guard`);
+- a live entry the log locates nowhere: an intact copy is written into a new pack and
+  recorded by an ``AdoptEntries`` commit.
+
+What cannot be fixed (content with no intact copy, a wrong log) is reported, never
+papered over; nothing anything refers to is deleted (a dropped pack's file is left for
+gc).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ..catalog.checks import forget_pack_row, replace_manifest_chunks, repoint, set_pack_size
+from ..compression import RAW
 from ..digest import Digest, hash_bytes
 from ..errors import ObjectNotFoundError, StoreError
-from ..location import Location
+from ..location import MANIFEST, Location
+from ..log.ops import AdoptEntries, MoveEntries, Op
+from ..log.state import StoreState
+from ..manifest import Manifest
 from ..objects.keys import pack_key
+from ..objects.store import NewEntry
 from ..repository import ModelStore
+from ..rows import packs_of
 from .common import utcnow
-from .fsck import Facts, Found
+from .findings import Found
+from .fsck import Facts
+from .guard import guard_at
+from .rebuild import rebuild_index
 from .scan import entry_copies, read_verified
 
-_REPOINTABLE = ("pack-missing", "pack-damaged", "row-mismatch", "entry-corrupt", "unlocated", "pack-size")
+# Findings fixed by moving every live entry of their pack to intact copies.
+_RESCUED = ("pack-missing", "pack-damaged", "row-mismatch", "entry-corrupt", "pack-size")
 
 
-def repair_findings(store: ModelStore, facts: Facts, found: Found, full: bool) -> None:
+def repair_findings(store: ModelStore, facts: Facts, found: Found) -> None:
     """Mark each finding that was fixed as repaired (in place in ``found``)."""
     restored = _restore_misplaced(store, found)
     copies = entry_copies(facts.scans)
-    unusable = {p for p, s in facts.scans.items() if not s.readable}
-    unusable |= {f.subject for f, _, _ in found.items if f.code in ("pack-damaged", "pack-size", "pack-corrupt")}
-    unusable -= facts.intact
+    fixed: set[str] = set()  # packs whose live entries were moved
+    for code in _RESCUED:
+        for finding, _, payload in found.items:
+            pack = _pack_of(finding.code, finding.subject, payload, facts)
+            if finding.code != code or pack is None or pack in fixed or pack in restored:
+                continue
+            if _rescue(store, facts, pack, copies):
+                fixed.add(pack)
+    adopted = _adopt(store, facts, [f.subject for f, _, _ in found.items if f.code == "unlocated"], copies)
     for i, (finding, digests, payload) in enumerate(found.items):
-        if finding.repaired:
-            continue
-        ok = False
+        ok = finding.repaired
         if finding.code == "temp-file":
             store.objects.backend.remove_incomplete(payload)  # type: ignore[arg-type]
             ok = True
-        elif finding.code == "stale-pack-row":
-            with store.catalog.session() as s:
-                forget_pack_row(s, finding.subject)
+        elif finding.code == "index-mismatch":
+            rebuild_index(store)
             ok = True
-        elif finding.code == "manifest-mismatch" and payload is not None:
-            with store.catalog.session() as s:
-                replace_manifest_chunks(s, finding.subject, payload)  # type: ignore[arg-type]
-            ok = True
-        elif finding.code == "pack-size" and full and finding.subject in facts.intact:
-            # The bytes hash to the pack's name, so the file is right and the row was wrong.
-            with store.catalog.session() as s:
-                set_pack_size(s, finding.subject, payload)  # type: ignore[arg-type]
-            ok = True
-        elif finding.code == "pack-missing" and finding.subject in restored:
-            ok = True
-        elif finding.code in _REPOINTABLE and finding.code != "pack-size":
-            gone = {finding.subject} if finding.code in ("pack-missing", "pack-damaged") else set()
-            ok = _repoint(store, facts, digests, copies, unusable | gone)
+        elif finding.code in _RESCUED:
+            pack = _pack_of(finding.code, finding.subject, payload, facts)
+            ok = pack in fixed or (finding.code == "pack-missing" and pack in restored)
+        elif finding.code == "unlocated":
+            ok = finding.subject in adopted
         if ok:
             found.items[i] = (replace(finding, repaired=True), digests, payload)
+
+
+def _pack_of(code: str, subject: str, payload: object, facts: Facts) -> str | None:
+    """The committed pack a finding is about (an entry's: the pack the log locates it in)."""
+    if code == "entry-corrupt":
+        # Only where the log reads it: a damaged spare copy elsewhere needs nothing.
+        loc = facts.rows.get(subject)
+        return loc.pack.hex if loc is not None and payload in (None, loc.pack.hex) else None
+    return subject if code in _RESCUED else None
 
 
 def _restore_misplaced(store: ModelStore, found: Found) -> set[str]:
@@ -79,23 +101,77 @@ def _restore_misplaced(store: ModelStore, found: Found) -> set[str]:
     return restored
 
 
-def _repoint(store: ModelStore, facts: Facts, digests: list[str], copies: dict[str, list[Location]],
-             unusable: set[str]) -> bool:
-    """Point each digest that has a verified copy in a usable pack at it; True if every one did."""
-    chosen: list[Location] = []
-    for d in digests:
-        current = facts.rows.get(d)
-        for loc in copies.get(d, []):
-            if loc.pack.hex in unusable or loc == current:
-                continue
-            got = read_verified(store.objects, [loc]).get(d)
-            if got is not None and not isinstance(got, Exception):
-                chosen.append(loc)
-                break
-    if chosen:
-        listed = set(facts.listed)
-        packs = tuple((p.hex, facts.scans[p.hex].size, len(facts.scans[p.hex].entries or ()))
-                      for p in {l.pack for l in chosen} if p.hex not in listed)
-        with store.catalog.session() as s:
-            repoint(s, chosen, packs, utcnow())
-    return bool(digests) and len(chosen) == len(digests)
+def _intact(store: ModelStore, digest: str, candidates: list[Location]) -> tuple[Location, bytes | memoryview] | None:
+    """The first of ``candidates`` whose bytes verify against ``digest``, with its bytes."""
+    for loc in candidates:
+        got = read_verified(store.objects, [loc]).get(digest)
+        if got is not None and not isinstance(got, Exception):
+            return loc, got
+    return None
+
+
+def _write_copies(store: ModelStore, sources: list[tuple[Location, bytes | memoryview]],
+                  avoid: set[str]) -> list[Location]:
+    return store.objects.write([NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in sources],
+                               avoid=avoid)
+
+
+def _rescue(store: ModelStore, facts: Facts, pack: str, copies: dict[str, list[Location]]) -> bool:
+    """Move every live entry of ``pack`` to a new pack written from intact copies; True if committed."""
+    live = [l for l in facts.rows_by_pack.get(pack, []) if l.digest.hex in facts.live]
+    sources = []
+    for loc in live:
+        got = _intact(store, loc.digest.hex, copies.get(loc.digest.hex, []))
+        if got is None:
+            return False  # one live entry has no intact copy: a move would lose it
+        sources.append(got)
+    with store.ledger.current() as st:
+        forgotten = set(st.forgotten) | {pack}
+    written = _write_copies(store, sources, forgotten) if sources else []
+    by_digest = {l.digest.hex: l for l in written}
+    locs = tuple(by_digest[l.digest.hex] for l in live)
+    planned = {pack: frozenset(by_digest)}
+    with facts.fresh.session() as s:  # the fold of the log, not an index that may be damaged
+        guard = guard_at(s, facts.log.folded, planned)
+
+    def build(st: StoreState) -> list[Op]:
+        after = list(store.ledger.commits_after(facts.log.folded))
+        if guard.unsafe(after) != set() or pack in st.forgotten or {l.pack.hex for l in locs} & st.forgotten:
+            return []
+        return [MoveEntries((pack,), locs, packs_of(written), utcnow())]
+
+    _, ops = store.ledger.commit(build)
+    return bool(ops)
+
+
+def _adopt(store: ModelStore, facts: Facts, digests: list[str], copies: dict[str, list[Location]]) -> set[str]:
+    """Copy each unlocated live entry that has an intact copy (and the unlocated chunks of
+    such a manifest) into a new pack, and record them in one commit; returns those recorded."""
+    sources: dict[str, tuple[Location, bytes | memoryview]] = {}
+    manifests = []
+    todo = list(digests)
+    while todo:
+        d = todo.pop()
+        got = None if d in sources or d in facts.rows else _intact(store, d, copies.get(d, []))
+        if got is None:
+            continue
+        sources[d] = got
+        if got[0].kind == MANIFEST:
+            chunks = tuple((c.digest.hex, c.size) for c in Manifest.from_bytes(got[1]).chunks())
+            manifests.append((d, chunks))
+            todo += [c for c, _ in chunks]
+    if not sources:
+        return set()
+    with store.ledger.current() as st:
+        forgotten = set(st.forgotten)
+    written = _write_copies(store, list(sources.values()), forgotten)
+    locs = tuple(l for l in written if l.digest.hex in sources)
+
+    def build(st: StoreState) -> list[Op]:
+        new = tuple(l for l in locs if l.digest.hex not in st.entries)
+        if not new or {l.pack.hex for l in new} & st.forgotten:
+            return []
+        return [AdoptEntries(new, packs_of(written), tuple(manifests), utcnow())]
+
+    _, ops = store.ledger.commit(build)
+    return {l.digest.hex for o in ops if isinstance(o, AdoptEntries) for l in o.locations}

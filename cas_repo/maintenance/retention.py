@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
-from ..catalog import Session
-from ..catalog.retention import candidates, select_versions, tag_event_records
+from ..catalog.retention import candidates, select_versions, version_marks
 from ..errors import RetentionPolicyError
-from ..manifest import EventRecord
 from ..repository import ModelStore
 from .common import format_duration, maintenance_lock, utcnow
-from .marks import MarkRequest, write_marks
-from .scan import read_verified
+from .marks import MarkRequest, commit_marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,27 +97,21 @@ class RetentionReport:
         return sum(v.logical_size for v in self.retired)
 
 
-def _event_tags(s: Session, store: ModelStore) -> list[tuple[str, int, str]]:
-    locs = list(s.present(tag_event_records(s)).values())
-    out = []
-    for data in read_verified(store.objects, locs).values():
-        if isinstance(data, Exception):
-            continue  # fsck reports a damaged record; a missing tag only keeps less
-        rec = EventRecord.from_bytes(data)
-        out += [(rec.model_id, rec.version, f"{k}={v}") for k, v in rec.tags.items() if v is not None]
-    return out
-
-
 def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool = False,
                     now: datetime | None = None) -> RetentionReport:
-    """Retire the versions ``policy`` selects (all under the catalog lock, so nothing moves meanwhile).
+    """Retire the versions ``policy`` selects: planned on the catalog, committed as one log commit.
+
+    A version that stopped qualifying between the plan and the commit (it became the
+    head, its model was deleted, another process retired it) is left out of the commit
+    and counted as kept.
 
     Raises:
         RetentionPolicyError: the ``where`` predicate is not valid SQL over ``v_versions``.
     """
     now = now or utcnow()
-    with maintenance_lock(store.catalog.path), store.catalog.session() as s:
-        table = candidates(s, _event_tags(s, store), now)
+    with maintenance_lock(store.catalog.path):
+        with store.catalog.session() as s:
+            table = candidates(s, now)
         matched = select_versions(table, policy.where) if policy.where is not None else None
         retired, protected, kept = [], [], 0
         for row in table.to_pylist():
@@ -139,8 +130,10 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
             else:
                 retired.append(ref)
         if not dry_run:
-            write_marks(s, store, [
-                MarkRequest(v.model_id, v.version, "retire", {"policy": policy.describe()}) for v in retired], now)
+            done = {(m.model_id, m.version) for m in commit_marks(
+                store, [MarkRequest(v.model_id, v.version, "retire") for v in retired], now)}
+            kept += sum((v.model_id, v.version) not in done for v in retired)
+            retired = [v for v in retired if (v.model_id, v.version) in done]
     return RetentionReport(policy.describe(), dry_run, tuple(retired), tuple(protected), kept)
 
 
@@ -157,11 +150,10 @@ def restore_versions(store: ModelStore, refs: Sequence[tuple[str, int | None]], 
 
     A purged version cannot come back (its content is gone) and is reported as such.
     """
-    from ..catalog.retention import version_marks
-
     now = now or utcnow()
-    with maintenance_lock(store.catalog.path), store.catalog.session() as s:
-        marks = version_marks(s)
+    with maintenance_lock(store.catalog.path):
+        with store.catalog.session() as s:
+            marks = version_marks(s)
         todo, not_retired, purged = [], [], []
         for model_id, version in refs:
             keys = ([(model_id, version)] if version is not None
@@ -175,5 +167,8 @@ def restore_versions(store: ModelStore, refs: Sequence[tuple[str, int | None]], 
                     todo.append(key)
                 else:
                     (purged if state == "purge" else not_retired).append(name)
-        write_marks(s, store, [MarkRequest(m, v, "restore") for m, v in dict.fromkeys(todo)], now)
-    return RestoreReport(tuple(f"{m}@{v}" for m, v in dict.fromkeys(todo)), tuple(not_retired), tuple(purged))
+        done = {(m.model_id, m.version) for m in commit_marks(
+            store, [MarkRequest(m, v, "restore") for m, v in dict.fromkeys(todo)], now)}
+        not_retired += [f"{m}@{v}" for m, v in dict.fromkeys(todo) if (m, v) not in done]
+    return RestoreReport(tuple(f"{m}@{v}" for m, v in dict.fromkeys(todo) if (m, v) in done), tuple(not_retired),
+                         tuple(purged))
