@@ -222,10 +222,9 @@ class ModelStore(EditsMixin, QueryMixin):
         needed = [d.hex for d in content.entries] + [content.digest.hex]
         with self.ledger.known() as st:
             have = st.locate(needed)
-            forgotten = st.forgotten  # only grows; read without the lock, it may miss a newer one
         # The bytes go out before the commit, outside the ledger's lock: a large save does
         # not hold up the loads of other threads.
-        written = self.objects.write(self._entries(content, set(needed) - have.keys()), avoid=forgotten)
+        written = self.objects.write(self._entries(content, set(needed) - have.keys()))
         if faults.ARMED:
             faults.crash_point("objects-written")
         meta = metadata_json(md)
@@ -240,9 +239,8 @@ class ModelStore(EditsMixin, QueryMixin):
             present = st.locate(needed)
             lacking = set(needed) - present.keys() - mine.keys()
             if lacking:
-                # Never a location in a forgotten pack (same entries, same bytes): gc may be
-                # deleting that file after its commit, whatever our put found.
-                written += self.objects.write(self._entries(content, lacking), avoid=st.forgotten)
+                # A new pack (its nonce makes its name new: never a forgotten one's).
+                written += self.objects.write(self._entries(content, lacking))
             new = tuple(l for l in written if l.digest.hex not in present)
             # Each pack as written (entries found present meanwhile included), so the size
             # the log records is the file's.

@@ -56,7 +56,9 @@ AUDIT_QUERIES: dict[str, str] = {
     (SELECT coalesce(sum(size), 0) FROM objects WHERE digest IN (SELECT digest FROM refs)) AS content_bytes,
     (SELECT coalesce(sum(stored_size), 0) FROM objects WHERE digest IN (SELECT digest FROM refs)) AS content_stored_bytes,
     (SELECT coalesce(sum(stored_size), 0) FROM objects WHERE digest IN (SELECT record FROM events)) AS history_bytes,
-    (SELECT coalesce(sum(20 + 58 * entries), 0) FROM packs) AS pack_overhead_bytes""",
+    -- header 8 + nonce 16 + tail 12, and a 58-byte index record per entry (objects/pack.py;
+    -- packs of a store upgraded from format 1 have no nonce and show 16 bytes unreferenced).
+    (SELECT coalesce(sum(36 + 58 * entries), 0) FROM packs) AS pack_overhead_bytes""",
     "experiments": """, e_logical AS (
     SELECT experiment_name, count(DISTINCT model_id) AS models, count(*) AS versions,
         sum(logical_size) AS logical_bytes

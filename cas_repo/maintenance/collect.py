@@ -6,7 +6,7 @@ The protocol (safe against writers and other gcs on any machine, with no lock):
    to drop (no live entry; orphans — packs no commit mentions — only once older than
    the grace period), the packs to repack, the versions to purge.
 2. **Copy first.** The live entries of the packs to repack are read (verified) and
-   written into new packs, never under the name of a pack that is forgotten or planned.
+   written into new packs (each pack's nonce gives it a name no pack ever had).
 3. **One commit**, built by ``build(state)`` at whatever position it lands: the purges
    (``MarkCommit``, ``seq`` = the model's next one; a purge whose reason went away — an
    undelete, a restore — is left out), then ``ForgetPacks`` for the drops and
@@ -37,8 +37,8 @@ forgot it. Take any save (or rollback) commit ``W``:
 - ``W > G``: the writer built ``W`` on a state that holds ``G``. It finds no location
   in a forgotten pack (moved entries have their new ones), stores again whatever it
   lacks, drops its own written locations that are in forgotten packs, and never gets
-  a location in a forgotten pack (an identical pack gets an extra random entry): ``W``
-  cannot point into a file gc deletes.
+  a location in a forgotten pack (a pack's nonce makes every name new): ``W`` cannot
+  point into a file gc deletes.
 - Purges, undeletes and restores change what is live without a save: a planned purge
   that ``G`` does not commit has its version's content checked like a save's.
 
@@ -126,12 +126,9 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
         raise GcRefusedError(refusal(plan))
     with maintenance_lock(store.catalog.path):
         temps = _remove_temp(store, plan)
-        with store.ledger.current() as st:
-            forgotten = set(st.forgotten)
         purging = [(c.model_id, c.version) for c in plan.purge]
         dropping = {p.pack for p in plan.delete}
-        avoid = forgotten | dropping | {p.pack for p in plan.repack} | {p.pack for p in plan.leftovers}
-        copies, written, skipped = copy_live(store, plan.repack, purging, avoid, progress)
+        copies, written, skipped = copy_live(store, plan.repack, purging, progress)
         planned = {p: frozenset() for p in dropping} | {p: frozenset(l.digest.hex for l in locs)
                                                        for p, locs in copies.items()}
         with store.catalog.session() as s:

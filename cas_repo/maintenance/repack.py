@@ -6,7 +6,7 @@ in between leaves only new packs no commit mentions (orphans, which a later gc d
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
+from typing import Sequence
 
 from ..compression import RAW
 from ..errors import IntegrityError, ObjectNotFoundError, StoreError
@@ -33,19 +33,18 @@ def batches(refs: Sequence[PackRef]) -> list[list[PackRef]]:
     return [b for b in out if b]
 
 
-def copy_entries(store: ModelStore, sources: Sequence[Location], avoid: Collection[str]) -> list[Location]:
+def copy_entries(store: ModelStore, sources: Sequence[Location]) -> list[Location]:
     """Read ``sources`` (verified) and write them into new packs; returns every location written.
 
     Raises:
         IntegrityError / ObjectNotFoundError / StoreError: a source cannot be read intact.
     """
     data = store.objects.read_many(sources)
-    return store.objects.write([NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in zip(sources, data)],
-                               avoid=avoid)
+    return store.objects.write([NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in zip(sources, data)])
 
 
 def copy_live(store: ModelStore, refs: Sequence[PackRef], purging: Sequence[tuple[str, int]],
-              avoid: Collection[str], progress: ProgressFactory
+              progress: ProgressFactory
               ) -> tuple[dict[str, list[Location]], list[Location], list[tuple[str, str]]]:
     """Copy the live entries of the packs ``refs`` (as live once ``purging`` is purged).
 
@@ -72,7 +71,7 @@ def copy_live(store: ModelStore, refs: Sequence[PackRef], purging: Sequence[tupl
                 entries += [NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in zip(locs, data)]
                 copies[ref.pack] = locs
             if entries:
-                out = store.objects.write(entries, avoid=avoid)
+                out = store.objects.write(entries)
                 written += out
                 by_digest = {l.digest.hex: l for l in out}
                 for pack in [r.pack for r in batch if r.pack in copies]:

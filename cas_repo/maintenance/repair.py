@@ -110,10 +110,8 @@ def _intact(store: ModelStore, digest: str, candidates: list[Location]) -> tuple
     return None
 
 
-def _write_copies(store: ModelStore, sources: list[tuple[Location, bytes | memoryview]],
-                  avoid: set[str]) -> list[Location]:
-    return store.objects.write([NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in sources],
-                               avoid=avoid)
+def _write_copies(store: ModelStore, sources: list[tuple[Location, bytes | memoryview]]) -> list[Location]:
+    return store.objects.write([NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in sources])
 
 
 def _rescue(store: ModelStore, facts: Facts, pack: str, copies: dict[str, list[Location]]) -> bool:
@@ -125,9 +123,7 @@ def _rescue(store: ModelStore, facts: Facts, pack: str, copies: dict[str, list[L
         if got is None:
             return False  # one live entry has no intact copy: a move would lose it
         sources.append(got)
-    with store.ledger.current() as st:
-        forgotten = set(st.forgotten) | {pack}
-    written = _write_copies(store, sources, forgotten) if sources else []
+    written = _write_copies(store, sources) if sources else []
     by_digest = {l.digest.hex: l for l in written}
     locs = tuple(by_digest[l.digest.hex] for l in live)
     planned = {pack: frozenset(by_digest)}
@@ -162,9 +158,7 @@ def _adopt(store: ModelStore, facts: Facts, digests: list[str], copies: dict[str
             todo += [c for c, _ in chunks]
     if not sources:
         return set()
-    with store.ledger.current() as st:
-        forgotten = set(st.forgotten)
-    written = _write_copies(store, list(sources.values()), forgotten)
+    written = _write_copies(store, list(sources.values()))
     locs = tuple(l for l in written if l.digest.hex in sources)
 
     def build(st: StoreState) -> list[Op]:

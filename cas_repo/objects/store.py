@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Container, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .. import compression
 from ..digest import Digest, hash_bytes, hash_many
 from ..errors import IntegrityError, ObjectNotFoundError, StoreError
-from ..location import CHUNK
 from .backend import ObjectBackend, ObjectInfo
 from .keys import PACKS, pack_key, parse_pack_key
 from .local import LocalBackend
@@ -57,13 +55,12 @@ class ObjectStore:
 
     # -- writing ---------------------------------------------------------------------
 
-    def write(self, entries: Iterable[NewEntry], *, avoid: Container[str] = ()) -> list[Location]:
+    def write(self, entries: Iterable[NewEntry]) -> list[Location]:
         """Store ``entries`` in as few packs as the target size allows; returns their locations.
 
         Each pack is published atomically; entries are stored once even if listed twice.
-        No location is in a pack named (hex) in ``avoid``: the packs gc has forgotten, whose
-        files it may be deleting right now (a pack that would get such a name gets an extra
-        random entry, and so other bytes and another name).
+        Every pack gets a new name (its nonce), never one gc has forgotten and may be
+        deleting right now.
         """
         locations: list[Location] = []
         batch: list[PackEntry] = []
@@ -77,22 +74,15 @@ class ObjectStore:
             batch.append(PackEntry(e.digest, e.kind, codec, len(e.data), stored))
             size += len(stored)
             if size >= self.pack_target:
-                locations += self._write_pack(batch, avoid)
+                locations += self._write_pack(batch)
                 batch, size = [], 0
         if batch:
-            locations += self._write_pack(batch, avoid)
+            locations += self._write_pack(batch)
         return locations
 
-    def _write_pack(self, batch: list[PackEntry], avoid: Container[str] = ()) -> list[Location]:
+    def _write_pack(self, batch: list[PackEntry]) -> list[Location]:
         parts, spans = encode_pack(batch)
         name = hash_many(parts)
-        while name.hex in avoid:
-            # Same bytes as a forgotten pack: a put would only refresh the file gc is
-            # deleting. The caller stores the extra entry's location with the others.
-            nonce = secrets.token_bytes(16)
-            batch = batch + [PackEntry(hash_bytes(nonce), CHUNK, compression.RAW, len(nonce), nonce)]
-            parts, spans = encode_pack(batch)
-            name = hash_many(parts)
         self.backend.put(pack_key(name), parts)
         return [
             Location(e.digest, e.kind, name, off, n, e.size, e.codec)

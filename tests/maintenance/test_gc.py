@@ -279,9 +279,10 @@ def test_gc_between_a_writers_presence_check_and_its_commit_loses_nothing(store,
 
 def test_a_save_that_would_rewrite_a_forgotten_pack_gets_a_new_one(store_dir, tmp_path, make_md, rng,
                                                                     monkeypatch):
-    """A crashed save left pack X; gc forgets X while the retry of that save runs. The retry's
-    bytes are X's bytes: a put would find X still there (gc deletes after its commit) and
-    only refresh it. The writer must not point into X, or gc's deletion loses the version."""
+    """A crashed save left pack X; gc forgets X while the retry of that save runs. The retry
+    writes the same entries in the same order; were its pack X's bytes, a put would find X
+    still there (gc deletes after its commit) and only refresh it, and gc's deletion would
+    then lose the version. The pack's nonce gives the retry's pack a name of its own."""
     model = {"w": rng.standard_normal(50_000)}
     content = to_content(model)
     opts = {"fsync": False}
@@ -298,7 +299,8 @@ def test_a_save_that_would_rewrite_a_forgotten_pack_gets_a_new_one(store_dir, tm
 
         def retry_meets_gc(entries, **kw):
             locs = real_write(entries, **kw)
-            if not deferred and {l.pack for l in locs} == {pack}:  # the retry found X: refreshed it
+            if not deferred:
+                assert {l.pack for l in locs} != {pack}  # same entries, another pack
                 collect_garbage(gc_side, plan)  # gc commits its forget of X now
             return locs
 
