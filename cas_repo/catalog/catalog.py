@@ -190,35 +190,58 @@ class Catalog:
 
     @contextmanager
     def session(self) -> Iterator["Session"]:
-        """A catalog session under the lock, caught up with the log (re-entrant within a thread)."""
+        """A catalog session under the lock, caught up with the log (re-entrant within a thread).
+
+        Damage DuckDB finds only when it reads a block (a checksum, a truncated file) is
+        handled like damage found at open: while catching up, the index is set aside and
+        rebuilt at once; in the caller's queries, it is set aside and the error says to
+        retry (the next session rebuilds it).
+        """
         if self._closed:
             raise CatalogError("the store is closed; open a new ModelStore")
         with self.lock:
-            con = self._connect()
+            s = self._caught_up()
             try:
-                s = Session(con, self.path)
-                if self.feeder is not None and not getattr(self._feeding, "on", False):
-                    self._feeding.on = True
-                    try:
-                        if not self.feeder(s):
-                            con.close()
-                            self._remove()
-                            log.warning("the catalog index %s indexed another store (or this one before it "
-                                        "was recreated); rebuilding it from the log", self.path)
-                            con = self._connect()
-                            s = Session(con, self.path)
-                            self.feeder(s)
-                    finally:
-                        self._feeding.on = False
                 yield s
+            except CatalogCorruptError as exc:
+                s.con.close()
+                self._set_aside(exc)
+                raise CatalogCorruptError(str(self.path), f"{exc.args[0] if exc.args else exc}; it was set "
+                                          "aside and the next call rebuilds it from the log: retry") from exc
             finally:
-                con.close()
+                s.con.close()
+
+    def _caught_up(self) -> "Session":
+        for attempt in range(3):
+            s = Session(self._connect(), self.path)
+            if self.feeder is None or getattr(self._feeding, "on", False):
+                return s
+            self._feeding.on = True
+            try:
+                if self.feeder(s):
+                    return s
+                s.con.close()
+                self._remove()
+                log.warning("the catalog index %s indexed another store (or this one before it was "
+                            "recreated); rebuilding it from the log", self.path)
+            except CatalogCorruptError as exc:
+                s.con.close()
+                if attempt == 2:
+                    raise
+                self._set_aside(exc)
+            except BaseException:
+                s.con.close()
+                raise
+            finally:
+                self._feeding.on = False
+        raise CatalogError(f"the catalog index {self.path} could not be rebuilt; delete it and retry")
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for users' SQL, with file access and extensions disabled.
 
-        The index is brought up to date first, in a writing session of its own.
+        The index is brought up to date first, in a writing session of its own. Damage
+        found by the query sets the index aside (the next call rebuilds it).
         """
         if self._closed:
             raise CatalogError("the store is closed; open a new ModelStore")
@@ -231,6 +254,13 @@ class Catalog:
                 raise CatalogError(f"opening the catalog {self.path} read-only failed: {exc}") from exc
             try:
                 yield con
+            except CatalogError as exc:
+                if not any(marker in str(exc) for marker in _CORRUPTION):
+                    raise
+                con.close()
+                self._set_aside(CatalogCorruptError(str(self.path), str(exc)))
+                raise CatalogCorruptError(str(self.path), f"a query found it damaged ({exc}); it was set aside "
+                                          "and the next call rebuilds it from the log: retry") from exc
             finally:
                 con.close()
 

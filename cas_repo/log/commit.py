@@ -1,10 +1,12 @@
 """A log commit: the canonical bytes stored at one position of the log (pure, no I/O).
 
-    {"format": "cas-repo/commit/1", "writer": "<host>/<pid>/<token>", "ops": [...]}
+    {"format": "cas-repo/commit/1", "position": N, "writer": "<host>/<pid>/<token>", "ops": [...]}
 
 ``writer`` makes every commit's bytes unique, so two writers never publish identical
 objects (an object store's ETag is the MD5 of the bytes; a compare-and-swap over equal
-bytes could not tell two writers apart). A keyed store seals the whole commit.
+bytes could not tell two writers apart). ``position`` binds a commit to its key: a commit
+copied to another position (a replay of an old event, hiding the one it overwrote) is
+refused, and a keyed store's seal, over the whole commit, covers the position too.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ class Commit:
 
     writer: str
     ops: tuple[Op, ...]
+    position: int = 0
 
     def to_bytes(self) -> bytes:
-        return canonical_json({"format": COMMIT_FORMAT, "writer": self.writer,
+        return canonical_json({"format": COMMIT_FORMAT, "position": self.position, "writer": self.writer,
                                "ops": [with_record(op_to_json(o)) for o in self.ops]})
 
     @classmethod
@@ -64,4 +67,6 @@ class Commit:
         ops = obj.get("ops")
         if not isinstance(ops, list) or not isinstance(obj.get("writer"), str):
             raise IntegrityError("a log commit has no list of operations or no writer")
-        return cls(obj["writer"], tuple(op_from_json(o) for o in ops))
+        if not isinstance(obj.get("position"), int):
+            raise IntegrityError("a log commit does not say its position")
+        return cls(obj["writer"], tuple(op_from_json(o) for o in ops), obj["position"])

@@ -102,7 +102,7 @@ class Ledger:
     def _upgrade(self) -> None:
         """Write a format-1 store's history (records in packs) as the log's first commit."""
         ops = self._legacy()
-        if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops)))):
+        if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops), 1))):
             log.warning("upgraded %s to the log format: %d events from its packs are commit 1",
                         self.log.backend.url, len(ops))
 
@@ -139,8 +139,8 @@ class Ledger:
                 ops = tuple(build(st))
                 if not ops:
                     return st.position, ()
-                data = self.log.encode(Commit(self.writer, ops))
                 position = st.position + 1
+                data = self.log.encode(Commit(self.writer, ops, position))
                 if self.log.create(position, data):
                     # Fold exactly what other processes will read back (records filled in).
                     ops = Commit.from_bytes(data).ops

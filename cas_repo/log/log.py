@@ -41,7 +41,11 @@ class Log:
         try:
             if self.key:
                 self.key.check(data)
-            return Commit.from_bytes(data)
+            commit = Commit.from_bytes(data)
+            if commit.position != position:
+                raise IntegrityError(f"it says it is commit {commit.position}: a commit was copied over "
+                                     "another one")
+            return commit
         except IntegrityError as exc:
             raise IntegrityError(f"log commit {position} ({log_key(position)}) is unreadable: {exc.args[0]}",
                                  expected=exc.expected, actual=exc.actual) from exc

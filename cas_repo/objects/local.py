@@ -253,37 +253,48 @@ class LocalBackend(ObjectBackend):
         name only ever points at complete, durable bytes."""
         path = self._path(key)
         d = self._open_dir(path.parent, create=True)
-        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
         try:
-            try:
-                fd = os.open(tmp, _OPEN_TEMP, 0o444, dir_fd=d)
-            except OSError as exc:
-                raise _io_error("create", path.parent / tmp, exc) from exc
-            try:
+            if not self._link_new(d, path, data):
+                return False
+            if self._fsync:
                 try:
-                    _write_all(fd, memoryview(data).cast("B"))
-                    if self._fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                if faults.ARMED:
-                    faults.crash_point("before-link")
-                try:
-                    os.link(tmp, path.name, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
-                except FileExistsError:
-                    return False
-                if self._fsync:
                     os.fsync(d)  # the new name must outlive a power cut, like the bytes
-                return True
-            except OSError as exc:
-                raise _io_error("write", path, exc) from exc
-            finally:
-                try:
-                    os.unlink(tmp, dir_fd=d)
-                except OSError:
-                    pass
+                except OSError as exc:
+                    raise StoreError(
+                        f"{path} was published, but syncing its folder failed ({exc.strerror or exc}): it is "
+                        "visible now and may not survive a power cut. Check the disk; do not simply retry "
+                        "(look with history() first: the change may already be there)") from exc
+            return True
         finally:
             os.close(d)
+
+    def _link_new(self, d: int, path: Path, data: bytes) -> bool:
+        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            fd = os.open(tmp, _OPEN_TEMP, 0o444, dir_fd=d)
+        except OSError as exc:
+            raise _io_error("create", path.parent / tmp, exc) from exc
+        try:
+            try:
+                _write_all(fd, memoryview(data).cast("B"))
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if faults.ARMED:
+                faults.crash_point("before-link")
+            try:
+                os.link(tmp, path.name, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            return True
+        except OSError as exc:
+            raise _io_error("write", path, exc) from exc
+        finally:
+            try:
+                os.unlink(tmp, dir_fd=d)
+            except OSError:
+                pass
 
     def get(self, key: str) -> bytes | None:
         try:
