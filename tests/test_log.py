@@ -93,6 +93,19 @@ def test_a_new_process_starts_from_the_latest_checkpoint(tmp_path, make_md):
         assert s.load_model("m2")[0] == {"i": 2}
 
 
+def test_only_the_newest_checkpoints_are_kept(tmp_path, make_md):
+    from cas_repo.log.ledger import CHECKPOINTS_KEPT
+
+    with ModelStore(tmp_path / "cas") as s:
+        for i in range(CHECKPOINTS_KEPT + 2):
+            s.save_model({"i": i}, make_md("m"))
+            s.checkpoint()
+        assert s.ledger.log.checkpoints() == list(range(3, CHECKPOINTS_KEPT + 3))
+    with ModelStore(tmp_path / "cas") as s:
+        assert s.ledger._start().position == CHECKPOINTS_KEPT + 2
+        assert s.load_model("m")[0] == {"i": CHECKPOINTS_KEPT + 1}
+
+
 def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_log_replayed(tmp_path, make_md, caplog):
     root = tmp_path / "cas"
     with ModelStore(root) as s:

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # A checkpoint every this many commits bounds what a new process replays.
 CHECKPOINT_EVERY = 1000
+# Checkpoints kept: each holds the whole state, so keeping all of them would grow with the
+# square of the history. They are derived; a reader that finds one gone takes an older
+# one, or replays the log.
+CHECKPOINTS_KEPT = 2
 # Commits kept in memory after folding, for the catalog index to catch up from.
 _RECENT = 4096
 # Lost races before a commit gives up: each one means another writer committed.
@@ -158,6 +162,8 @@ class Ledger:
     def _checkpoint(self, st: StoreState) -> None:
         try:
             self.log.write_checkpoint(st.position, checkpoint.encode(st, self.key))
+            for old in self.log.checkpoints()[:-CHECKPOINTS_KEPT]:
+                self.log.delete_checkpoint(old)
         except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation; the log is whole
             log.warning("could not write checkpoint %d of %s: %s", st.position, self.log.backend.url, exc)
 
@@ -166,5 +172,5 @@ class Ledger:
         with self._lock:
             st = self._refresh()
             if st.position:
-                self.log.write_checkpoint(st.position, checkpoint.encode(st, self.key))
+                self._checkpoint(st)
             return st.position

@@ -101,3 +101,6 @@ class Log:
 
     def write_checkpoint(self, position: int, data: bytes) -> bool:
         return self.backend.create(checkpoint_key(position), data)
+
+    def delete_checkpoint(self, position: int) -> None:
+        self.backend.delete(checkpoint_key(position))
