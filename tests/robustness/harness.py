@@ -28,10 +28,11 @@ def run_worker(*args: object, crash_at: str | None = None, timeout: float = 120,
 
 
 def start_worker(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a worker with pipes for its stdin (commands, for ``serve``), stdout and stderr."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.robustness.workers", *map(str, args)],
-        cwd=REPO_ROOT, env=env or worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        cwd=REPO_ROOT, env=env or worker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
 
 
 def acks(stdout: str) -> list[list[str]]:

@@ -1,7 +1,10 @@
-"""I/O failing under a save — fsync EIO, a full disk mid-write — fails cleanly and leaves no trace.
+"""I/O failing under a save — EIO, a full disk — fails cleanly: a clear StoreError, no version, no temp file.
 
-The faults are injected in-process at the OS boundary (``os.fsync``/``os.write``, only
-for descriptors inside the store) so the real store code runs unchanged around them.
+The faults are injected in-process at the OS boundary (``os.write``/``os.fsync``/``os.read``,
+only for descriptors inside the store) so the real store code runs unchanged around
+them. A save writes its pack(s), then the log commit's temp file, fsyncs it and links it
+into place: a fault anywhere before the link records nothing (a pack already renamed
+into place stays behind as an orphan for gc); the link itself is the commit.
 """
 
 from __future__ import annotations
@@ -12,41 +15,54 @@ import os
 import pytest
 
 from cas_repo import CasRepoError, ModelNotFoundError, ModelStore, StoreError
-from cas_repo.repository import PREWRITE_BYTES
 
 from .consistency import check_store
 from .workers import fingerprint, metadata, payload
 
+SMALL = 50_000
+LARGE = 6 << 20  # O_DIRECT pack write
 
-def _in_store(fd: int, root) -> bool:
+
+def _target(fd: int) -> str:
     try:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith(str(root))
+        return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
-        return False
+        return ""
 
 
 @pytest.fixture
 def seeded(tmp_path):
     root = tmp_path / "cas"
     with ModelStore(root) as store:
-        store.save_model(payload(1, 50_000), metadata("m"))
+        store.save_model(payload(1, SMALL), metadata("m"))
     return root
 
 
-def _assert_clean_failure(root, exc_info, *, orphans_allowed: bool) -> None:
-    assert isinstance(exc_info.value, CasRepoError)
-    assert isinstance(exc_info.value, StoreError)
+def _where(root, part: str):
+    """Whether a descriptor is a file (``pack``/``log``) or a folder (``pack-dir``/``log-dir``) of the store."""
+    base = str(root / "objects" / ("packs" if part.startswith("pack") else "log"))
+
+    def matches(fd: int) -> bool:
+        t = _target(fd)
+        if part == "pack-dir":  # a shard folder (after the rename), not a parent fsynced after a mkdir
+            return os.path.dirname(t) == os.path.join(base, "blake3") and os.path.isdir(t)
+        return t.startswith(base) and os.path.isdir(f"/proc/self/fd/{fd}") == part.endswith("-dir")
+    return matches
+
+
+def _assert_clean_failure(root, err: BaseException, *, orphans: int) -> None:
+    assert isinstance(err, StoreError) and isinstance(err, CasRepoError)
     report = check_store(root, full=True)
     assert report.clean, report.problems
     assert report.temp_files == ()
-    if not orphans_allowed:
-        assert report.orphan_packs == ()
+    assert len(report.orphan_packs) == orphans
     with ModelStore(root) as store:
-        assert [md.version for md in store.history("m")] == [1]  # no row for the failed save
+        assert [md.version for md in store.history("m")] == [1]  # no version for the failed save
+        assert store.load_model("m")[1].version == 1
         with pytest.raises(ModelNotFoundError):
             store.get_model_metadata("other")
         # usable afterwards: the same save now succeeds
-        model = payload(2, 50_000)
+        model = payload(2, SMALL)
         md = metadata("m")
         store.save_model(model, md)
         assert md.version == 2
@@ -54,82 +70,106 @@ def _assert_clean_failure(root, exc_info, *, orphans_allowed: bool) -> None:
     assert check_store(root, full=True).clean
 
 
-def test_fsync_eio_fails_the_save_cleanly(seeded, monkeypatch):
-    real = os.fsync
+def _save_failing(root, monkeypatch, name: str, fake, size: int = SMALL) -> BaseException:
+    real = getattr(os, name)
+    monkeypatch.setattr(os, name, fake(real))
+    try:
+        with ModelStore(root) as store, pytest.raises(CasRepoError) as info:
+            store.save_model(payload(2, size), metadata("m"))
+    finally:
+        monkeypatch.setattr(os, name, real)
+    return info.value
+
+
+@pytest.mark.parametrize("part,orphans", [("pack", 0), ("pack-dir", 1), ("log", 1)],
+                         ids=["pack-file", "pack-folder-after-rename", "log-commit-temp-file"])
+def test_fsync_eio_fails_the_save_cleanly(seeded, monkeypatch, part, orphans):
+    hit = _where(seeded, part)
     calls = []
 
-    def failing_fsync(fd):
-        if _in_store(fd, seeded):
-            calls.append(fd)
-            raise OSError(errno.EIO, "Input/output error")
-        return real(fd)
+    def fake(real):
+        def fsync(fd):
+            if hit(fd):
+                calls.append(fd)
+                raise OSError(errno.EIO, "Input/output error")
+            return real(fd)
+        return fsync
 
-    monkeypatch.setattr(os, "fsync", failing_fsync)
-    with ModelStore(seeded) as store, pytest.raises(CasRepoError) as info:
-        store.save_model(payload(2, 50_000), metadata("m"))
-    monkeypatch.setattr(os, "fsync", real)
+    err = _save_failing(seeded, monkeypatch, "fsync", fake)
     assert calls, "the fault was never hit"
-    assert "Input/output error" in str(info.value) and "not recorded" in str(info.value)
-    _assert_clean_failure(seeded, info, orphans_allowed=False)
+    assert "Input/output error" in str(err) and "not recorded" in str(err)
+    _assert_clean_failure(seeded, err, orphans=orphans)
 
 
-def test_directory_fsync_eio_after_rename_records_nothing(seeded, monkeypatch):
-    """The pack is already renamed into place when the directory fsync fails: an orphan, no row."""
-    real = os.fsync
+def _disk_full(hit, budget: int):
+    """os.write that lets ``budget`` bytes through to matching descriptors, the last of them
+    in a short write (as a real disk does), then raises ENOSPC."""
+    state = {"left": budget, "hit": False}
 
-    def failing_dir_fsync(fd):
-        if _in_store(fd, seeded) and os.path.isdir(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.EIO, "Input/output error")
-        return real(fd)
-
-    monkeypatch.setattr(os, "fsync", failing_dir_fsync)
-    with ModelStore(seeded) as store, pytest.raises(CasRepoError) as info:
-        store.save_model(payload(2, 50_000), metadata("m"))
-    monkeypatch.setattr(os, "fsync", real)
-    _assert_clean_failure(seeded, info, orphans_allowed=True)
-
-
-@pytest.mark.parametrize("size,budget", [
-    (50_000, 10_000),                     # small save: the only pack runs out of space
-    (PREWRITE_BYTES + (2 << 20), 4096),   # large save: the first (chunk) pack fails
-    (PREWRITE_BYTES + (2 << 20), None),   # large save: chunks fit, the record pack fails
-], ids=["small", "large-chunks", "large-record"])
-def test_disk_full_mid_write_fails_the_save_cleanly(seeded, monkeypatch, size, budget):
-    real = os.write
-    state = {"left": budget, "first": None, "hit": False}
-
-    def full_disk_write(fd, data):
-        if not _in_store(fd, seeded):
-            return real(fd, data)
-        if state["left"] is None:  # the first pack (the chunks) fits, the next one does not
-            target = os.readlink(f"/proc/self/fd/{fd}")
-            if state["first"] in (None, target):
-                state["first"] = target
+    def fake(real):
+        def write(fd, data):
+            if not hit(fd):
                 return real(fd, data)
-            state["left"] = 100
-        if state["left"] <= 0:
-            state["hit"] = True
-            raise OSError(errno.ENOSPC, "No space left on device")
-        n = real(fd, bytes(memoryview(data)[: state["left"]]))  # a short write first, as a real disk does
-        state["left"] -= n
-        return n
+            if state["left"] <= 0:
+                state["hit"] = True
+                raise OSError(errno.ENOSPC, "No space left on device")
+            n = real(fd, bytes(memoryview(data)[: state["left"]]))
+            state["left"] -= n
+            return n
+        return write
+    return state, fake
 
-    monkeypatch.setattr(os, "write", full_disk_write)
-    with ModelStore(seeded) as store, pytest.raises(CasRepoError) as info:
-        store.save_model(payload(2, size), metadata("m"))
-    monkeypatch.setattr(os, "write", real)
+
+@pytest.mark.parametrize("part,size,budget,orphans", [
+    ("pack", SMALL, 10_000, 0),      # the pack runs out of space
+    ("pack", LARGE, 4096, 0),        # a large pack, written through the O_DIRECT staging path
+    ("log", SMALL, 100, 1),          # the pack fits, the log commit's temp file does not
+], ids=["small-pack", "large-pack", "log-commit"])
+def test_disk_full_mid_write_fails_the_save_cleanly(seeded, monkeypatch, part, size, budget, orphans):
+    state, fake = _disk_full(_where(seeded, part), budget)
+    err = _save_failing(seeded, monkeypatch, "write", fake, size)
     assert state["hit"]
-    assert "disk is full" in str(info.value) and "nothing was recorded" in str(info.value)
-    if budget is None:
-        assert len(check_store(seeded).orphan_packs) == 1  # the chunk pack, which nothing references
-    _assert_clean_failure(seeded, info, orphans_allowed=budget is None)
+    assert "disk is full" in str(err) and "nothing was recorded" in str(err)
+    _assert_clean_failure(seeded, err, orphans=orphans)
+
+
+def _log_dir_fsync_eio(root, monkeypatch) -> BaseException:
+    hit = _where(root, "log-dir")
+
+    def fake(real):
+        def fsync(fd):
+            if hit(fd):
+                raise OSError(errno.EIO, "Input/output error")
+            return real(fd)
+        return fsync
+
+    return _save_failing(root, monkeypatch, "fsync", fake)
+
+
+def test_eio_on_the_log_folder_fsync_after_the_link_is_an_error_but_the_commit_stands(seeded, monkeypatch):
+    """Once linked, a commit is visible to every process and cannot be taken back: the save
+    reports the failed fsync, and the version is in the log (committed, unacknowledged —
+    like a crash after the link). The store is consistent either way."""
+    err = _log_dir_fsync_eio(seeded, monkeypatch)
+    assert isinstance(err, StoreError) and "Input/output error" in str(err)
+    report = check_store(seeded, full=True)
+    assert report.clean and report.temp_files == () and report.orphan_packs == ()
+    with ModelStore(seeded) as store:
+        assert [md.version for md in store.history("m")] == [1, 2]
+        assert fingerprint(store.load_model("m")[0]) == fingerprint(payload(2, SMALL))
+
+
+def test_error_after_the_link_says_the_commit_is_published(seeded, monkeypatch):
+    err = _log_dir_fsync_eio(seeded, monkeypatch)
+    assert "not recorded" not in str(err) and "published" in str(err)  # a blind retry would save twice
 
 
 def test_read_eio_during_load_is_an_error_not_garbage(seeded, monkeypatch):
     real = os.pread
+    hit = _where(seeded, "pack")
 
     def failing_pread(fd, n, offset):
-        if _in_store(fd, seeded):
+        if hit(fd):
             raise OSError(errno.EIO, "Input/output error")
         return real(fd, n, offset)
 
@@ -138,4 +178,26 @@ def test_read_eio_during_load_is_an_error_not_garbage(seeded, monkeypatch):
         store.load_model("m")
     monkeypatch.setattr(os, "pread", real)
     with ModelStore(seeded) as store:
-        assert fingerprint(store.load_model("m")[0]) == fingerprint(payload(1, 50_000))
+        assert fingerprint(store.load_model("m")[0]) == fingerprint(payload(1, SMALL))
+
+
+def test_read_eio_on_a_log_commit_is_an_error_and_the_next_read_sees_everything(seeded, monkeypatch):
+    """A commit that cannot be read stops the fold where it is (a reader never skips a
+    commit); once the disk answers again, the same process folds it in."""
+    with ModelStore(seeded) as writer:
+        writer.save_model(payload(2, SMALL), metadata("m"))
+    real = os.read
+    hit = _where(seeded, "log")
+
+    def failing_read(fd, n):
+        if hit(fd):
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, n)
+
+    with ModelStore(seeded) as store:
+        monkeypatch.setattr(os, "read", failing_read)
+        with pytest.raises(StoreError, match="Input/output error"):
+            store.load_model("m")
+        monkeypatch.setattr(os, "read", real)
+        model, md = store.load_model("m")
+        assert md.version == 2 and fingerprint(model) == fingerprint(payload(2, SMALL))

@@ -1,4 +1,11 @@
-"""Symlinks planted inside a store are refused, never followed out of it."""
+"""Symlinks planted inside a store (or beside its catalog index) are refused, never followed out of it.
+
+Mechanism: ``LocalBackend`` reaches every folder from the store's root one component at a
+time with ``O_NOFOLLOW`` and works relative to the descriptor, opens files with
+``O_NOFOLLOW`` and publishes commits with ``link(2)``, which never follows its target;
+the catalog refuses a linked index file, WAL or lock file. Each test checks that
+nothing was read from or written through the link.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,6 @@ import shutil
 import pytest
 
 from cas_repo import CasRepoError, ModelStore, StoreError
-from cas_repo.catalog.catalog import CATALOG_FILE
 
 from .consistency import check_store
 from .workers import fingerprint, metadata, payload
@@ -33,10 +39,15 @@ def _listing(d):
     return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
 
 
-def test_symlinked_shard_dirs_are_refused_on_write(tmp_path, outside):
+def _seeded(tmp_path):
     root = tmp_path / "cas"
     with ModelStore(root) as store:
         store.save_model(payload(1, 5000), metadata("m"))
+    return root
+
+
+def test_symlinked_shard_dirs_are_refused_on_write(tmp_path, outside):
+    root = _seeded(tmp_path)
     shards = _shards(root)
     kept = []
     for i in range(256):  # whichever shard the next pack lands in is a link out of the store
@@ -58,14 +69,60 @@ def test_symlinked_shard_dirs_are_refused_on_write(tmp_path, outside):
     assert check_store(root, full=True).clean
 
 
-def test_symlinked_top_folder_is_refused(tmp_path, outside):
-    root = tmp_path / "cas"
-    ModelStore(root).close()
-    (root / "objects" / "packs").rmdir() if (root / "objects" / "packs").exists() else None
-    os.symlink(outside, root / "objects" / "packs")
+@pytest.mark.parametrize("folder", ["packs", "log"])
+def test_symlinked_top_folder_is_refused(tmp_path, outside, folder):
+    """objects/packs or objects/log replaced by a link to a copy of itself: refused for
+    reading and for writing, although everything behind the link is intact."""
+    root = _seeded(tmp_path)
+    real = root / "objects" / folder
+    shutil.copytree(real, outside / folder, symlinks=True)
+    shutil.rmtree(real)
+    os.symlink(outside / folder, real)
+    before = _listing(outside)
+    with ModelStore(root) as store:
+        with pytest.raises(StoreError, match="symlink"):
+            store.load_model("m")
+        with pytest.raises(StoreError, match="symlink"):
+            store.save_model(payload(2, 5000), metadata("m"))
+    assert _listing(outside) == before
+
+
+def test_log_commit_replaced_by_a_symlink_is_refused(tmp_path, outside):
+    """A commit file pointing elsewhere (here: at a copy of its own bytes) is never read."""
+    root = _seeded(tmp_path)
+    commit = root / "objects" / "log" / f"{1:020d}"
+    shutil.copy(commit, outside / "commit")
+    os.chmod(commit, 0o644)
+    commit.unlink()
+    os.symlink(outside / "commit", commit)
     with ModelStore(root) as store, pytest.raises(StoreError, match="symlink"):
+        store.load_model("m")
+
+
+def test_symlink_planted_at_the_next_log_position_is_never_written_through(tmp_path, outside):
+    """link(2) does not follow an existing name: the writer loses the position as to any
+    other writer, then refuses to read what is there; nothing appears behind the link."""
+    root = _seeded(tmp_path)
+    target = outside / "written-through"
+    os.symlink(target, root / "objects" / "log" / f"{2:020d}")
+    with ModelStore(root) as store:
+        with pytest.raises(StoreError, match="symlink"):
+            store.save_model(payload(2, 5000), metadata("m"))
+    assert not target.exists() and _listing(outside) == []
+
+
+def test_symlinked_checkpoint_is_refused_not_used(tmp_path, outside):
+    root = _seeded(tmp_path)
+    with ModelStore(root) as store:
         store.save_model(payload(2, 5000), metadata("m"))
-    assert _listing(outside) == []
+        assert store.checkpoint() == 2
+    ckpt = root / "objects" / "checkpoints" / f"{2:020d}"
+    shutil.copy(ckpt, outside / "ckpt")
+    os.chmod(ckpt, 0o644)
+    ckpt.unlink()
+    os.symlink(outside / "ckpt", ckpt)
+    with ModelStore(root) as store, pytest.raises(StoreError, match="symlink"):
+        store.load_model("m")
 
 
 def test_shard_dir_replaced_by_a_symlink_while_the_store_is_open(tmp_path, outside):
@@ -110,16 +167,29 @@ def test_pack_file_replaced_by_a_symlink_to_identical_bytes_is_refused(tmp_path,
         assert fingerprint(store.load_model("m")[0]) == fingerprint(payload(1, 5000))
 
 
-@pytest.mark.parametrize("name", ["catalog.lock", CATALOG_FILE + ".wal"])
-def test_symlinked_catalog_side_files_are_refused_and_the_target_untouched(tmp_path, outside, name):
-    root = tmp_path / "cas"
+@pytest.mark.parametrize("side", [".lock", ".wal", ""], ids=["lock", "wal", "index-file"])
+def test_symlinked_index_files_are_refused_and_the_target_untouched(tmp_path, outside, side):
+    """The index's lock file, WAL or file itself as a link: its sessions are refused (the
+    link may be removed by hand: the index is rebuilt from the log), the target is never
+    written, and saves and loads, which never open the index, go on working."""
+    root = _seeded(tmp_path)
     with ModelStore(root) as store:
-        store.save_model(payload(1, 5000), metadata("m"))
+        store.history("m")
+        index = store.catalog.path
     victim = outside / "precious"
     victim.write_text("do not truncate me\n")
-    side = root / (CATALOG_FILE + ".lock" if name == "catalog.lock" else name)
-    side.unlink(missing_ok=True)
-    os.symlink(victim, side)
-    with pytest.raises(CasRepoError, match="symlink"):
-        ModelStore(root)
+    link = index.with_name(index.name + side)
+    link.unlink(missing_ok=True)
+    os.symlink(victim, link)
+    with ModelStore(root) as store:
+        with pytest.raises(CasRepoError, match="symlink"):
+            store.history("m")
+        with pytest.raises(CasRepoError, match="symlink"):
+            store.sql("SELECT count(*) FROM v_versions")
+        store.save_model(payload(2, 5000), metadata("m"))
+        assert store.load_model("m")[1].version == 2
     assert victim.read_text() == "do not truncate me\n"
+    assert link.is_symlink()
+    link.unlink()
+    with ModelStore(root) as store:
+        assert [md.version for md in store.history("m")] == [1, 2]
