@@ -5,8 +5,8 @@ duckdb, so a round costs milliseconds, not an interpreter start) three processes
 store: two savers racing for the log's next positions, and an *indexer* that runs
 ``history()`` and ``sql()`` in a loop, each a catalog-index session that catches the
 store's default index up from the log. Each is killed at its own random instant. The
-savers append one line to an ack file after each ``save_model`` returns; those versions
-are the promise under test.
+savers append one line to an ack file of their own after each ``save_model`` returns;
+those versions are the promise under test.
 
 Every tenth round the parent first saves (and acknowledges) one model itself and the
 indexer kills itself inside its first session, right after that catch-up committed, so
@@ -186,8 +186,8 @@ def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int 
     with ModelStore(root) as store:  # created up front, so a kill during creation is not round 1's only case
         index = store.catalog.path
     wal = index.with_name(index.name + ".wal")
-    ack_path = root.parent / "acks"
-    ack_path.mkdir(exist_ok=True)
+    ack_dir = root.parent / "acks"
+    ack_dir.mkdir(exist_ok=True)
     rng = random.Random(seed)
     ctx = _context()
     report = KillLoopReport()
@@ -210,11 +210,11 @@ def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int 
             report.largest_attempted = max(report.largest_attempted, first)
             forced_wal = round_ % FORCED_WAL_EVERY == 3
             if forced_wal:  # a commit the index lacks, so the indexer's catch-up writes
-                _acknowledged_save(root, ack_path, 10**12 + round_, rng)
+                _acknowledged_save(root, ack_dir, 10**12 + round_, rng)
             procs = []
             for k in range(SAVERS):
                 ready = ctx.Event()
-                proc = ctx.Process(target=saver, args=(str(root), str(ack_path), (seed * 100_000 + round_) * 10 + k,
+                proc = ctx.Process(target=saver, args=(str(root), str(ack_dir), (seed * 100_000 + round_) * 10 + k,
                                                        max_size, ready, first if k == 0 else 0))
                 procs.append((proc, ready, rng.uniform(0, max_delay * (5 if big and k == 0 else 1))))
             ready = ctx.Event()
@@ -260,9 +260,9 @@ def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int 
             if round_ % CHECKPOINT_EVERY == 7:
                 reader.checkpoint()  # later opens (savers', checks') start from here
             if progress:
-                progress(round_, len(read_acks(ack_path)), report)
+                progress(round_, len(read_acks(ack_dir)), report)
 
-        acks = read_acks(ack_path)
+        acks = read_acks(ack_dir)
         # Every acknowledged version was loaded byte-identical once, in the round that
         # acknowledged it. It still is now if its manifest digest is unchanged and every
         # stored object still hashes to its digest: content addressing makes that the same bytes.
@@ -314,7 +314,7 @@ def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int 
     return report
 
 
-def _acknowledged_save(root: Path, ack_path: Path, pseed: int, rng: random.Random) -> None:
+def _acknowledged_save(root: Path, ack_dir: Path, pseed: int, rng: random.Random) -> None:
     from cas_repo import ModelStore
 
     from .workers import fingerprint, metadata, payload
@@ -323,7 +323,7 @@ def _acknowledged_save(root: Path, ack_path: Path, pseed: int, rng: random.Rando
     md = metadata(rng.choice(MODEL_IDS))
     with ModelStore(root) as store:
         store.save_model(model, md)
-    with open(ack_path / "parent.txt", "a") as f:
+    with open(ack_dir / "parent.txt", "a") as f:
         f.write(f"{md.model_id} {md.version} {md.digest} {pseed} {MIN_SIZE} {fingerprint(model)}\n")
 
 

@@ -15,8 +15,6 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
-import pytest
-
 from cas_repo import ModelStore
 from cas_repo.location import CHUNK
 from cas_repo.manifest import Manifest

@@ -109,7 +109,8 @@ def test_commit_appended_without_the_key_is_refused(victim, tmp_path, attacker_k
     with ModelStore(victim) as intruder:  # reading needs no key: the commits are plain JSON
         intruder.save_model(EVIL, metadata("m"))
     if attacker_key:
-        _overwrite(_commit_path(victim, 4), StoreKey.from_secret(attacker_key).seal(_commit_path(victim, 4).read_bytes()))
+        path = _commit_path(victim, 4)
+        _overwrite(path, StoreKey.from_secret(attacker_key).seal(path.read_bytes()))
     with ModelStore(victim) as unkeyed:  # the control
         assert unkeyed.load_model("m")[0] == EVIL
     err = _refused_at(victim, 4, "no seal" if attacker_key is None else "another key")
