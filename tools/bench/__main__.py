@@ -11,14 +11,20 @@ import argparse
 import importlib
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
+from cas_repo.repository import INDEX_ENV
+
 from .framework import Result, machine_info
-from .report import Run, Section, as_json, console, markdown
+from .notes import notes
+from .report import Run, Section, as_json, console, from_json, markdown
 
 # The registry: one line per scenario module in tools/bench/ (see README.md for the
 # interface). Order matters only for the report.
@@ -28,13 +34,14 @@ SCENARIOS = [
     "rolling",
     "large_array",
     "concurrency",
+    "scale_store",
+    "catalog_scale",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
 
-# Scenarios measured elsewhere until their module is registered above.
-# Benchmarks with their own command (not yet scenarios of this harness): where their
-# latest figures are recorded.
+# Benchmarks with their own command (not scenarios of this harness): where their latest
+# figures are recorded.
 OTHER_BENCHMARKS = """
 ## Benchmarks run by their own command
 
@@ -42,10 +49,8 @@ Their latest figures are recorded, with machine and date, in the page each one n
 
 | what | command | figures |
 |---|---|---|
-| catalog at scale: 1M versions of 100k models (head lookup, `list_models`, `history`, best-IC query) | `python tools/bench/catalog_scale.py` | `docs/sql.md`, "Scale" |
 | import of 50 Recorder runs of continued-training LightGBM models | `python tools/bench/import_mlruns.py` | `docs/qlib.md` |
 | objects on S3 (moto on loopback) beside the local backend | `python -m tools.bench.s3` | `docs/s3.md` |
-| S3 primitives (create-only PUT, PUT, GET, LIST) on SeaweedFS and moto, loopback | `python -m tools.bench.s3_primitives` | `docs/s3.md` |
 | audit, fsck, gc, retention and rebuild on 200 LightGBM / 2,000 synthetic versions | `python -m tools.maintenance_bench` | `docs/maintenance.md` |
 """
 
@@ -83,6 +88,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help=f"write the Markdown report here (default for a full run of every scenario: {DEFAULT_OUT})")
     p.add_argument("--json", type=Path, metavar="F", help="also write every result as JSON")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: write the Markdown report (--out, default docs/benchmarks.md) of the "
+                        "run saved in this --json file, with this version's notes")
     return p.parse_args(argv)
 
 
@@ -91,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in SCENARIOS:
             sys.stdout.write(f"{name:<14} {getattr(load(name), 'TITLE', '')}\n")
+        return 0
+    if args.render:
+        run = from_json(args.render.read_text())
+        # A JSON file from before sections kept their paragraph: take this version's.
+        run = replace(run, sections=tuple(s if s.about or s.name not in SCENARIOS else
+                                          replace(s, about=getattr(load(s.name), "ABOUT", ""))
+                                          for s in run.sections))
+        out = args.out or DEFAULT_OUT
+        out.write_text(markdown(run, epilogue=OTHER_BENCHMARKS, notes=notes(run)))
+        sys.stderr.write(f"wrote {out} from {args.render}\n")
         return 0
     names = args.only or SCENARIOS
     out = args.out
@@ -101,6 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
+    # Catalog indexes of the run's stores go to a scratch folder, not the user's cache.
+    index_dir = None
+    if not os.environ.get(INDEX_ENV):
+        index_dir = tempfile.mkdtemp(prefix="cas-bench-index-", dir=os.environ.get("CAS_BENCH_TMP") or None)
+        os.environ[INDEX_ENV] = index_dir
+    try:
+        return _run(args, names, out, log, argv)
+    finally:
+        if index_dir:
+            os.environ.pop(INDEX_ENV, None)
+            shutil.rmtree(index_dir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, names: list[str], out: Path | None, log, argv: list[str] | None) -> int:
     command = "python -m tools.bench" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
     machine = machine_info()
     load_start = os.getloadavg()
@@ -113,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(f"\nload average: start {load_start[0]:.2f}, end {la[0]:.2f}\n")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(markdown(run, epilogue=OTHER_BENCHMARKS))
+        out.write_text(markdown(run, epilogue=OTHER_BENCHMARKS, notes=notes(run)))
         log(f"wrote {out}")
     if args.json:
         args.json.write_text(as_json(run))

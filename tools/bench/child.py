@@ -2,6 +2,8 @@
 
     python -m tools.bench.child TASK ARGS_JSON RESULT_JSON
 
+(or through :data:`tools.bench.first_release.BOOT` to run a task on the first release's core.)
+
 Each task builds its model itself (untimed), resets the kernel's peak-RSS mark right
 before the timed operation, and writes seconds, bytes and peak RSS to RESULT_JSON.
 """
@@ -51,7 +53,8 @@ def ours_save(a: dict[str, Any]) -> dict[str, Any]:
             # Bytes on disk, not the catalog's accounting: a pack written but never
             # catalogued would be missed by the latter.
             before = bytes_on_disk(objects)
-            out[name] = _op(fn, phases=name == "first") | {"new_bytes": bytes_on_disk(objects) - before}
+            out[name] = _op(fn, phases=name == "first" and a.get("phases", True)) | {
+                "new_bytes": bytes_on_disk(objects) - before}
 
         step("first", lambda: store.save_model(model, models.metadata("big", model_type="DNN")))
         step("resave", lambda: store.save_model(model, models.metadata("big", model_type="DNN")))
@@ -73,7 +76,7 @@ def ours_load(a: dict[str, Any]) -> dict[str, Any]:
         else:
             store.load_model("big", 1)  # warms the page cache; the result is dropped
         holder: list[Any] = []
-        out["load"] = _op(lambda: holder.append(store.load_model("big", 1)[0]), phases=True)
+        out["load"] = _op(lambda: holder.append(store.load_model("big", 1)[0]), phases=a.get("phases", True))
         model = holder[0]
         out["model_bytes"] = models.array_bytes(model)
         out["identical"] = all(np.array_equal(model["state"][name], expected)

@@ -30,7 +30,9 @@ class Result:
     ``ratio`` is the speed-up (baseline time ÷ our time) when ``unit`` is a time, and
     ours ÷ baseline for everything else (bytes, throughput, memory, counts). ``target``
     is the bound as text (``"≥ 5×"``, ``"≤ 5 ms"``); ``met`` is None when there is none.
-    ``low``/``high`` are the min and max over ``repeats`` runs when ``value`` is a median.
+    ``low``/``high`` are the min and max over ``repeats`` runs when ``value`` is a median;
+    ``ci`` is the median's (or the ratio's) ~95 % confidence interval, used to say which
+    verdicts noise could flip.
     """
 
     scenario: str
@@ -45,6 +47,9 @@ class Result:
     high: float | None = None
     repeats: int = 1
     note: str = ""
+    #: ~95 % confidence interval of the figure a target judges (the median, or the ratio
+    #: once a baseline is applied), from the runs' order statistics; None when unknown.
+    ci: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -72,10 +77,27 @@ class Timing:
     def n(self) -> int:
         return len(self.samples)
 
+    @property
+    def median_ci(self) -> tuple[float, float]:
+        """A ~95 % confidence interval of the median (order statistics; min–max below 6 runs)."""
+        return median_ci(self.samples)
+
     def result(self, scenario: str, metric: str, unit: str = "ms", note: str = "") -> Result:
         k = TIME_UNITS[unit]
+        lo, hi = self.median_ci
         return Result(scenario, metric, self.median * k, unit, low=self.min * k, high=self.max * k,
-                      repeats=self.n, note=note)
+                      repeats=self.n, note=note, ci=(lo * k, hi * k))
+
+
+def median_ci(samples: tuple[float, ...] | list[float]) -> tuple[float, float]:
+    """A distribution-free ~95 % confidence interval of the median of ``samples``: the order
+    statistics n/2 ∓ 0.98·√n (1-based), clamped to the min and max."""
+    xs = sorted(samples)
+    n = len(xs)
+    half = 0.98 * math.sqrt(n)
+    lo = max(1, math.floor(n / 2 - half))
+    hi = min(n, math.ceil(n / 2 + 1 + half))
+    return xs[lo - 1], xs[hi - 1]
 
 
 def measure(fn: Callable[[], Any], repeats: int, *, setup: Callable[[], Any] | None = None,
@@ -104,6 +126,29 @@ def measure(fn: Callable[[], Any], repeats: int, *, setup: Callable[[], Any] | N
     return Timing(tuple(samples))
 
 
+def measure_many(ops: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+    """Time several operations round-robin, ``repeats`` rounds (after ``warmup`` untimed ones).
+
+    On a shared machine the load drifts over minutes; interleaving puts every operation
+    under the same drift, so the ratios between them hold even when absolute times move.
+    """
+    for _ in range(warmup):
+        for fn in ops.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in ops}
+    for _ in range(repeats):
+        for name, fn in ops.items():
+            gc.collect()
+            gc.disable()
+            try:
+                t = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t)
+            finally:
+                gc.enable()
+    return {name: Timing(tuple(v)) for name, v in samples.items()}
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Seconds one call of ``fn`` took, and its return value."""
     t = time.perf_counter()
@@ -128,23 +173,60 @@ def faster_than(r: Result, baseline: str, base: Timing | float, need: float | No
     base_s = base.median if isinstance(base, Timing) else base
     ours_s = r.value / TIME_UNITS[r.unit]
     ratio = base_s / ours_s if ours_s > 0 else math.inf
+    ci = None
+    if r.ci is not None and r.ci[0] > 0:
+        k = TIME_UNITS[r.unit]
+        b_lo, b_hi = base.median_ci if isinstance(base, Timing) else (base_s, base_s)
+        ci = (b_lo / (r.ci[1] / k), b_hi / (r.ci[0] / k))
     if need is None:
-        return replace(r, baseline=baseline, ratio=ratio)
-    return replace(r, baseline=baseline, ratio=ratio, target=target_text(">=", need), met=ratio >= need)
+        return replace(r, baseline=baseline, ratio=ratio, ci=ci)
+    return replace(r, baseline=baseline, ratio=ratio, target=target_text(">=", need), met=ratio >= need, ci=ci)
 
 
 def relative_to(r: Result, baseline: str, base: float, op: str | None = None,
                 bound: float | None = None) -> Result:
     """``r`` compared with a baseline of the same unit: ratio = ours ÷ baseline."""
     ratio = r.value / base if base else math.inf
+    ci = (r.ci[0] / base, r.ci[1] / base) if r.ci is not None and base else None
     if op is None or bound is None:
-        return replace(r, baseline=baseline, ratio=ratio)
-    return replace(r, baseline=baseline, ratio=ratio, target=target_text(op, bound), met=_check(ratio, op, bound))
+        return replace(r, baseline=baseline, ratio=ratio, ci=ci)
+    return replace(r, baseline=baseline, ratio=ratio, target=target_text(op, bound), met=_check(ratio, op, bound),
+                   ci=ci)
 
 
 def bounded(r: Result, op: str, bound: float) -> Result:
     """``r`` checked against an absolute bound in its own unit (e.g. save ≤ 5 ms)."""
     return replace(r, target=target_text(op, bound, r.unit), met=_check(r.value, op, bound))
+
+
+def within(r: Result, label: str, base: Timing | float, allowance: float) -> Result:
+    """``r`` (a time) checked against a baseline time plus an allowance in ``r``'s unit:
+    "≤ pickle.dumps + 1.5 ms". The target names the bound it computed, so the report can
+    tell how close the figure came."""
+    k = TIME_UNITS[r.unit]
+    base_v = (base.median if isinstance(base, Timing) else base) * k
+    bound = base_v + allowance
+    ci = r.ci
+    if ci is not None and isinstance(base, Timing):
+        # The baseline's own uncertainty moves the bound: widen our interval by it.
+        b_lo, b_hi = (x * k for x in base.median_ci)
+        ci = (ci[0] - (b_hi - base_v), ci[1] + (base_v - b_lo))
+    return replace(r, target=f"≤ {bound:.3g} {r.unit} ({label} {base_v:.3g} + {allowance:g})",
+                   met=r.value <= bound, ci=ci)
+
+
+def no_slower_than(r: Result, baseline: str, base: Timing | float, factor: float) -> Result:
+    """``r`` (a time) at most ``factor`` × a baseline's time; the ratio stays a speed-up."""
+    r = faster_than(r, baseline, base)
+    need = 1 / factor
+    return replace(r, target=f"≥ {need:.3g}× (≤ {factor:g}× its time)", met=r.ratio is not None and r.ratio >= need)
+
+
+def percentile(samples: list[float] | tuple[float, ...], q: float) -> float:
+    """The ``q``-th percentile (0–100) by the nearest-rank method (p99 of 80 samples is the 80th)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
 
 
 def explain(r: Result, why_missed: str) -> Result:
@@ -153,6 +235,18 @@ def explain(r: Result, why_missed: str) -> Result:
 
 
 # -- scratch space and bytes on disk ---------------------------------------------------------
+
+CACHE_ENV = "CAS_BENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where slow-to-build fixtures (a 100k-version store, a 1M-row catalog) are kept between
+    runs: ``$CAS_BENCH_CACHE``, else ``.bench/`` in the repository (ignored by git)."""
+    env = os.environ.get(CACHE_ENV)
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / ".bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
 
 
 @contextmanager

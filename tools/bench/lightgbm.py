@@ -1,135 +1,206 @@
-"""Save and load one ~300 KB LightGBM model: ours (exclusive and shared mode) beside the
-Recorder's ``R.save_objects`` / ``load_object`` and the seed's pickle + SQLite, with a
-per-phase breakdown of our save and load."""
+"""Save and load one ~300 KB LightGBM model in the default mode (local folder, fsync on),
+against `pickle` itself, the seed's pickle + SQLite and Qlib's Recorder, with a per-phase
+breakdown of a save and a load."""
 
 from __future__ import annotations
 
 import pickle
 import statistics
+from contextlib import ExitStack
+from itertools import count
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cas_repo import ModelStore
+from cas_repo.content import to_content
+from cas_repo.digest import hash_bytes
 
 from . import models
-from .framework import Result, Timing, bounded, explain, faster_than, measure, relative_to, scratch
+from .framework import (Result, Timing, bytes_on_disk, explain, faster_than, measure, measure_many,
+                        no_slower_than, scratch, within)
+from .limits import small_write_timings
 from .phases import breakdown
 from .recorder import open_recorder
 from .seed_baseline import SeedRepository
 
 TITLE = "One LightGBM model: save and load"
 ABOUT = (
-    "A real 100-tree Qlib `LGBModel` (~300 KB pickled). *First save* stores it into a store "
-    "that has none of its chunks (a fresh store per run, opened untimed), so every byte is "
-    "chunked, compressed, packed, fsynced and catalogued; *re-save* stores it again "
-    "unchanged (dedup: only the event record is written); *load* reads, verifies and "
-    "unpickles the latest version. *Exclusive* keeps the catalog connection "
-    "(`ModelStore(root, exclusive=True)`); *shared* (the default, safe for many processes) "
-    "opens DuckDB per operation. Baselines: the Recorder's `save_objects` call alone and a "
-    "whole `R.start` block (params, metrics, `save_objects`, recorder id), "
-    "`get_recorder(...).load_object`; the seed's pickle + metadata.json + SQLite, without "
-    "fsync as the seed wrote it. Phase rows are medians of a separate instrumented pass.")
+    "A real 100-tree Qlib `LGBModel` (~300 KB pickled), in the default mode: a local folder, "
+    "fsync on, no catalog on the save or load path. *Save* stores a newly trained model "
+    "(a variant of the base model with every leaf value rescaled, so no chunk is shared: "
+    "the bytes of a retrain) as the next version of one model_id, in a store already in use "
+    "(a few hundred earlier saves, so its folders exist); every byte is pickled, chunked, "
+    "hashed, compressed, packed and fsynced, then the log commit is created and fsynced. "
+    "*Unchanged re-save* stores the same model again: only a commit is written. *Load* "
+    "reads, verifies and unpickles the latest version from a warm page cache. Baselines, "
+    "over the same model in the same run: `pickle.dumps` / `pickle.loads` (protocol 4, "
+    "Qlib's own), `to_content` (pickle + FastCDC + BLAKE3: what a save must do to learn "
+    "that nothing changed), the seed's pickle + metadata.json + SQLite as it wrote them (no "
+    "fsync; with fsync for comparison), and the Recorder's whole `R.start` block (params, "
+    "metrics, `save_objects`, recorder id) and `get_recorder(...).load_object`. Phase rows "
+    "are medians of a separate instrumented pass; *other* is the time no phase timer "
+    "covers (metadata checks, building the commit's operation, Python glue).")
 
-SAVE_TARGET_MS = 5.0
-LOAD_TARGET_MS = 3.0
-
-WHY_SAVE = (
-    "the phase rows show where the time goes: the catalog's ~10 DuckDB statements (0.5–2 ms "
-    "each here) and its commit, which fsyncs the WAL, are the largest share; then "
-    "LightGBM's own `model_to_string` inside pickling (which the Recorder and the seed pay "
-    "too), zstd over the ~30 stream chunks, and the fsync of the pack and of its folder. "
-    "Closing it needs fewer catalog statements per save (one staging insert, or event "
-    "records catalogued in batches from the packs) and fewer fsyncs per save (group "
-    "commit); pickling alone takes most of the 5 ms.")
-WHY_LOAD = (
-    "the phase rows: the catalog's two point queries are the largest share, then unpickling "
-    "(LightGBM re-parsing its text model in `__setstate__`, which `load_object` pays too) "
-    "and zstd decompression of ~30 chunks; verifying them costs ~0.15 ms. One prepared "
-    "catalog query per load would take ~2 ms off; only a cache of loaded models keyed by "
-    "manifest digest would get repeated loads under the bound.")
+SAVE_ALLOWANCE_MS = 1.5
+LOAD_ALLOWANCE_MS = 1.0
+RESAVE_ALLOWANCE_MS = 1.0
+# Earlier saves before the timed ones (see models.fill_store).
+PREFILL = 400
 
 
-def _fresh_stores(base: Path, exclusive: bool) -> tuple[Callable[[], None], Callable[[], ModelStore]]:
-    """A setup callback opening a new empty store per run, and an accessor for it."""
-    state: dict[str, Any] = {"n": 0, "store": None}
-
-    def setup() -> None:
-        if state["store"] is not None:
-            state["store"].close()
-        state["n"] += 1
-        state["store"] = ModelStore(base / f"s{state['n']}", exclusive=exclusive)
-
-    return setup, lambda: state["store"]
-
-
-def _ours(model: Any, base: Path, exclusive: bool, repeats: int) -> dict[str, Any]:
-    mode = "exclusive" if exclusive else "shared"
-    setup, current = _fresh_stores(base / f"{mode}-first", exclusive)
-    first = measure(lambda: current().save_model(model, models.metadata("lgb")), repeats, setup=setup)
-    phases_first, _ = breakdown(lambda: current().save_model(model, models.metadata("lgb")),
-                                max(3, repeats // 2), setup=setup)
-    stored = current().stats().physical_bytes  # a store holding this one version
-    current().close()
-    with ModelStore(base / f"{mode}-main", exclusive=exclusive) as store:
-        store.save_model(model, models.metadata("lgb"))
-        resave = measure(lambda: store.save_model(model, models.metadata("lgb")), repeats)
-        load = measure(lambda: store.load_model("lgb"), repeats)
-        phases_load, _ = breakdown(lambda: store.load_model("lgb"), max(3, repeats // 2))
-    return {"first": first, "resave": resave, "load": load, "phases_first": phases_first,
-            "phases_load": phases_load, "stored": stored}
-
-
-def _phase_rows(mode: str, op: str, phases: dict[str, list[float]]) -> list[Result]:
+def _phase_rows(op: str, phases: dict[str, list[float]]) -> list[Result]:
     rows = []
     for name, samples in phases.items():
         med = statistics.median(samples) * 1e3
         if med >= 0.01:
-            rows.append(Result("lightgbm", f"{op} ({mode}) phase: {name}", med, "ms",
+            rows.append(Result("lightgbm", f"{op} phase: {name}", med, "ms",
                                low=min(samples) * 1e3, high=max(samples) * 1e3, repeats=len(samples)))
     return rows
 
 
+def _median_ms(phases: dict[str, list[float]], name: str) -> float:
+    return statistics.median(phases.get(name, [0.0])) * 1e3
+
+
+def _first_save(model: Any, base: Path, repeats: int) -> Timing:
+    """Saves into an empty store (a new store per run, opened untimed)."""
+    stores: list[ModelStore] = []
+    n = count()
+
+    def setup() -> None:
+        if stores:
+            stores.pop().close()
+        stores.append(ModelStore(base / f"empty{next(n)}"))
+
+    try:
+        return measure(lambda: stores[-1].save_model(model, models.metadata("lgb")), repeats, setup=setup)
+    finally:
+        for s in stores:
+            s.close()
+
+
+def _why_save(save: Result, dumps_ms: float, phases: dict[str, list[float]], floor: dict[str, Timing]) -> str:
+    pack = _median_ms(phases, "pack write + fsync")
+    commit = _median_ms(phases, "log commit (write + fsync + link)")
+    cpu = sum(_median_ms(phases, p) for p in phases) - pack - commit
+    return (f"the phase rows: of the instrumented save's ~{pack + commit + cpu:.1f} ms, the pack's durable "
+            f"write takes {pack:.1f} ms and the log commit's {commit:.1f} ms — two fsyncs each (the file, "
+            f"then its folder) — and the rest ({cpu:.1f} ms) is CPU, of which pickling is "
+            f"{_median_ms(phases, 'pickling'):.1f} ms (pickle.dumps alone: {dumps_ms:.1f} ms) and zstd "
+            f"{_median_ms(phases, 'compress'):.1f} ms. This disk's own floor for those two writes, measured "
+            f"in the same run through the same backend: a 128 KB put {floor['put True'].median * 1e3:.1f} ms + a "
+            f"1 KB create {floor['create True'].median * 1e3:.1f} ms (without fsync: "
+            f"{floor['put False'].median * 1e3:.2f} + {floor['create False'].median * 1e3:.2f} ms). "
+            + ("No save that fsyncs a pack and a commit separately can come within 1.5 ms of pickle.dumps on "
+               "this disk; " if (floor["put True"].median + floor["create True"].median) * 1e3 >= SAVE_ALLOWANCE_MS
+               else f"The CPU work beyond pickling ({cpu - _median_ms(phases, 'pickling'):.1f} ms) and the I/O "
+                    "together exceed the allowance; ")
+            + "writing a small save's entries inside its commit (one durable create instead of two, one "
+            "file and one folder fsync fewer) and not compressing a stream this small are the changes "
+            "that would close most of the gap.")
+
+
+def _why_load(load_ms: float, loads_ms: float, phases: dict[str, list[float]]) -> str:
+    names = sorted(phases, key=lambda p: -_median_ms(phases, p))
+    top = ", ".join(f"{p} {_median_ms(phases, p):.2f} ms" for p in names[:5])
+    return (f"the phase rows ({top}): besides unpickling (LightGBM re-parsing its text model, which "
+            f"pickle.loads pays too: {loads_ms:.2f} ms), a load decompresses the ~30 zstd chunks of the "
+            "text model, verifies each with BLAKE3 and reassembles the stream; the log catch-up runs once "
+            "per read batch (`ModelStore._locate` uses `ledger.current()`, which looks for new commits "
+            "each time) where once per load would do.")
+
+
 def run(quick: bool) -> list[Result]:
     repeats = 5 if quick else 25
-    model = models.lgbm_base()
-    pickled = len(pickle.dumps(model, protocol=4))
-    rows = [Result("lightgbm", "model size (pickle protocol 4)", pickled / 1e3, "KB")]
-    with scratch("lgbm") as base:
-        with open_recorder(base / "qlib") as rec:
-            saves = [rec.save(model, models.metadata("lgb")) for _ in range(repeats + 1)][1:]
-            block = Timing(tuple(s.block for s in saves))
-            save_objects = Timing(tuple(s.save_objects for s in saves))
-            rid = saves[-1].recorder_id
-            load_object = measure(lambda: rec.recorder(rid, "bench").load_object("model.pkl"), repeats)
-            get_and_load = measure(lambda: rec.load(rid, "bench"), repeats)
-        seed = SeedRepository(base / "seed")
-        counter = iter(range(10**9))
-        seed_save = measure(lambda: seed.save_model(model, models.metadata(f"lgb{next(counter)}")), repeats)
-        seed_load = measure(lambda: seed.load_model("lgb0"), repeats)
+    n_phase = max(3, repeats // 2)
+    base = models.lgbm_base()
+    variants = iter(models.lgbm_variants(1 + repeats + n_phase))
+    blob = pickle.dumps(base, protocol=4)
+    rows = [Result("lightgbm", "model size (pickle protocol 4)", len(blob) / 1e3, "KB")]
+    floor = small_write_timings(max(10, repeats))
+    with scratch("lgbm") as d, open_recorder(d / "qlib") as rec, ExitStack() as undo:
+        rec.save(base, models.metadata("lgb"))  # the first R.start of a process is slower
+        block: list[float] = []
+        rid: list[str] = []
 
-        rows += [block.result("lightgbm", "Recorder: R.start block (params, metrics, save_objects)"),
-                 save_objects.result("lightgbm", "Recorder: R.save_objects"),
-                 load_object.result("lightgbm", "Recorder: load_object"),
-                 get_and_load.result("lightgbm", "Recorder: get_recorder + load_object"),
-                 seed_save.result("lightgbm", "seed: save (pickle + json + SQLite, no fsync)"),
-                 seed_load.result("lightgbm", "seed: load (pickle.load + SQLite)")]
-        for exclusive in (True, False):
-            mode = "exclusive" if exclusive else "shared"
-            m = _ours(model, base, exclusive, repeats)
-            first = m["first"].result("lightgbm", f"first save ({mode})")
-            rows += [explain(bounded(first, "<=", SAVE_TARGET_MS), WHY_SAVE) if exclusive else first,
-                     faster_than(first, "R.save_objects", save_objects),
-                     faster_than(first, "R.start block", block),
-                     faster_than(first, "seed save (no fsync)", seed_save)]
-            resave = m["resave"].result("lightgbm", f"unchanged re-save ({mode})")
-            rows += [faster_than(resave, "R.save_objects", save_objects)]
-            load = m["load"].result("lightgbm", f"load ({mode})")
-            rows += [explain(bounded(load, "<=", LOAD_TARGET_MS), WHY_LOAD) if exclusive else load,
-                     faster_than(load, "load_object", load_object),
-                     faster_than(load, "seed load (unverified)", seed_load)]
-            if exclusive:
-                rows.append(relative_to(Result("lightgbm", "stored bytes of one version (pack)", m["stored"] / 1e3, "KB"),
-                                        "pickle protocol 4", pickled / 1e3))
-            rows += _phase_rows(mode, "first save", m["phases_first"])
-            rows += _phase_rows(mode, "load", m["phases_load"])
+        def recorder_block() -> None:
+            s = rec.save(base, models.metadata("lgb"))
+            block.append(s.block)
+            rid.append(s.recorder_id)
+
+        seed, seed_sync = SeedRepository(d / "seed"), SeedRepository(d / "seed-fsync", fsync=True)
+        ids = count()
+        models.fill_store(d / "cas", PREFILL)
+        store = undo.enter_context(ModelStore(d / "cas"))
+        store.save_model(base, models.metadata("lgb"))
+        seed.save_model(base, models.metadata("lgb-seed"))
+        packs = d / "cas" / "objects" / "packs"
+        before = bytes_on_disk(packs)
+        timings = measure_many({
+            "pickle.dumps": lambda: pickle.dumps(base, protocol=4),
+            "pickle.loads": lambda: pickle.loads(blob),
+            "to_content": lambda: to_content(base),
+            "blake3": lambda: hash_bytes(blob),
+            "save": lambda: store.save_model(next(variants), models.metadata("lgb-new")),
+            "resave": lambda: store.save_model(base, models.metadata("lgb")),
+            "load": lambda: store.load_model("lgb"),
+            "seed save": lambda: seed.save_model(base, models.metadata(f"lgb{next(ids)}")),
+            "seed save fsync": lambda: seed_sync.save_model(base, models.metadata(f"lgb{next(ids)}")),
+            "seed load": lambda: seed.load_model("lgb-seed"),
+            "R.start": recorder_block,
+            "load_object": lambda: rec.load(rid[-1], "bench"),
+        }, repeats)
+        grown = bytes_on_disk(packs) - before
+        # Pack bytes of the re-saves alone, then the instrumented passes.
+        before = bytes_on_disk(packs)
+        for _ in range(3):
+            store.save_model(base, models.metadata("lgb"))
+        resave_bytes = bytes_on_disk(packs) - before
+        phases_save, _ = breakdown(lambda: store.save_model(next(variants), models.metadata("lgb-new")), n_phase)
+        phases_resave, _ = breakdown(lambda: store.save_model(base, models.metadata("lgb")), n_phase)
+        phases_load, _ = breakdown(lambda: store.load_model("lgb"), n_phase)
+        first = _first_save(base, d, n_phase)
+    t = timings
+    block_t = Timing(tuple(block[-repeats:]))  # the block's own time, without the timer's closure
+    dumps, loads, content = t["pickle.dumps"], t["pickle.loads"], t["to_content"]
+    rows += [dumps.result("lightgbm", "pickle.dumps"), loads.result("lightgbm", "pickle.loads"),
+             content.result("lightgbm", "to_content (pickle + FastCDC + BLAKE3 per chunk)"),
+             t["blake3"].result("lightgbm", "BLAKE3 of the pickled bytes", unit="µs"),
+             block_t.result("lightgbm", "Recorder: R.start block (params, metrics, save_objects)"),
+             t["load_object"].result("lightgbm", "Recorder: get_recorder + load_object"),
+             t["seed save"].result("lightgbm", "seed: save (pickle + json + SQLite, no fsync)"),
+             t["seed save fsync"].result("lightgbm", "seed: save with fsync of both files"),
+             t["seed load"].result("lightgbm", "seed: load (pickle.load + SQLite)")]
+
+    save = t["save"].result("lightgbm", "save (new model, store in use)")
+    why = _why_save(save, dumps.median * 1e3, phases_save, floor)
+    rows += [explain(within(save, "pickle.dumps", dumps, SAVE_ALLOWANCE_MS), why),
+             explain(faster_than(save, "seed save (no fsync)", t["seed save"], 1.0), why),
+             explain(faster_than(save, "R.start block", block_t, 5), why),
+             faster_than(save, "seed save + fsync", t["seed save fsync"]),
+             Result("lightgbm", "save (new model): new pack bytes per save", grown / (repeats + 1) / 1e3, "KB"),
+             first.result("lightgbm", "first save into an empty store (new folders fsynced too)")]
+
+    load = t["load"].result("lightgbm", "load (latest version, warm cache)")
+    why = _why_load(load.value, loads.median * 1e3, phases_load)
+    rows += [explain(within(load, "pickle.loads", loads, LOAD_ALLOWANCE_MS), why),
+             explain(no_slower_than(load, "seed load (unverified)", t["seed load"], 1.2), why),
+             explain(faster_than(load, "load_object", t["load_object"], 3), why)]
+
+    resave = t["resave"].result("lightgbm", "unchanged re-save")
+    commit = _median_ms(phases_resave, "log commit (write + fsync + link)")
+    why = (f"a re-save is to_content plus one commit; the commit's durable create (file and folder "
+           f"fsync) took {commit:.1f} ms in the instrumented pass, against a floor of "
+           f"{floor['create True'].median * 1e3:.1f} ms for a 1 KB create on this disk in the same run: the "
+           "1 ms allowance is about one fsync here.")
+    rows += [explain(within(resave, "to_content", content, RESAVE_ALLOWANCE_MS), why),
+             faster_than(resave, "R.start block", block_t),
+             Result("lightgbm", "unchanged re-save: new pack bytes on disk", resave_bytes, "B",
+                    target="= 0 B", met=resave_bytes == 0,
+                    note="bytes of new files under objects/packs/ over 3 re-saves after the timed ones")]
+    rows += _phase_rows("save", phases_save)
+    rows += _phase_rows("unchanged re-save", phases_resave)
+    rows += _phase_rows("load", phases_load)
+    rows += [floor["put True"].result("lightgbm", "floor: pack-sized put (128 KB) with fsync, same disk"),
+             floor["create True"].result("lightgbm", "floor: commit-sized create (1 KB) with fsync, same disk")]
     return rows

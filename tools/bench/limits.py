@@ -21,7 +21,12 @@ ABOUT = (
     "The ceilings every other figure is compared with, measured in the same run: BLAKE3 on "
     "one core (the floor of a verified load), memcpy into already-touched memory and into "
     "fresh memory (page faults), and a sequential write + fsync of a new file, buffered "
-    "(through the page cache, as `pickle.dump` does) and with `O_DIRECT`.")
+    "(through the page cache, as `pickle.dump` does) and with `O_DIRECT`. Then the two "
+    "durable small writes every save makes, through the store's own local backend: a "
+    "commit-sized (1 KB) create-only publish (temp file, fsync, `link(2)`, fsync of the "
+    "folder) and a pack-sized (128 KB) atomic put (temp file, fsync, rename, fsync of the "
+    "folder), each with and without fsync, beside a bare 1 KB write + fsync: their sum is the "
+    "floor under a durable save's own I/O.")
 
 BLOCK = 8 << 20
 _DIRECT = getattr(os, "O_DIRECT", 0)
@@ -110,6 +115,35 @@ def memcpy_timing(src: np.ndarray, repeats: int, *, fresh: bool = False) -> Timi
     return measure(lambda: np.copyto(dst, src), repeats)
 
 
+def small_write_timings(repeats: int) -> dict[str, Timing]:
+    """Latency of the durable small writes a save makes (ms-scale, dominated by fsync)."""
+    from cas_repo.digest import Digest
+    from cas_repo.objects.keys import log_key, pack_key
+    from cas_repo.objects.local import LocalBackend
+
+    commit, pack = os.urandom(1024), [os.urandom(128 << 10)]
+    out: dict[str, Timing] = {}
+    with scratch("small") as d:
+        for fsync in (True, False):
+            backend = LocalBackend(d / f"objects-{fsync}", fsync=fsync)
+            positions = iter(range(1, 10**9))
+            out[f"create {fsync}"] = measure(lambda: backend.create(log_key(next(positions)), commit), repeats)
+            # One shard folder, as in a store in use (a new shard costs a mkdir + fsync more).
+            names = iter(Digest.from_hex("00" + os.urandom(31).hex()) for _ in range(10**9))
+            out[f"put {fsync}"] = measure(lambda: backend.put(pack_key(next(names)), pack), repeats)
+        path = d / "bare"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            def bare() -> None:
+                os.pwrite(fd, commit, 0)
+                os.fsync(fd)
+
+            out["bare"] = measure(bare, repeats)
+        finally:
+            os.close(fd)
+    return out
+
+
 def run(quick: bool) -> list[Result]:
     nbytes = (64 if quick else 1024) << 20
     repeats = 3 if quick else 5
@@ -131,4 +165,12 @@ def run(quick: bool) -> list[Result]:
             rows.append(rate("write + fsync, new file, O_DIRECT", write_fsync_timing(nbytes, repeats, direct=True)))
         except OSError:
             pass  # the scratch filesystem (e.g. tmpfs) does not do O_DIRECT
+    small = small_write_timings(20 if quick else 100)
+    rows += [
+        small["bare"].result("limits", "write 1 KB in place + fsync (bare)"),
+        small["create True"].result("limits", "commit-sized create (1 KB): temp + fsync + link + fsync folder"),
+        small["create False"].result("limits", "commit-sized create (1 KB), no fsync"),
+        small["put True"].result("limits", "pack-sized put (128 KB): temp + fsync + rename + fsync folder"),
+        small["put False"].result("limits", "pack-sized put (128 KB), no fsync"),
+    ]
     return rows

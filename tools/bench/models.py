@@ -4,6 +4,7 @@ and large array models. Training is never timed; results are cached per process.
 from __future__ import annotations
 
 import functools
+import os
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -37,6 +38,34 @@ def lgbm_base() -> Any:
     from cas_repo.qlib_support import synthetic
 
     return synthetic.train_lgbm(dataset(), num_boost_round=BASE_ROUNDS)
+
+
+@functools.cache
+def lgbm_variants(n: int) -> tuple[Any, ...]:
+    """``n`` distinct ``LGBModel``s of the base's size and shape, none sharing a chunk with it.
+
+    Variant k (1..n) is the base with every leaf value scaled by ``1 + k·1e-6``
+    (``Booster.set_leaf_output``): real LightGBM boosters whose text models differ in every
+    tree, as a retrain's do, at ~16 ms each instead of a fit's ~0.3–0.7 s.
+    """
+    import copy
+
+    import lightgbm as lgb
+
+    base = lgbm_base()
+    text = base.model.model_to_string()
+    leaves = [t["num_leaves"] for t in base.model.dump_model()["tree_info"]]
+    out = []
+    for k in range(1, n + 1):
+        booster = lgb.Booster(model_str=text)
+        f = 1 + k * 1e-6
+        for tree, n_leaves in enumerate(leaves):
+            for leaf in range(n_leaves):
+                booster.set_leaf_output(tree, leaf, booster.get_leaf_output(tree, leaf) * f)
+        variant = copy.copy(base)
+        variant.model = booster
+        out.append(variant)
+    return tuple(out)
 
 
 @functools.cache
@@ -101,6 +130,25 @@ def change_slices(model: dict[str, Any], fraction: float, seed: int = 2) -> int:
         a[start : start + n] = weights(rng, n)
         changed += n * 4
     return changed
+
+
+def tiny_model(model: int, version: int) -> dict[str, Any]:
+    """A model of a few hundred bytes, different for every (model, version): for building
+    stores of many versions, where the count of versions matters and not their bytes."""
+    rng = np.random.default_rng(model * 1_000_003 + version)
+    return {"kind": "tiny", "model": model, "version": version, "w": weights(rng, 16)}
+
+
+def fill_store(root: Any, n: int) -> None:
+    """Give a new store ``n`` earlier saves of tiny models (fsync off, untimed setup), so it
+    looks like a store in use: with a few hundred packs nearly all 256 pack shard folders
+    exist, and a timed save no longer pays for creating (and fsyncing) a new folder."""
+    from cas_repo import ModelStore
+
+    with ModelStore(root, backend_options={"fsync": False}) as store:
+        for i in range(n):
+            store.save_model(tiny_model(i, 1), metadata(f"earlier{i:04d}", model_type="MLP"))
+    os.sync()
 
 
 def small_model(worker: int, i: int, size: int = 100_000) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import threading
 import time
 from collections import defaultdict
@@ -28,8 +29,11 @@ _SITES = (
     ("cas_repo.objects.store", "ObjectStore", "_write_pack", "pack encode + hash"),
     ("cas_repo.objects.local", "LocalBackend", "put", "pack write + fsync"),
     ("cas_repo.log.ledger", "Ledger", "_refresh", "log catch-up"),
+    ("cas_repo.repository", None, "metadata_json", "metadata encode"),
     ("cas_repo.log.log", "Log", "encode", "commit encode"),
     ("cas_repo.objects.local", "LocalBackend", "create", "log commit (write + fsync + link)"),
+    ("cas_repo.log.commit", "Commit", "from_bytes", "commit parse"),
+    ("cas_repo.log.ledger", "Ledger", "_fold", "fold into state"),
     ("cas_repo.objects.local", "LocalBackend", "read_ranges", "pack read"),
     ("cas_repo.objects.local", "LocalBackend", "read_ranges_into", "pack read"),
     ("cas_repo.content", None, "_new_buffer", "buffer allocation"),
@@ -44,7 +48,8 @@ SESSION_PHASE = "catalog open + close"
 class PhaseClock:
     """Accumulates exclusive seconds per phase while :meth:`installed` is active."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_sites: tuple[tuple[str, str | None, str, str], ...] = ()) -> None:
+        self.sites = _SITES + tuple(extra_sites)
         self.totals: dict[str, float] = defaultdict(float)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -114,14 +119,22 @@ class PhaseClock:
         from cas_repo.catalog.catalog import Catalog
 
         with contextlib.ExitStack() as undo:
-            for module_name, holder_name, attr, phase in _SITES:
-                module = importlib.import_module(module_name)
-                holder = getattr(module, holder_name) if holder_name else module
-                original = getattr(holder, attr, None)
-                if original is None:
+            for module_name, holder_name, attr, phase in self.sites:
+                try:
+                    module = importlib.import_module(module_name)
+                except ImportError:
+                    continue  # a core without this module: its time shows as "other"
+                holder = getattr(module, holder_name, None) if holder_name else module
+                # The raw attribute, not what getattr binds: a classmethod must be put back
+                # as the classmethod it was.
+                raw = inspect.getattr_static(holder, attr, None) if holder is not None else None
+                if raw is None:
                     continue  # a core without this phase function: its time shows as "other"
-                undo.callback(setattr, holder, attr, original)
-                setattr(holder, attr, self._wrap(original, phase))
+                undo.callback(setattr, holder, attr, raw)
+                if isinstance(raw, (classmethod, staticmethod)):
+                    setattr(holder, attr, type(raw)(self._wrap(raw.__func__, phase)))
+                else:
+                    setattr(holder, attr, self._wrap(raw, phase))
             original_session = Catalog.session
             undo.callback(setattr, Catalog, "session", original_session)
             Catalog.session = self._wrap_session(original_session)  # type: ignore[method-assign]

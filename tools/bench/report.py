@@ -57,17 +57,20 @@ def num(v: float | None) -> str:
 
 
 def close_call(r: Result) -> bool:
-    """Whether the figure a target judges lies within 10 % of its bound (noise can flip it)."""
+    """Whether run-to-run noise could flip the verdict: the judged figure lies within 10 % of
+    its bound, or the bound lies inside the figure's ~95 % confidence interval."""
     m = re.search(r"\d+(\.\d+)?", r.target or "")
     bound = float(m.group()) if m else 0.0
     x = r.ratio if r.baseline is not None and r.ratio is not None else r.value
-    return bound > 0 and abs(x - bound) <= 0.1 * bound
+    if bound <= 0:
+        return False
+    return abs(x - bound) <= 0.1 * bound or (r.ci is not None and r.ci[0] <= bound <= r.ci[1])
 
 
 def status(r: Result) -> str:
     if r.met is None:
         return ""
-    return ("met" if r.met else "**missed**") + (" (within 10 %)" if close_call(r) else "")
+    return ("met" if r.met else "**missed**") + (" (within noise)" if close_call(r) else "")
 
 
 def _cells(r: Result) -> list[str]:
@@ -101,8 +104,9 @@ def _md_table(results: Sequence[Result]) -> list[str]:
     return out
 
 
-def markdown(run: Run, preface: str = "", epilogue: str = "") -> str:
-    """docs/benchmarks.md: machine, command, one table per scenario, notes on missed targets."""
+def markdown(run: Run, preface: str = "", epilogue: str = "", notes: str = "") -> str:
+    """docs/benchmarks.md: machine, command, the summary of targets and ``notes`` under it,
+    one table per scenario (with the notes on missed targets), then ``epilogue``."""
     m = run.machine
     la0, la1 = run.load_start, run.load_end
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
@@ -123,12 +127,13 @@ def markdown(run: Run, preface: str = "", epilogue: str = "") -> str:
         f"- **Load average** (1/5/15 min) at start {la0[0]:.2f} / {la0[1]:.2f} / {la0[2]:.2f}, "
         f"at end {la1[0]:.2f} / {la1[1]:.2f} / {la1[2]:.2f} (the 2 cores are shared with other "
         "users; the harness's own child and concurrent processes count too) — compare ratios, "
-        "whose two sides were measured minutes apart, rather than absolute times.",
+        "whose two sides were measured side by side (interleaved where they can be), rather than "
+        "absolute times.",
         "",
         "How to read the tables: *median* over *n* runs with the *min–max* beside it. *ratio* is",
         "the speed-up (baseline time ÷ our time) for times, and ours ÷ baseline for bytes,",
         "throughputs and memory. *target* is the bound the ratio (or, without a baseline, the",
-        "value) must meet.",
+        "value) must meet; *(within noise)* marks a verdict a re-run could flip (see the notes).",
         "",
     ]
     if preface:
@@ -136,8 +141,10 @@ def markdown(run: Run, preface: str = "", epilogue: str = "") -> str:
     missed = [r for r in run.results if r.met is False]
     met = [r for r in run.results if r.met is True]
     close = sum(close_call(r) for r in run.results if r.met is not None)
-    lines += [f"**Targets: {len(met)} met, {len(missed)} missed** ({close} within 10 % of their bound, "
-              "where run-to-run noise on this shared machine can flip the verdict).", ""]
+    lines += [f"**Targets: {len(met)} met, {len(missed)} missed** ({close} within noise: the figure is "
+              "within 10 % of its bound, or the bound lies inside the ~95 % confidence interval of the "
+              "median (or of the ratio) over the runs, so a re-run on this shared machine could flip the "
+              "verdict).", ""]
     targeted = [r for r in run.results if r.met is not None]
     if targeted:
         lines += ["| scenario | metric | vs | measured | target | |", "|---|---|---|---|---|---|"]
@@ -145,6 +152,8 @@ def markdown(run: Run, preface: str = "", epilogue: str = "") -> str:
             measured = f"{num(r.ratio)}×" if r.ratio is not None else f"{num(r.value)} {r.unit}"
             lines.append(f"| {r.scenario} | {r.metric} | {r.baseline or ''} | {measured} | {r.target} | {status(r)} |")
         lines.append("")
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
     for s in run.sections:
         lines += [f"## {s.title}", ""]
         if s.about:
@@ -169,6 +178,18 @@ def as_json(run: Run) -> str:
     return json.dumps({
         "command": run.command, "quick": run.quick, "machine": run.machine,
         "load_start": run.load_start, "load_end": run.load_end,
-        "sections": [{"name": s.name, "title": s.title, "seconds": s.seconds, "error": s.error,
+        "sections": [{"name": s.name, "title": s.title, "about": s.about, "seconds": s.seconds, "error": s.error,
                       "results": [r.as_dict() for r in s.results]} for s in run.sections],
     }, indent=2, default=str)
+
+
+def from_json(text: str) -> Run:
+    """A run back from :func:`as_json` (to render it again, e.g. after editing the notes)."""
+    d = json.loads(text)
+
+    def result(r: dict[str, Any]) -> Result:
+        return Result(**{k: (tuple(v) if k == "ci" and v is not None else v) for k, v in r.items()})
+
+    sections = tuple(Section(s["name"], s["title"], s.get("about", ""), tuple(result(r) for r in s["results"]),
+                             s["seconds"], s["error"]) for s in d["sections"])
+    return Run(d["command"], d["quick"], d["machine"], tuple(d["load_start"]), tuple(d["load_end"]), sections)
