@@ -103,6 +103,8 @@ def _concurrency(run: Run, f: _Figures) -> str:
 def _scale(run: Run, f: _Figures) -> str:
     first = f.get("scale_store", "first list_models() in a new process")
     decode = f.v("scale_store", "first list_models() phase: decode checkpoint")
+    phases_total = sum(r.value for r in f.results if r.scenario == "scale_store"
+                       and r.metric.startswith("first list_models() phase: "))
     listing = f.v("scale_store", "list_models() again with nothing new")
     try:
         to_md = f"; {f.v('scale_store', 'first list_models() phase: rows to ModelMetadata') * 1e3:.0f} ms of the " \
@@ -112,24 +114,25 @@ def _scale(run: Run, f: _Figures) -> str:
     seen = f.get("scale_store", "after another process's save: next list_models()")
     n_models = seen.metric.rsplit("(", 1)[1].split()[0]
     label = first.metric.rsplit("(", 1)[1].split(", ")[0]
-    sizes = {r.metric.rsplit(": ", 1)[1]: r.value for r in f.results
+    sizes = {r.metric.rsplit(": ", 1)[1]: r for r in f.results
              if r.scenario == "scale_store" and r.metric.startswith("on disk (")}
-    ck, rest = sizes.get("checkpoints", 0.0), sizes.get("log", 0.0) + sizes.get("packs", 0.0)
-    weight = ("outweigh the log and the packs together" if ck > rest else
-              f"are {ck / rest:.0%} of the log and the packs together" if rest else "")
+    ck = sizes["checkpoints"]
+    rest = sum(sizes[k].value for k in ("log", "packs") if k in sizes)
+    n_ck = int(ck.note.split()[0]) if ck.note else 0
+    weight = ("more than the log and the packs together" if ck.value > rest else
+              f"{ck.value / rest:.0%} of the log and the packs together" if rest else "")
+    kept = (f" A checkpoint holds the whole state, so keeping every one grows them with the square of the "
+            f"history: this store's {n_ck} take {ck.value:,.0f} MiB, {weight}." if n_ck > 2 else
+            f" {n_ck} checkpoints are kept ({ck.value:,.0f} MiB, {weight}).")
     return (
         f"**The store of {label}**: a new process's first listing took {first.value:.2f} s; in a separate "
-        f"instrumented run, {decode:.2f} s went to decoding the newest checkpoint (one zstd JSON document of "
-        "the whole state), nearly all of that run's time. "
+        f"instrumented run, {decode:.2f} s ({decode / phases_total:.0%} of that run's time) went to decoding the "
+        "newest checkpoint (one zstd JSON document of the whole state). "
         f"After another process's save the next `list_models()` took {seen.value:.1f} ms, of which the catch-up "
         f"is one read of the next log file: the same call with nothing new takes {listing:.1f} ms, most of it "
         f"building a `ModelMetadata` per model ({n_models} here{to_md}), the rest filtering and sorting the "
-        "heads, so this target's margin shrinks "
-        "with the number of models, not of versions. On disk: "
-        + ", ".join(f"{k} {v:,.1f} MiB" for k, v in sizes.items())
-        + f". Every 1,000th commit stores a checkpoint of the whole state and none is ever removed, so "
-        f"checkpoints grow with the square of the history; here they {weight}. Keeping the newest few (gc "
-        "could drop the others: they are derived) would bound them.")
+        "heads, so this target's margin shrinks with the number of models, not of versions. On disk: "
+        + ", ".join(f"{k} {r.value:,.1f} MiB" for k, r in sizes.items()) + "." + kept)
 
 
 def _index(run: Run, f: _Figures) -> str:

@@ -61,10 +61,13 @@ def build_store(root: Path, n_models: int, versions: int, workers: int = 2) -> f
 
 
 def _formats() -> dict[str, str]:
+    """What a cached store depends on: the formats, and how many checkpoints a writer keeps."""
+    from cas_repo.log import ledger
     from cas_repo.log.checkpoint import CHECKPOINT_FORMAT
     from cas_repo.log.commit import COMMIT_FORMAT
 
-    return {"commit": COMMIT_FORMAT, "checkpoint": CHECKPOINT_FORMAT}
+    return {"commit": COMMIT_FORMAT, "checkpoint": CHECKPOINT_FORMAT,
+            "checkpoints_kept": str(getattr(ledger, "CHECKPOINTS_KEPT", "all"))}
 
 
 def _readable(root: Path) -> bool:
