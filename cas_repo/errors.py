@@ -105,6 +105,7 @@ class IntegrityError(CasRepoError):
         model_id: str | None = None,
         version: int | None = None,
     ) -> None:
+        self.message = message
         self.expected = expected
         self.actual = actual
         self.model_id = model_id
@@ -122,7 +123,7 @@ class IntegrityError(CasRepoError):
     def with_version(self, model_id: str, version: int) -> "IntegrityError":
         """Return a copy that names the model version being read."""
         return IntegrityError(
-            self.args[0].split("; ")[0],
+            self.message,
             expected=self.expected,
             actual=self.actual,
             model_id=model_id,

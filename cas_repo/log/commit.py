@@ -44,7 +44,7 @@ class Commit:
 
     writer: str
     ops: tuple[Op, ...]
-    position: int = 0
+    position: int
 
     def to_bytes(self) -> bytes:
         return canonical_json({"format": COMMIT_FORMAT, "position": self.position, "writer": self.writer,

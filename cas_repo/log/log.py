@@ -47,7 +47,7 @@ class Log:
                                      "another one")
             return commit
         except IntegrityError as exc:
-            raise IntegrityError(f"log commit {position} ({log_key(position)}) is unreadable: {exc.args[0]}",
+            raise IntegrityError(f"log commit {position} ({log_key(position)}) is unreadable: {exc.message}",
                                  expected=exc.expected, actual=exc.actual) from exc
 
     def create(self, position: int, data: bytes) -> bool:

@@ -73,7 +73,8 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
             try:
                 commit = store.ledger.log.read(p)
             except IntegrityError as exc:
-                found.add("log-unreadable", log_key(p), exc.args[0].split(": ", 1)[-1].split("; ")[0])
+                cause = exc.__cause__ if isinstance(exc.__cause__, IntegrityError) else exc
+                found.add("log-unreadable", log_key(p), cause.message)
                 stopped = True
                 continue
             if commit is None or stopped or p != st.position + 1:

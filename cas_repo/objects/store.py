@@ -195,7 +195,7 @@ class ObjectStore:
         try:
             data = compression.decompress(loc.codec, stored, loc.size)
         except IntegrityError as exc:
-            raise IntegrityError(f"{exc.args[0].split('; ')[0]} in pack {loc.pack.hex[:16]}… "
+            raise IntegrityError(f"{exc.message} in pack {loc.pack.hex[:16]}… "
                                  "(actual: digest of the stored bytes)",
                                  expected=loc.digest.hex, actual=hash_bytes(stored).hex) from exc
         ObjectStore._check(loc, data)

@@ -209,7 +209,7 @@ def test_a_commit_the_fold_refuses_is_reported(filled):
     # seq 5 does not follow b's seq 1: every replay skips it alike.
     bad = EventCommit("b", 5, "delete", 1, datetime.now(timezone.utc), "", True, {})
     log = filled.ledger.log
-    assert log.create(3, log.encode(Commit("by hand", (bad,))))
+    assert log.create(3, log.encode(Commit("by hand", (bad,), 3)))
     report = fsck(filled)
     assert codes(report) == [("log-refused", "error")] and report.findings[0].subject == f"{log_key(3)}#0"
 
