@@ -141,7 +141,8 @@ class ModelStore(EditsMixin, QueryMixin):
             from .catalog import Catalog
 
             self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
-            self._catalog = Catalog(self._catalog_path, lock_timeout=self._lock_timeout, feeder=self._feed)
+            self._catalog = Catalog(self._catalog_path, lock_timeout=self._lock_timeout, feeder=self._feed,
+                                    current=self._indexed_all)
         return self._catalog
 
     def _feed(self, s: "Session") -> bool:
@@ -166,6 +167,10 @@ class ModelStore(EditsMixin, QueryMixin):
                 batch = []
         feed.fold(s, store_id, batch)
         return True
+
+    def _indexed_all(self, have: tuple[str, int] | None) -> bool:
+        """Whether an index at ``have`` (store id, position) holds every commit of this store."""
+        return have is not None and have[0] == self._store_id() and have[1] == self.ledger.refresh()
 
     def _store_id(self) -> str:
         """The store's identity: the digest of its first commit (empty store: "")."""

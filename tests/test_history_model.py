@@ -219,7 +219,7 @@ def _expected_ancestors(exp: Expected, mid: str, version: int) -> set[tuple[str,
 def test_views_and_time_travel_match_the_model(sequence):
     clock = Clock()
     exp = Expected()
-    with tempfile.TemporaryDirectory() as tmp, ModelStore(tmp, exclusive=True, clock=clock) as store:
+    with tempfile.TemporaryDirectory() as tmp, ModelStore(tmp, clock=clock) as store:
         for op in sequence:
             _apply(store, clock, exp, op)
         digests = {}

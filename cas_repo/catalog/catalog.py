@@ -111,9 +111,11 @@ class Catalog:
     """
 
     def __init__(self, path: Path, *, lock_timeout: float = 60.0,
-                 feeder: Callable[["Session"], bool] | None = None) -> None:
+                 feeder: Callable[["Session"], bool] | None = None,
+                 current: Callable[[tuple[str, int] | None], bool] | None = None) -> None:
         self.path = path
         self.feeder = feeder
+        self.current = current
         self.lock = CatalogLock(path.with_name(path.name + ".lock"), timeout=lock_timeout)
         self._migrated = False
         self._closed = False
@@ -240,18 +242,22 @@ class Catalog:
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for users' SQL, with file access and extensions disabled.
 
-        The index is brought up to date first, in a writing session of its own. Damage
-        found by the query sets the index aside (the next call rebuilds it).
+        The index is brought up to date first, in a writing session of its own, unless
+        it already is (``current`` says so of the position it records): then the one
+        read-only connection is all a query costs. Damage found by the query sets the
+        index aside (the next call rebuilds it).
         """
         if self._closed:
             raise CatalogError("the store is closed; open a new ModelStore")
         with self.lock:
-            with self.session():
-                pass
-            try:
-                con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
-            except duckdb.Error as exc:
-                raise CatalogError(f"opening the catalog {self.path} read-only failed: {exc}") from exc
+            con = self._current_reader()
+            if con is None:
+                with self.session():
+                    pass
+                try:
+                    con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
+                except duckdb.Error as exc:
+                    raise CatalogError(f"opening the catalog {self.path} read-only failed: {exc}") from exc
             try:
                 yield con
             except CatalogError as exc:
@@ -263,6 +269,29 @@ class Catalog:
                                           "and the next call rebuilds it from the log: retry") from exc
             finally:
                 con.close()
+
+    def _current_reader(self) -> duckdb.DuckDBPyConnection | None:
+        """A read-only connection if the index is already caught up, else None.
+
+        Only once this process has opened the index for writing (so its migrations are
+        applied) and only with no WAL left behind (a WAL is absorbed by a writing session
+        first); anything DuckDB objects to sends the caller down the writing path, which
+        knows how to heal it.
+        """
+        if self.current is None or not self._migrated or _size(self.path.with_name(self.path.name + ".wal")):
+            return None
+        try:
+            con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
+        except duckdb.Error:
+            return None
+        try:
+            rows = con.execute("SELECT store_id, position FROM log_index").fetchall()
+            if self.current((rows[0][0], rows[0][1]) if rows else None):
+                return con
+        except duckdb.Error:
+            pass
+        con.close()
+        return None
 
     def close(self) -> None:
         self._closed = True

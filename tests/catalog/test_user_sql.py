@@ -125,14 +125,28 @@ def test_malformed_queries_say_what_is_wrong(filled):
         filled.sql("SELECT nope FROM v_versions")
 
 
-def test_exclusive_store_keeps_working_around_queries(store_dir, make_md):
-    with ModelStore(store_dir, exclusive=True) as store:
+def test_queries_between_saves_see_every_save_and_stay_read_only(store_dir, make_md):
+    with ModelStore(store_dir) as store:
         store.save_model([1], make_md("m1"))
         assert store.sql("SELECT count(*) FROM v_versions").column(0).to_pylist() == [1]
+        # A caught-up index is queried on one read-only connection: still read-only.
         with pytest.raises(ReadOnlyQueryError):
             store.sql("DELETE FROM versions")
         store.save_model([2], make_md("m1"))
         assert store.sql("SELECT max(version) FROM v_versions").column(0).to_pylist() == [2]
+
+
+@pytest.mark.parametrize("shared_index", [True, False])
+def test_a_query_sees_what_another_store_committed_since_the_last_one(store_dir, make_md, tmp_path, shared_index):
+    index = None if shared_index else tmp_path / "other" / "catalog.duckdb"
+    with ModelStore(store_dir) as store, ModelStore(store_dir, catalog=index) as other:
+        store.save_model([1], make_md("m1"))
+        assert store.sql("SELECT count(*) FROM v_versions").column(0).to_pylist() == [1]
+        other.save_model([2], make_md("m2"))
+        if shared_index:  # the other store brings the shared index up to date itself
+            assert other.sql("SELECT count(*) FROM v_versions").column(0).to_pylist() == [2]
+        assert store.sql("SELECT list(model_id ORDER BY model_id) FROM v_versions").column(0).to_pylist() \
+            == [["m1", "m2"]]
 
 
 def test_export_writes_every_view_as_parquet_from_one_snapshot(filled, tmp_path):
