@@ -21,6 +21,9 @@ DOC = ROOT / "docs" / "sql.md"
 EXAMPLE = re.compile(r"### (.+?)\n.*?```sql\n(.*?)```\n\n```text\n(.*?)```", re.S)
 EXAMPLES = EXAMPLE.findall(DOC.read_text())
 
+# One worker builds the demo store once for the whole module.
+pytestmark = pytest.mark.xdist_group("docs-sql")
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Path:
