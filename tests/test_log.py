@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 from datetime import datetime, timezone
 
 import numpy as np
@@ -116,6 +118,26 @@ def test_a_damaged_checkpoint_is_skipped_with_a_warning_and_the_log_replayed(tmp
     path.write_bytes(path.read_bytes()[:-10])
     with caplog.at_level(logging.WARNING), ModelStore(root) as s:
         assert s.load_model("m")[0] == {"i": 1}
+    assert "checkpoint 1" in caplog.text and "unusable" in caplog.text
+
+
+def test_a_checkpoint_that_cannot_be_read_is_skipped_and_the_log_replayed(tmp_path, make_md, caplog,
+                                                                          monkeypatch):
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        s.save_model({"i": 1}, make_md("m"))
+        s.checkpoint()
+        s.save_model({"i": 2}, make_md("m"))
+    real_read = os.read
+
+    def failing_read(fd, n):  # EIO from the disk under the checkpoint file only
+        if "/checkpoints/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", failing_read)
+    with caplog.at_level(logging.WARNING), ModelStore(root) as s:
+        assert s.load_model("m")[0] == {"i": 2} and s.load_model("m", 1)[0] == {"i": 1}
     assert "checkpoint 1" in caplog.text and "unusable" in caplog.text
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from .. import faults
-from ..errors import ConcurrentModificationError, IntegrityError
+from ..errors import ConcurrentModificationError, IntegrityError, StoreError
 from ..objects.backend import ObjectBackend
 from ..sealing import StoreKey
 from . import checkpoint
@@ -91,12 +91,14 @@ class Ledger:
         return admitted
 
     def _start(self) -> StoreState:
+        # A checkpoint is a shortcut: one that cannot be read or trusted sends the fold to
+        # an older one, and at worst to the log itself, which is never deleted.
         for position in reversed(self.log.checkpoints()):
-            data = self.log.read_checkpoint(position)
             try:
+                data = self.log.read_checkpoint(position)
                 if data is not None:
                     return checkpoint.decode(data, self.key)
-            except IntegrityError as exc:
+            except (IntegrityError, StoreError) as exc:
                 log.warning("checkpoint %d of %s is unusable (%s); trying an older one", position,
                             self.log.backend.url, exc)
         if self._legacy is not None and self.log.read(1) is None:

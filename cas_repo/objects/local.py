@@ -30,6 +30,8 @@ def _io_error(action: str, path: Path | str, exc: OSError) -> StoreError:
         hint = "the disk is full: free space (e.g. `cas-repo gc`) and retry; nothing was recorded"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "check the permissions of the store folder"
+    elif action in ("read", "list", "stat", "open"):
+        hint = "nothing was changed; check the disk (`dmesg`) and retry, then `cas-repo fsck --full`"
     else:
         hint = "the save was not recorded; check the disk and retry"
     return StoreError(f"could not {action} {path}: {exc.strerror or exc}; {hint}")
