@@ -55,7 +55,8 @@ def _render_audit(r, out: Output, versions: bool) -> None:  # noqa: ANN001 - an 
     out.line(f"logical  {human_bytes(t.logical_bytes):>12}  full copies of every stored version")
     out.line(f"physical {human_bytes(t.physical_bytes):>12}  pack files (dedup ratio {t.dedup_ratio:.1f}x)")
     out.line(f"content  {human_bytes(t.content_stored_bytes):>12}  distinct chunks and manifests, as stored")
-    out.line(f"history  {human_bytes(t.history_bytes):>12}  event records")
+    out.line(f"history  {human_bytes(r.log.total_bytes):>12}  {r.log.commits} log commits, {r.log.checkpoints} "
+             "checkpoints (not in packs)")
     out.line(f"garbage  {human_bytes(max(t.unreferenced_bytes, 0)):>12}  unreferenced (gc and repack free it)")
     sections = [
         ("experiments", ["experiment", "models", "versions", "logical", "physical", "unique", "shared", "ratio"],

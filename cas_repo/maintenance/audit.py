@@ -13,6 +13,7 @@ from typing import Any
 
 from ..catalog.audit import audit_tables
 from ..catalog.checks import all_locations
+from ..objects.keys import CHECKPOINTS, LOG
 from ..repository import ModelStore
 from .common import ProgressFactory, maintenance_lock, no_progress, utcnow
 from .scan import list_packs, scan_packs
@@ -148,6 +149,20 @@ class StoreWalk:
 
 
 @dataclass(frozen=True, slots=True)
+class LogUsage:
+    """The store's history as stored: its log commits and checkpoints (not in packs)."""
+
+    commits: int
+    log_bytes: int
+    checkpoints: int
+    checkpoint_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.log_bytes + self.checkpoint_bytes
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     at: datetime
     totals: Totals
@@ -158,6 +173,7 @@ class AuditReport:
     identical_versions: tuple[IdenticalVersions, ...]
     growth: tuple[GrowthPoint, ...]
     walk: StoreWalk | None
+    log: LogUsage
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able values, derived ratios included."""
@@ -170,6 +186,7 @@ class AuditReport:
             row["dedup_ratio"] = value.dedup_ratio
         if self.walk is not None:
             out["walk"]["agrees"] = self.walk.agrees
+        out["log"]["total_bytes"] = self.log.total_bytes
         return out
 
 
@@ -200,7 +217,15 @@ def audit(store: ModelStore, *, walk: bool = True, progress: ProgressFactory = n
         tuple(_build(SharedChunk, r) for r in t["shared_chunks"]),
         tuple(_build(IdenticalVersions, r) for r in t["identical_versions"]),
         tuple(_build(GrowthPoint, r) for r in t["growth"]),
-        report_walk)
+        report_walk, log_usage(store))
+
+
+def log_usage(store: ModelStore) -> LogUsage:
+    """Count and size the log commits and checkpoints (one listing of each prefix)."""
+    backend = store.objects.backend
+    commits = [i.size for i in backend.list(LOG + "/")]
+    checkpoints = [i.size for i in backend.list(CHECKPOINTS + "/")]
+    return LogUsage(len(commits), sum(commits), len(checkpoints), sum(checkpoints))
 
 
 def _walk(store: ModelStore, totals: Totals, locs: list, progress: ProgressFactory) -> StoreWalk:

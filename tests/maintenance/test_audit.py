@@ -58,6 +58,15 @@ def test_ten_identical_saves_and_three_models_give_the_exact_counts(twins_and_th
     assert t.dedup_ratio == pytest.approx(t.logical_bytes / t.physical_bytes)
     assert report.walk is not None and report.walk.agrees
     assert report.walk.distinct_entries == t.objects and report.walk.pack_bytes == t.physical_bytes
+    # The history lives in the log: one commit per save, sized as on disk.
+    commits = [p for p in (store_dir / "objects" / "log").iterdir() if p.is_file()]
+    assert (report.log.commits, report.log.checkpoints, report.log.checkpoint_bytes) == (13, 0, 0)
+    assert report.log.log_bytes == sum(p.stat().st_size for p in commits) > 0
+    store.checkpoint()
+    again = audit(store).log
+    checkpoints = list((store_dir / "objects" / "checkpoints").iterdir())
+    assert (again.checkpoints, again.checkpoint_bytes) == (1, checkpoints[0].stat().st_size)
+    assert again.total_bytes == report.log.log_bytes + checkpoints[0].stat().st_size
 
     models = {m.model_id: m for m in report.models}
     twin_bytes = sum(entries[d][1] for d in [c.hex for c in contents[0].entries] + [contents[0].digest.hex])
