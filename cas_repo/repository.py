@@ -12,6 +12,7 @@ query (history, SQL, audit, maintenance) and rebuilt by itself when lost or dama
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,8 @@ from .sealing import StoreKey
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Session
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "data/cas"
 CATALOG_FILE = "catalog.duckdb"
@@ -157,6 +160,12 @@ class ModelStore(EditsMixin, QueryMixin):
         have = feed.indexed(s)
         position = self.ledger.refresh()
         if have is not None and (have[0] != store_id or have[1] > position):
+            if have[0] == store_id:
+                # Commits are never deleted: an index ahead of the log means the log lost
+                # its newest commits (a restore from an older copy, a deletion by hand).
+                log.warning("the store's log at %s ends at commit %d but its index had folded commit %d: the "
+                            "newest commits are gone (restored from an older copy?); run `cas-repo fsck`",
+                            self.url, position, have[1])
             return False
         start = have[1] if have else 0
         batch: list = []

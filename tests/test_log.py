@@ -141,6 +141,18 @@ def test_a_checkpoint_that_cannot_be_read_is_skipped_and_the_log_replayed(tmp_pa
     assert "checkpoint 1" in caplog.text and "unusable" in caplog.text
 
 
+def test_an_index_ahead_of_the_log_says_the_newest_commits_are_gone(tmp_path, make_md, caplog):
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        for i in range(3):
+            s.save_model({"i": i}, make_md("m"))
+        assert len(s.history("m")) == 3  # the index has folded commit 3
+    (root / "objects" / "log" / "3".rjust(20, "0")).unlink()
+    with caplog.at_level(logging.WARNING), ModelStore(root) as s:
+        assert [md.version for md in s.history("m")] == [1, 2]
+    assert "ends at commit 2" in caplog.text and "folded commit 3" in caplog.text
+
+
 def test_an_operation_the_fold_refuses_is_skipped_alike_by_every_reader(tmp_path, make_md):
     root = tmp_path / "cas"
     with ModelStore(root) as s:
