@@ -10,8 +10,17 @@ from datetime import datetime
 from typing import Callable
 
 import pytest
+from hypothesis import settings
 
 from cas_repo import ModelMetadata, ModelStore
+
+# `make test` runs every property on the same examples each time (derived from the test's
+# name), so a run's outcome depends on the code alone. `HYPOTHESIS_PROFILE=explore` draws
+# new random examples on every run to hunt for counterexamples; any it finds is fixed at
+# its cause and pinned with @example.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Never let a test reach a cloud metadata service, whatever the environment says.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")

@@ -15,6 +15,7 @@ import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -220,24 +221,28 @@ def _equal_json(a, b) -> bool:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(fields=metadata_fields)
+# A local time inside Adelaide's 1999 DST gap: the same instant, but never == across zones.
+@example(fields={"created_at": datetime(1999, 10, 31, 2, 0, tzinfo=ZoneInfo("Australia/South"))})
 def test_metadata_is_refused_clearly_or_round_trips_exactly(fuzz_store, fields):
     _, root, store = fuzz_store
     md = _md("meta", **fields)
-    if True:
-        n_versions = store.stats().versions
-        try:
-            store.save_model({"v": 1}, md)
-        except (InvalidMetadataError, InvalidModelIdError) as exc:
-            assert str(exc)  # says what is wrong
-            assert store.stats().versions == n_versions
-            return
-        got = store.get_model_metadata("meta", md.version)
-        for name in ("experiment_name", "model_type", "qlib_recorder_id", "created_at"):
-            assert getattr(got, name) == getattr(md, name), name
-        assert got.parents == sorted(md.parents)  # lineage is a set of edges, returned sorted
-        assert got.created_at.utcoffset() == md.created_at.utcoffset()
-        for name in ("hyperparameters", "lineage", "metrics", "tags"):
-            assert _equal_json(getattr(md, name), getattr(got, name)), name
+    n_versions = store.stats().versions
+    try:
+        store.save_model({"v": 1}, md)
+    except (InvalidMetadataError, InvalidModelIdError) as exc:
+        assert str(exc)  # says what is wrong
+        assert store.stats().versions == n_versions
+        return
+    got = store.get_model_metadata("meta", md.version)
+    for name in ("experiment_name", "model_type", "qlib_recorder_id"):
+        assert getattr(got, name) == getattr(md, name), name
+    # The same instant at the same UTC offset. (Not ``==``: a local time in a zone's DST
+    # gap or fold never equals a time in another zone, even the same instant — PEP 495.)
+    assert got.created_at.timestamp() == md.created_at.timestamp()
+    assert got.created_at.utcoffset() == md.created_at.utcoffset()
+    assert got.parents == sorted(md.parents)  # lineage is a set of edges, returned sorted
+    for name in ("hyperparameters", "lineage", "metrics", "tags"):
+        assert _equal_json(getattr(md, name), getattr(got, name)), name
 
 
 def test_fuzzed_store_is_still_consistent(fuzz_store):
