@@ -17,6 +17,8 @@ def cmd_ui(args: argparse.Namespace, out: Output) -> int:
     with open_store(args) as store:
         try:
             run(store, args.host, args.port, open_browser=not args.no_browser, announce=out.line)
+        except KeyboardInterrupt:  # the way to stop a server: a clean exit, not an error
+            out.line("cas-repo ui: stopped")
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return 0
