@@ -34,7 +34,7 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
+                "--window-size=1024,720", "--no-first-run", "--disable-extensions",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
         options.add_argument(arg)
     # Giving the driver's path keeps Selenium Manager from looking for (or downloading) one.
@@ -137,6 +137,9 @@ def test_version_page_draws_lineage_edges_and_diffs_against_another_version(brow
     assert hp == ["num_leaves 31 63"]
     metrics = [r.text for r in diff.find_elements(By.CSS_SELECTOR, "#diff-metrics tr")][1:]
     assert metrics[0] == "IC 0.031 0.052 +0.021"
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser).scroll_to_element(browser.find_element(By.ID, "diff-content")).perform()
     _shot(browser, "version")
 
     graph = _open(browser, ui_url + "/version" + _q(id="alpha", v=1), "#lineage-graph")
@@ -213,3 +216,18 @@ def test_hostile_metadata_and_ids_are_text_on_every_page(browser, ui_url):
     assert bad in browser.find_element(By.ID, "error").text
     assert browser.find_element(By.ID, "error").text.startswith("invalid model_id")
     _no_script_ran(browser)
+
+
+def test_store_page_shows_the_live_dedup_audit(browser, ui_url):
+    from selenium.webdriver.common.by import By
+
+    cards = _open(browser, ui_url + "/store", "#audit-cards")
+    text = {c.text.split("\n")[0]: c.text.split("\n")[1] for c in cards.find_elements(By.CSS_SELECTOR, ".card")}
+    assert text["models"] == "3 (1 deleted)"
+    assert text["versions stored"].startswith("5 ")
+    assert browser.find_elements(By.CSS_SELECTOR, 'svg[aria-label="cumulative logical vs stored bytes"] polyline')
+    experiments = {r.find_elements(By.TAG_NAME, "td")[0].text
+                   for r in browser.find_elements(By.CSS_SELECTOR, "#experiments tr")[1:]}
+    assert experiments == {"csi300", "csi500", HOSTILE_EXPERIMENT}
+    _no_script_ran(browser)
+    _shot(browser, "store")
