@@ -13,7 +13,7 @@ from .scale_child import MODEL_ID
 TITLE = "Web view at 100k versions"
 ABOUT = (
     "`cas-repo ui` serving the store of the *A store of 100k versions* section (10,000 models × 10 "
-    "versions, the cached one under `.bench/`; `--quick`: 200 × 10 in a temp folder) from a thread "
+    "versions, the cached one under `.bench/`; `--quick`: 50 × 4 in a temp folder) from a thread "
     "of this process on 127.0.0.1; each figure is one whole GET, from sending the request to the "
     "last byte of the page (the page is read from the catalog index and rendered on the server; no "
     "browser). The index is caught up once before timing. *Models page*: 50 of 10,000 models, "
@@ -36,7 +36,7 @@ def run(quick: bool, log: Any = None) -> list[Result]:
     from .scale_store import build_store, cached_store
 
     log = log or (lambda text: sys.stderr.write(text + "\n"))
-    n_models, versions = (200, 10) if quick else (10_000, 10)
+    n_models, versions = (50, 4) if quick else (10_000, 10)
     rows: list[Result] = []
     with scratch("ui") as base:
         if quick:
