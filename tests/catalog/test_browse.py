@@ -79,3 +79,14 @@ def test_version_facts_of_a_time_leave_out_later_versions(store):
     with store.catalog.session() as s:
         assert [v.version for v in browse.version_facts(s, "m001")] == [1, 2]
         assert [v.version for v in browse.version_facts(s, "m001", T0 + timedelta(minutes=5))] == [1]
+
+
+def test_the_head_table_page_matches_the_log_replayed_to_now(store):
+    """Now, pages come from the head table's copies; as of a time, from the event log
+    joined to the versions table: at a time after every event, both must agree."""
+    later = T0 + timedelta(days=1)
+    for kw in ({"sort": "model_id", "descending": False, "limit": 500},
+               {"metric": "IC", "include_deleted": True, "limit": 500},
+               {"tag_key": "pick", "tag_value": "yes", "experiment": "odd"}):
+        now, replayed = _page(store, **kw), _page(store, at=later, **kw)
+        assert now == replayed, kw
