@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP, RIGHT = 640, 220, 64, 30, 12, 16
+MARKERS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,8 @@ class Point:
     y: float
     label: str  # x label (a version)
     value: str  # the value, formatted
+    tick: bool = True  # whether the x axis prints the label (about a dozen do)
+    marker: bool = True  # a dot per version, up to MARKERS versions (beyond, the line alone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class Bar:
     h: float
     label: str
     value: str
+    tick: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,10 @@ def _ticks(lo: float, hi: float, fmt) -> tuple[Tick, ...]:  # noqa: ANN001 - a f
     return tuple(Tick(TOP + h - h * k / 4, fmt(lo + (hi - lo) * k / 4)) for k in range(5))
 
 
+def _labelled(i: int, n: int, labels: int = 12) -> bool:
+    return i % max(1, -(-n // labels)) == 0 or i == n - 1
+
+
 def line_chart(title: str, xs: Sequence[int], ys: Sequence[float]) -> LineChart:
     """``ys`` against versions ``xs`` (same length), scaled into the plot area."""
     lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
@@ -74,7 +82,7 @@ def line_chart(title: str, xs: Sequence[int], ys: Sequence[float]) -> LineChart:
     n = len(xs)
     points = tuple(
         Point(LEFT + (w * i / (n - 1) if n > 1 else w / 2), TOP + h - h * (y - lo) / (hi - lo),
-              f"v{x}", f"{y:.6g}")
+              f"v{x}", f"{y:.6g}", _labelled(i, n), n <= MARKERS)
         for i, (x, y) in enumerate(zip(xs, ys)))
     return LineChart(title, points, _ticks(lo, hi, lambda v: f"{v:.4g}"))
 
@@ -85,7 +93,8 @@ def bar_chart(title: str, xs: Sequence[int], ys: Sequence[int], fmt) -> BarChart
     w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = w / max(len(xs), 1)
     bw = max(min(step * 0.7, 40), 1)
-    bars = tuple(Bar(LEFT + step * i + (step - bw) / 2, TOP + h - h * y / hi, bw, h * y / hi, f"v{x}", fmt(y))
+    bars = tuple(Bar(LEFT + step * i + (step - bw) / 2, TOP + h - h * y / hi, bw, h * y / hi, f"v{x}", fmt(y),
+                     _labelled(i, len(xs)))
                  for i, (x, y) in enumerate(zip(xs, ys)))
     return BarChart(title, bars, _ticks(0, hi, fmt))
 

@@ -19,6 +19,7 @@ from ..repository import ModelStore
 from . import charts
 
 PAGE_SIZE = 50
+TABLE_VERSIONS = 200  # rows of a model's versions table (the newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +84,14 @@ def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[st
         metric_charts.append(charts.line_chart(name, [p[0] for p in pts], [p[1] for p in pts]))
     bytes_chart = charts.bar_chart("bytes added to the store", [v.version for v in versions],
                                    [v.new_bytes for v in versions], human)
-    hp_names = sorted({k for v in versions for k in v.hyperparameters})
+    # The table lists the newest versions only: a page of thousands of rows helps no one,
+    # and every version stays in the charts (and in v_versions).
+    first = max(len(versions) - TABLE_VERSIONS, 0)
+    table = [(v, versions[i - 1] if i > 0 else None) for i, v in enumerate(versions) if i >= first]
+    hp_names = sorted({k for v, _ in table for k in v.hyperparameters})
     return {"model_id": model_id, "events": events, "versions": versions, "metric_charts": metric_charts,
-            "bytes_chart": bytes_chart, "hp_names": hp_names, "deleted": deleted}
+            "bytes_chart": bytes_chart, "hp_names": hp_names, "deleted": deleted,
+            "table": table}
 
 
 def _ref(text: str) -> tuple[str, int]:
