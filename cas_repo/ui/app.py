@@ -62,7 +62,7 @@ def create_app(store: ModelStore) -> Starlette:
         q = pages.ModelQuery(
             experiment=p.get("experiment") or None, model_type=p.get("type") or None, tag=p.get("tag") or None,
             deleted=p.get("deleted") == "1", sort=p.get("sort") or "saved_at", metric=p.get("metric") or None,
-            descending=p.get("order", "desc") != "asc", page=pages._int(p.get("page"), "page", 1))
+            descending=p.get("order", "desc") != "asc", page=pages.whole_number(p.get("page"), "page", 1))
         return pages.models_page(store, q, at)
 
     def model(request: Request, at: datetime | None) -> dict[str, Any]:
@@ -70,7 +70,8 @@ def create_app(store: ModelStore) -> Starlette:
 
     def version(request: Request, at: datetime | None) -> dict[str, Any]:
         p = request.query_params
-        return pages.version_page(store, p.get("id", ""), pages._int(p.get("v"), "v", 0), p.get("against") or None, at)
+        version = pages.whole_number(p.get("v"), "v", 0)
+        return pages.version_page(store, p.get("id", ""), version, p.get("against") or None, at)
 
     def store_view(request: Request, at: datetime | None) -> dict[str, Any]:
         ctx = pages.store_page(store)

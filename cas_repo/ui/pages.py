@@ -43,7 +43,12 @@ class ModelQuery:
         return key, (value if sep else None)
 
 
-def _int(text: str | None, name: str, default: int) -> int:
+def whole_number(text: str | None, name: str, default: int) -> int:
+    """``text`` as an int (``default`` when empty).
+
+    Raises:
+        InvalidMetadataError: not a whole number.
+    """
     if text in (None, ""):
         return default
     try:
@@ -126,7 +131,7 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
     graph = charts.layered_graph(me, depths, edges, ds_label)
     diff = None
     if against:
-        other = (model_id, _int(against, "version", 0)) if against.strip().isdigit() else _ref(against)
+        other = (model_id, whole_number(against, "version", 0)) if against.strip().isdigit() else _ref(against)
         diff = store.diff(other, (model_id, version))
     return {"md": md, "ref": me, "graph": graph, "lineage": lin, "parent": parent and format_ref(*parent),
             "sharing": sharing, "diff": diff, "against": against or "", "others": others}

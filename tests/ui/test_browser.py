@@ -28,7 +28,8 @@ ENABLE = "install them with `apt-get install -y chromium chromium-driver` (`make
 def browser(tmp_path_factory):
     if not (CHROMIUM.exists() and DRIVER.exists()):
         pytest.skip(f"the browser tests need {CHROMIUM} and {DRIVER}: {ENABLE}")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser tests need selenium (pip install -e '.[test]')")
+    webdriver = pytest.importorskip("selenium.webdriver",
+                                    reason="the browser tests need selenium (pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
