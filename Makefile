@@ -17,7 +17,16 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) -m cas_repo.demo
 
+# The web view's tests drive Debian's headless Chromium; as root, install it when missing
+# (otherwise those tests skip and say how to enable them).
 test: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
+		echo "could not install chromium: the browser tests will skip"; \
+	fi
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)

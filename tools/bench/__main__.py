@@ -36,6 +36,7 @@ SCENARIOS = [
     "concurrency",
     "scale_store",
     "catalog_scale",
+    "ui",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")

@@ -1,0 +1,191 @@
+"""What each page of the web view shows, read from a store (blocking; the app runs these in threads).
+
+Every function returns the template's context as a plain dict of values; none of them
+changes the store. ``at`` (an aware datetime or None) reads the store as it stood then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..catalog import browse, history
+from ..errors import InvalidMetadataError, ModelNotFoundError
+from ..maintenance import audit
+from ..maintenance.html_report import growth_chart, human, model_chart
+from ..metadata import format_ref, parse_ref, validate_model_id, validate_version
+from ..repository import ModelStore
+from . import charts
+
+PAGE_SIZE = 50
+TABLE_VERSIONS = 200  # rows of a model's versions table (the newest)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelQuery:
+    """The models page's filters, sort and page, as given in its URL."""
+
+    experiment: str | None = None
+    model_type: str | None = None
+    tag: str | None = None  # "key" or "key=value"
+    deleted: bool = False
+    sort: str = "saved_at"
+    metric: str | None = None
+    descending: bool = True
+    page: int = 1
+
+    @property
+    def tag_filter(self) -> tuple[str | None, str | None]:
+        if not self.tag:
+            return None, None
+        key, sep, value = self.tag.partition("=")
+        return key, (value if sep else None)
+
+
+def whole_number(text: str | None, name: str, default: int) -> int:
+    """``text`` as an int (``default`` when empty).
+
+    Raises:
+        InvalidMetadataError: not a whole number.
+    """
+    if text in (None, ""):
+        return default
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise InvalidMetadataError(f"{name} is a whole number, got {text!r}") from exc
+
+
+def models_page(store: ModelStore, q: ModelQuery, at: datetime | None) -> dict[str, Any]:
+    key, value = q.tag_filter
+    with store.catalog.session() as s:
+        page = browse.model_page(
+            s, at=at, experiment=q.experiment, model_type=q.model_type, tag_key=key, tag_value=value,
+            include_deleted=q.deleted, sort=q.sort, metric=q.metric, descending=q.descending,
+            offset=(max(q.page, 1) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        facets = browse.facets(s)
+    shown = list(facets.metrics[:4])
+    if q.metric and q.metric not in shown:
+        shown.append(q.metric)
+    return {"page": page, "facets": facets, "q": q, "metrics_shown": shown,
+            "pages": max(1, -(-page.total // PAGE_SIZE)), "sorts": list(browse.SORTS)}
+
+
+def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[str, Any]:
+    validate_model_id(model_id)
+    # One catalog session per page: opening one costs ~20 ms (a DuckDB connection).
+    with store.catalog.session() as s:
+        events = [e for e in history.events(s, model_id) if at is None or e.at <= at]
+        versions = browse.version_facts(s, model_id, at)
+    if not versions:
+        raise ModelNotFoundError(model_id, None, hint=f"it did not exist as of {at.isoformat() if at else 'now'}")
+    states = [e.kind for e in events if e.kind in ("delete", "undelete", "save", "rollback")]
+    deleted = bool(states) and states[-1] == "delete"
+    names = sorted({k for v in versions for k in v.metrics})
+    metric_charts = []
+    for name in names:
+        pts = [(v.version, v.metrics[name]) for v in versions if name in v.metrics]
+        metric_charts.append(charts.line_chart(name, [p[0] for p in pts], [p[1] for p in pts]))
+    bytes_chart = charts.bar_chart("bytes added to the store", [v.version for v in versions],
+                                   [v.new_bytes for v in versions], human)
+    # The table lists the newest versions only: a page of thousands of rows helps no one,
+    # and every version stays in the charts (and in v_versions).
+    first = max(len(versions) - TABLE_VERSIONS, 0)
+    table = [(v, versions[i - 1] if i > 0 else None) for i, v in enumerate(versions) if i >= first]
+    hp_names = sorted({k for v, _ in table for k in v.hyperparameters})
+    return {"model_id": model_id, "events": events, "versions": versions, "metric_charts": metric_charts,
+            "bytes_chart": bytes_chart, "hp_names": hp_names, "deleted": deleted,
+            "table": table}
+
+
+def _ref(text: str) -> tuple[str, int]:
+    if "@" in text:
+        return parse_ref(text.strip())
+    raise InvalidMetadataError(f"compare with MODEL_ID@VERSION or a version number, got {text!r}")
+
+
+def version_page(store: ModelStore, model_id: str, version: int, against: str | None,
+                 at: datetime | None) -> dict[str, Any]:
+    validate_model_id(model_id)
+    validate_version(version)
+    md = store.as_of(at).get_model_metadata(model_id, version) if at else store.get_model_metadata(model_id, version)
+    parent = _parent_of(md)
+    parent_md = store.get_model_metadata(*parent) if parent else None
+    me = format_ref(model_id, version)
+    with store.catalog.session() as s:  # one session (one DuckDB connection) for the page
+        lin = history.lineage(s, model_id, version)
+        depths = {me: 0}
+        depths.update({n.ref: -n.depth for n in lin.ancestors})
+        depths.update({n.ref: n.depth for n in lin.descendants if n.ref not in depths})
+        raw = browse.lineage_edges(s, [parse_ref(r) for r in depths])
+        others = [v.version for v in browse.version_facts(s, model_id, at)]
+        sharing = history.content_diff(s, parent_md.digest, md.digest) if parent_md else None
+    edges = [(format_ref(m, v), format_ref(pm, pv), rel) for m, v, pm, pv, rel in raw]
+    ds = md.lineage.get("dataset") if isinstance(md.lineage, dict) else None
+    ds_label = None
+    if isinstance(ds, dict):
+        handler = ds.get("handler")
+        ds_label = (handler.get("class") if isinstance(handler, dict) else None) or ds.get("class") or "dataset"
+        ds_label = str(ds_label).rsplit(".", 1)[-1]
+    graph = charts.layered_graph(me, depths, edges, ds_label)
+    diff = None
+    if against:
+        other = (model_id, whole_number(against, "version", 0)) if against.strip().isdigit() else _ref(against)
+        diff = store.diff(other, (model_id, version))
+    return {"md": md, "ref": me, "graph": graph, "lineage": lin, "parent": parent and format_ref(*parent),
+            "sharing": sharing, "diff": diff, "against": against or "", "others": others}
+
+
+def _parent_of(md) -> tuple[str, int] | None:  # noqa: ANN001 - ModelMetadata
+    """The version this one is compared with for chunk sharing: its first parent, the
+    version it rolled back to, or the version before it."""
+    if md.parents:
+        return parse_ref(md.parents[0])
+    if md.rollback_of:
+        return md.model_id, md.rollback_of
+    if md.version and md.version > 1:
+        return md.model_id, md.version - 1
+    return None
+
+
+def store_page(store: ModelStore) -> dict[str, Any]:
+    report = audit(store, walk=False)
+    t = report.totals
+    cards = [("full copies would take", human(t.logical_bytes)), ("stored (all packs)", human(t.physical_bytes)),
+             ("dedup ratio", f"{t.dedup_ratio:.1f}×"), ("models", f"{t.models} ({t.deleted_models} deleted)"),
+             ("versions stored", f"{t.versions} (+{t.purged_versions} purged)"),
+             ("freeable by gc", human(max(t.unreferenced_bytes, 0)))]
+    # The audit's own SVG (it escapes every label itself), as `cas-repo audit --html` draws it.
+    return {"report": report, "cards": cards, "growth_svg": growth_chart(report),
+            "models_svg": model_chart(report), "human": human}
+
+
+def sql_rows(store: ModelStore, query: str, limit: int = 1000) -> dict[str, Any]:
+    from ..cli.query import rows_of
+
+    table = store.sql(query)
+    shown = table.slice(0, limit)
+    return {"columns": table.column_names, "rows": [list(r.values()) for r in rows_of(shown)],
+            "total": table.num_rows, "limit": limit}
+
+
+def sql_download(store: ModelStore, query: str, fmt: str) -> bytes:
+    """The whole result of ``query`` as CSV or Parquet bytes (as ``cas-repo sql --format``)."""
+    import io
+    import sys
+
+    from ..cli.query import write_table
+    from ..cli.render import Output
+
+    table = store.sql(query)
+    if fmt == "parquet":
+        sink = io.BytesIO()
+        write_table(table, "parquet", Output(io.StringIO(), sys.stderr), sink)  # type: ignore[arg-type]
+        return sink.getvalue()
+    text = io.StringIO()
+    write_table(table, "csv", Output(text, sys.stderr), None)
+    return text.getvalue().encode("utf-8")
+
+
+__all__ = ["ModelQuery", "models_page", "model_page", "version_page", "store_page", "sql_rows", "sql_download"]

@@ -1,0 +1,81 @@
+"""The web view over HTTP without a browser: GET only, downloads, errors, the command itself."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _get(url: str, method: str = "GET") -> tuple[int, bytes, dict]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method)) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def test_no_route_accepts_anything_but_get(ui_url):
+    for path in ("/", "/model?id=alpha", "/sql?q=SELECT+1", "/sql/download?q=SELECT+1"):
+        for method in ("POST", "PUT", "DELETE"):
+            assert _get(ui_url + path, method)[0] == 405, (path, method)
+
+
+def test_pages_forbid_scripts_and_outside_loads(ui_url):
+    status, body, headers = _get(ui_url + "/")
+    assert status == 200
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert b"<script" not in body and b"http://" not in body.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")
+
+
+def test_parquet_download_holds_the_whole_result(ui_url):
+    q = urllib.parse.urlencode({"q": "SELECT model_id, version FROM v_versions ORDER BY ALL", "format": "parquet"})
+    status, body, headers = _get(f"{ui_url}/sql/download?{q}")
+    assert status == 200 and "attachment" in headers["content-disposition"]
+    assert pq.read_table(io.BytesIO(body)).to_pylist()[:2] == [{"model_id": "alpha", "version": 1},
+                                                              {"model_id": "alpha", "version": 2}]
+
+
+def test_download_of_a_refused_query_is_the_store_sql_error(ui_url):
+    q = urllib.parse.urlencode({"q": "COPY v_models TO '/tmp/x.csv'", "format": "csv"})
+    status, body, _ = _get(f"{ui_url}/sql/download?{q}")
+    assert status == 400 and body.decode().startswith("refused a COPY statement")
+
+
+@pytest.mark.parametrize("path, status, text", [
+    ("/model?id=nobody", 404, "nobody"),
+    ("/version?id=alpha&v=99", 404, "alpha"),
+    ("/version?id=alpha&v=x", 400, "v is a whole number"),
+    ("/?at=yesterday", 400, "is not an ISO 8601 time"),
+    ("/model?id=beta&at=2026-03-02T10:00Z", 404, "did not exist as of"),
+])
+def test_errors_are_the_store_messages(ui_url, path, status, text):
+    got, body, _ = _get(ui_url + path)
+    assert got == status
+    assert text in body.decode()
+
+
+def test_the_command_serves_on_loopback_and_stops_on_interrupt(ui_store):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CAS_REPO_NO_BROWSER": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cas_repo.ui", "--repo", ui_store.url, "--port", "0"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "read-only at http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+        url = line.split(" at ", 1)[1].split()[0]
+        status, body, _ = _get(url)
+        assert status == 200 and b'data-model="alpha"' in body
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
