@@ -148,6 +148,18 @@ class StoreWalk:
 
 
 @dataclass(frozen=True, slots=True)
+class AliasPin:
+    """A version an alias points at: gc and retention keep it; ``unique_bytes`` are the stored
+    bytes no other version shares (what moving the alias away could let gc free later)."""
+
+    model_id: str
+    alias: str
+    version: int
+    logical_bytes: int
+    unique_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     at: datetime
     totals: Totals
@@ -158,6 +170,7 @@ class AuditReport:
     identical_versions: tuple[IdenticalVersions, ...]
     growth: tuple[GrowthPoint, ...]
     walk: StoreWalk | None
+    pins: tuple[AliasPin, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able values, derived ratios included."""
@@ -200,7 +213,8 @@ def audit(store: ModelStore, *, walk: bool = True, progress: ProgressFactory = n
         tuple(_build(SharedChunk, r) for r in t["shared_chunks"]),
         tuple(_build(IdenticalVersions, r) for r in t["identical_versions"]),
         tuple(_build(GrowthPoint, r) for r in t["growth"]),
-        report_walk)
+        report_walk,
+        tuple(_build(AliasPin, r) for r in t["pins"]))
 
 
 def _walk(store: ModelStore, totals: Totals, locs: list, progress: ProgressFactory) -> StoreWalk:
