@@ -53,7 +53,7 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
             return False
         if op.kind == "rollback" and (h is None or h.deleted or not 1 <= (op.rollback_of or 0) <= version):
             return False
-        heads[op.model_id] = Head(op.version, op.seq, False)
+        heads[op.model_id] = Head(op.version, op.seq, False, h.aliases if h else {})
         return True
     if h is None or op.seq != h.seq + 1 or not 1 <= op.version <= h.version:
         return False
