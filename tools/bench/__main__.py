@@ -36,6 +36,7 @@ SCENARIOS = [
     "concurrency",
     "scale_store",
     "catalog_scale",
+    "aliases",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
