@@ -6,11 +6,14 @@
 """
 
 from .errors import (
+    AliasNotFoundError,
+    AliasTargetError,
     CasRepoError,
     CatalogCorruptError,
     CatalogError,
     CatalogLockedError,
     IntegrityError,
+    InvalidAliasError,
     InvalidMetadataError,
     InvalidModelIdError,
     ModelDeletedError,
@@ -28,6 +31,8 @@ from .serialization import allow_globals
 __version__ = "0.1.0"
 
 __all__ = [
+    "AliasNotFoundError",
+    "AliasTargetError",
     "CasModelRepository",
     "CasRepoError",
     "CatalogCorruptError",
@@ -35,6 +40,7 @@ __all__ = [
     "CatalogLockedError",
     "IModelRepository",
     "IntegrityError",
+    "InvalidAliasError",
     "InvalidMetadataError",
     "InvalidModelIdError",
     "ModelDeletedError",

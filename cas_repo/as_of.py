@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import history
 from .catalog.values import ModelAt, VersionRow
-from .errors import InvalidMetadataError, ModelDeletedError, ModelNotFoundError
-from .metadata import ModelMetadata, utc, validate_model_id, validate_version
+from .errors import AliasNotFoundError, InvalidMetadataError, ModelDeletedError, ModelNotFoundError
+from .metadata import ModelMetadata, split_ref, utc, validate_model_id, validate_version
 from .rows import to_metadata
 
 if TYPE_CHECKING:
@@ -35,7 +35,8 @@ def as_timestamp(at: object) -> datetime:
 class StoreAsOf:
     """The store's history replayed up to ``at`` (inclusive): what readers saw then.
 
-    Tags and tombstones are those of that time; a model first saved later does not exist.
+    Tags, tombstones and aliases are those of that time (``load_model("m@prod")`` loads
+    the version ``prod`` pointed at then); a model first saved later does not exist.
     Obtain one with :meth:`ModelStore.as_of`.
     """
 
@@ -73,13 +74,25 @@ class StoreAsOf:
         row = self._row(model_id, version)
         return self.store._load_row(row), _metadata(row)
 
-    def _row(self, model_id: str, version: int | None) -> VersionRow:
+    def aliases(self, model_id: str) -> dict[str, int]:
+        """``model_id``'s aliases as they stood then, name -> version: which version was ``prod``."""
         validate_model_id(model_id)
+        with self.store.catalog.session() as s:
+            return history.aliases_at(s, self.at, model_id)
+
+    def _row(self, model_id: str, version: int | None) -> VersionRow:
+        model_id, version, alias = split_ref(model_id, version)
         if version is not None:
             validate_version(version)
-        with self.store.catalog.session() as s:
-            rows = history.versions_at(s, self.at, model_id=model_id, version=version)
         when = f"as of {self.at.isoformat()}"
+        with self.store.catalog.session() as s:
+            if alias is not None:
+                version = history.aliases_at(s, self.at, model_id).get(alias)
+                if version is None:
+                    err = AliasNotFoundError(model_id, alias)
+                    err.args = (f"model {model_id!r} had no alias {alias!r} {when}",)
+                    raise err
+            rows = history.versions_at(s, self.at, model_id=model_id, version=version)
         if not rows:
             raise ModelNotFoundError(model_id, version, hint=f"it did not exist {when}")
         if version is None and rows[0].deleted:

@@ -238,3 +238,23 @@ class GcRefusedError(MaintenanceError):
 
 class RetentionPolicyError(MaintenanceError, ValueError):
     """A retention policy that cannot be applied as written (bad predicate, no criterion)."""
+
+
+# --- aliases ---------------------------------------------------------------------
+
+
+class InvalidAliasError(InvalidMetadataError):
+    """An alias name or a ``model@…`` reference that cannot be read one way only."""
+
+
+class AliasNotFoundError(CasRepoError, LookupError):
+    """``model@alias`` names an alias that is not set."""
+
+    def __init__(self, model_id: str, alias: str) -> None:
+        self.model_id, self.alias = model_id, alias
+        super().__init__(f"model {model_id!r} has no alias {alias!r}; `cas-repo alias ls {model_id}` shows its "
+                         f"aliases, `set_alias({model_id!r}, {alias!r}, VERSION)` sets one")
+
+
+class AliasTargetError(CasRepoError, ValueError):
+    """An alias cannot point at that version (missing, purged, or its model tombstoned)."""

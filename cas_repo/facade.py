@@ -55,6 +55,10 @@ class CasModelRepository(IModelRepository):
     events = _offload("events")
     lineage = _offload("lineage")
     diff = _offload("diff")
+    set_alias = _offload("set_alias")
+    remove_alias = _offload("remove_alias")
+    aliases = _offload("aliases")
+    alias_history = _offload("alias_history")
 
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""

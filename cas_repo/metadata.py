@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import InvalidMetadataError, InvalidModelIdError
+from .errors import InvalidAliasError, InvalidMetadataError, InvalidModelIdError
 
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# An alias starts with a lowercase letter, so ``model@7`` (a version) and ``model@prod``
+# (an alias) never read the same; model ids cannot hold "@" at all.
+_ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 MAX_METADATA_DEPTH = 32
 
 
@@ -174,6 +177,47 @@ def parse_ref(ref: object) -> tuple[str, int]:
     if not version.isdigit():
         raise InvalidMetadataError(f"a version reference looks like 'model_id@3', got {ref!r:.80}")
     return validate_model_id(model_id), validate_version(int(version))
+
+
+def validate_alias(alias: object) -> str:
+    """Return ``alias`` if it matches ``[a-z][a-z0-9_-]{0,63}``.
+
+    Raises:
+        InvalidAliasError: otherwise.
+    """
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+        raise InvalidAliasError(f"invalid alias {alias!r:.80}: use 1-64 characters of a-z 0-9 _ - starting with "
+                                "a lowercase letter (e.g. 'prod', 'shadow-2')")
+    return alias
+
+
+def split_ref(ref: str, version: int | None = None) -> tuple[str, int | None, str | None]:
+    """``"model"``, ``"model@7"`` or ``"model@prod"`` as ``(model_id, version, alias)``.
+
+    A model id holds no "@"; after the one "@" come either digits (a version) or an alias
+    name, which starts with a lowercase letter. ``version`` is the caller's explicit one.
+
+    Raises:
+        InvalidAliasError: more than one "@", nothing after it, text that is neither a
+            version nor an alias, or a reference given together with ``version``.
+        InvalidModelIdError: the part before "@" is not a model id.
+    """
+    if not isinstance(ref, str) or "@" not in ref:
+        return validate_model_id(ref), version, None
+    model_id, _, tail = ref.partition("@")
+    if "@" in tail or not tail:
+        raise InvalidAliasError(f"{ref!r:.80} is not a reference: write 'model_id@7' (a version) or "
+                                "'model_id@prod' (an alias), with exactly one '@'")
+    if version is not None:
+        raise InvalidAliasError(f"{ref!r:.80} already names a version; pass either the reference or "
+                                "version=, not both")
+    validate_model_id(model_id)
+    if tail.isdigit():
+        return model_id, validate_version(int(tail)), None
+    if not _ALIAS.fullmatch(tail):
+        raise InvalidAliasError(f"{ref!r:.80}: after '@' comes a version number or an alias name "
+                                "([a-z][a-z0-9_-]{0,63}, e.g. 'prod')")
+    return model_id, None, tail
 
 
 def format_ref(model_id: str, version: int) -> str:

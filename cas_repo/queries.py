@@ -12,8 +12,8 @@ from .as_of import StoreAsOf
 from .catalog import history
 from .catalog import query as user_sql
 from .catalog.values import ContentDiff, Event, ExportReport, Lineage
-from .errors import ModelNotFoundError
-from .metadata import ModelMetadata, parse_ref, validate_model_id, validate_version
+from .errors import InvalidMetadataError, ModelNotFoundError
+from .metadata import ModelMetadata, split_ref, validate_model_id, validate_version
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -51,6 +51,16 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def _ref(r: str | tuple[str, int]) -> tuple[str, int | None]:
+    """A diff side as ``get_model_metadata`` arguments; a bare model id is not a version."""
+    if isinstance(r, str):
+        model_id, version, alias = split_ref(r)
+        if version is None and alias is None:
+            raise InvalidMetadataError(f"a version reference looks like 'model_id@3' or 'model_id@prod', got {r!r:.80}")
+        return (r, None)
+    return r
 
 
 class QueryMixin:
@@ -96,27 +106,32 @@ class QueryMixin:
             raise ModelNotFoundError(model_id)
         return found
 
-    def lineage(self, model_id: str, version: int) -> Lineage:
+    def lineage(self, model_id: str, version: int | None = None) -> Lineage:
         """Ancestors and descendants of a version through parent and rollback edges.
 
+        Give ``(model_id, version)`` or one reference, ``"model@7"`` / ``"model@prod"``.
+
         Raises:
-            ModelNotFoundError: no such version.
+            ModelNotFoundError: no such version. AliasNotFoundError: no such alias.
         """
-        self.get_model_metadata(model_id, validate_version(version))  # type: ignore[attr-defined]
+        if version is not None:
+            validate_version(version)
+        elif "@" not in model_id:
+            raise InvalidMetadataError(f"lineage needs a version: lineage({model_id!r}, 3) or "
+                                       f"lineage('{model_id}@prod')")
+        md = self.get_model_metadata(model_id, version)  # type: ignore[attr-defined]
         with self.catalog.session() as s:
-            return history.lineage(s, model_id, version)
+            return history.lineage(s, md.model_id, md.version)
 
     def diff(self, a: str | tuple[str, int], b: str | tuple[str, int]) -> VersionDiff:
-        """Compare two versions (``"model@3"`` or ``(model_id, version)``): hyperparameters,
+        """Compare two versions (``"model@3"``, ``"model@prod"`` or ``(model_id, version)``): hyperparameters,
         metrics, and content bytes shared and added (``.content.shared_fraction``).
 
         Raises:
             ModelNotFoundError: either version does not exist.
         """
-        a = parse_ref(a) if isinstance(a, str) else a
-        b = parse_ref(b) if isinstance(b, str) else b
-        ma = self.get_model_metadata(*a)  # type: ignore[attr-defined]
-        mb = self.get_model_metadata(*b)  # type: ignore[attr-defined]
+        ma = self.get_model_metadata(*_ref(a))  # type: ignore[attr-defined]
+        mb = self.get_model_metadata(*_ref(b))  # type: ignore[attr-defined]
         with self.catalog.session() as s:
             content = history.content_diff(s, ma.digest, mb.digest)
         ha, hb = _flatten(ma.hyperparameters), _flatten(mb.hyperparameters)

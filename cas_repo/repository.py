@@ -25,14 +25,16 @@ from . import faults
 from .catalog.values import SaveCommit, StoreStats, VersionRow
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
+from .aliases import AliasMixin
 from .edits import EditsMixin
-from .errors import (IntegrityError, ModelDeletedError, ModelNotFoundError, ModelPurgedError,
+from .errors import (AliasNotFoundError, IntegrityError, ModelDeletedError, ModelNotFoundError, ModelPurgedError,
                      ObjectNotFoundError, StoreError)
 from .location import Location
 from .log.ledger import Ledger
 from .log.state import ModelEntry, StoreState, version_row
 from .manifest import Manifest
-from .metadata import ModelMetadata, check_metadata, parse_ref, utc, validate_model_id, validate_version
+from .metadata import (ModelMetadata, check_metadata, parse_ref, split_ref, utc, validate_model_id,
+                       validate_version)
 from .objects import ObjectStore, open_backend
 from .objects.keys import parse_pack_key
 from .objects.store import NewEntry
@@ -64,7 +66,7 @@ def index_path(store_url: str) -> Path:
     return default_index_dir() / hash_bytes(store_url.encode()).hex[:32] / CATALOG_FILE
 
 
-class ModelStore(EditsMixin, QueryMixin):
+class ModelStore(EditsMixin, AliasMixin, QueryMixin):
     """A versioned, content-addressed store of models (the synchronous core).
 
     Any number of threads, processes and machines may use one store at once: every
@@ -297,7 +299,20 @@ class ModelStore(EditsMixin, QueryMixin):
         return e
 
     def _row_in(self, st: StoreState, model_id: str, version: int | None) -> VersionRow:
-        """A version's row (the head when ``version`` is None) from the folded state."""
+        """A version's row (the head when ``version`` is None) from the folded state.
+
+        ``model_id`` may be a reference: ``model@7`` or ``model@alias`` (resolved on ``st``,
+        so the version is the one the alias pointed at in this very state).
+        """
+        if "@" in model_id:
+            model_id, version, alias = split_ref(model_id, version)
+            if alias is not None:
+                e = self._entry(st, model_id)
+                if e.deleted:
+                    raise ModelDeletedError(model_id)
+                version = e.aliases.get(alias)
+                if version is None:
+                    raise AliasNotFoundError(model_id, alias)
         e = self._entry(st, model_id)
         if version is None:
             if e.deleted:
@@ -325,7 +340,10 @@ class ModelStore(EditsMixin, QueryMixin):
     def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata:
         """Metadata of the latest live version (or of ``version``, even if deleted).
 
+        ``model_id`` may also be a reference, ``"model@7"`` or ``"model@prod"`` (an alias).
+
         Raises:
+            AliasNotFoundError: the alias is not set. InvalidAliasError: a malformed reference.
             ModelNotFoundError: unknown model_id or version (a ``FileNotFoundError``).
             ModelDeletedError: the model is tombstoned and no version was given.
         """
@@ -336,7 +354,9 @@ class ModelStore(EditsMixin, QueryMixin):
     def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]:
         """The model and metadata of the latest live version (or of ``version``).
 
-        Every byte is verified against its digest before unpickling starts.
+        ``model_id`` may also be ``"model@7"`` or ``"model@prod"`` (an alias, resolved at
+        this call; a tombstoned model serves nothing through its aliases). Every byte is
+        verified against its digest before unpickling starts.
 
         Raises:
             ModelNotFoundError / ModelDeletedError: as :meth:`get_model_metadata`.

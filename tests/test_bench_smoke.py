@@ -67,6 +67,7 @@ def test_quick_harness_runs_every_scenario_and_reports_sane_numbers(tmp_path):
     assert any(m.startswith("2 processes × ") for m in metrics)
     assert any(m.startswith("first list_models() in a new process") for m in metrics)
     assert any(m.startswith("index catch-up: fold ") for m in metrics)
+    assert by_metric[("aliases", "tiny model: load via model@alias")]["target"].startswith("≤ ")
     assert any(m.startswith("head lookup p50") for m in metrics) and any(m.startswith("history() of a ")
                                                                          for m in metrics)
     # The save's phase rows account for its time: none is negative and they include the

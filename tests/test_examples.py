@@ -33,7 +33,7 @@ def _finish(proc: subprocess.Popen) -> str:
 
 def test_every_example_is_tested():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
-        "list_models.py", "load_qlib_model.py", "rolling_retrain.py", "save_qlib_model.py"]
+        "list_models.py", "load_qlib_model.py", "online_serving.py", "rolling_retrain.py", "save_qlib_model.py"]
 
 
 def test_save_load_list_and_rolling_examples(tmp_path):
@@ -62,3 +62,15 @@ def test_save_load_list_and_rolling_examples(tmp_path):
     assert [h.tags["window"] for h in history] == ["0", "1", "2", "3", "2"]
     assert history[4].rollback_of == 3 and history[4].digest == history[2].digest
     assert len({h.digest for h in history}) == 4
+
+
+def test_online_serving_example_promotes_serves_and_rolls_back(tmp_path):
+    out = _finish(_start("online_serving.py", tmp_path))
+    assert "serving rolling_lgb.LGBModel@online = v3: 2400 signals up to 2020-08-11" in out
+    assert "rolled back: online v3 -> v2; 100% of the newest window's signals changed" in out
+    assert "online now: rolling_lgb.LGBModel@online = v2" in out
+    moves = [line.split()[-3:] for line in out.split("what was online when:\n")[1].splitlines()[:4]]
+    assert moves == [["-", "->", "v1"], ["v1", "->", "v2"], ["v2", "->", "v3"], ["v3", "->", "v2"]]
+    with ModelStore(tmp_path / "data" / "cas") as store:
+        assert store.aliases("rolling_lgb.LGBModel") == {"online": 2}
+        assert [h.version for h in store.history("rolling_lgb.LGBModel")] == [1, 2, 3]

@@ -17,10 +17,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cas_repo import ModelDeletedError, ModelMetadata, ModelNotFoundError, ModelStore
+from cas_repo import AliasNotFoundError, AliasTargetError, ModelDeletedError, ModelMetadata, ModelNotFoundError, ModelStore
 from cas_repo.catalog import feed
 
 IDS = st.sampled_from(["alpha", "beta", "gamma.v2"])
+ALIASES = st.sampled_from(["prod", "shadow"])
 PAYLOADS = st.integers(min_value=0, max_value=5)
 
 
@@ -40,6 +41,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.rollbacks: dict[tuple[str, int], int] = {}
         self.deleted: set[str] = set()
         self.digests: dict[int, str] = {}
+        self.aliases: dict[tuple[str, str], int] = {}  # (model_id, alias) -> version
 
     def _open(self, i: int) -> ModelStore:
         return ModelStore(f"{self.dir}/cas", catalog=f"{self.dir}/index-{i}/catalog.duckdb")
@@ -124,6 +126,40 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.store.set_tags(model_id, {"stage": value}, version)
         assert self.store.get_model_metadata(model_id, version).tags.get("stage") == value
 
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data(), alias=ALIASES)
+    def move_alias(self, data, alias):
+        model_id = data.draw(st.sampled_from(sorted(self.versions)))
+        version = data.draw(st.integers(1, len(self.versions[model_id])))
+        if model_id in self.deleted:
+            with pytest.raises(AliasTargetError):
+                self.store.set_alias(model_id, alias, version)
+            return
+        before = self.store.set_alias(model_id, alias, version)
+        assert before == self.aliases.get((model_id, alias))
+        self.aliases[(model_id, alias)] = version
+
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data(), alias=ALIASES)
+    def remove_alias(self, data, alias):
+        model_id = data.draw(st.sampled_from(sorted(self.versions)))
+        assert self.store.remove_alias(model_id, alias) == self.aliases.pop((model_id, alias), None)
+
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data(), alias=ALIASES)
+    def load_by_alias(self, data, alias):
+        model_id = data.draw(st.sampled_from(sorted(self.versions)))
+        version = self.aliases.get((model_id, alias))
+        if model_id in self.deleted:
+            with pytest.raises(ModelDeletedError):
+                self.store.load_model(f"{model_id}@{alias}")
+        elif version is None:
+            with pytest.raises(AliasNotFoundError):
+                self.store.load_model(f"{model_id}@{alias}")
+        else:
+            model, md = self.store.load_model(f"{model_id}@{alias}")
+            assert (model["n"], md.version) == (self.versions[model_id][version - 1], version)
+
     @rule(checkpoint=st.booleans())
     def reopen(self, checkpoint):
         if checkpoint:
@@ -153,6 +189,13 @@ class RepositoryMachine(RuleBasedStateMachine):
             assert every == {m: m in self.deleted for m in self.versions}
 
     @invariant()
+    def aliases_match(self):
+        for store in self.stores:
+            for model_id in self.versions:
+                want = {a: v for (m, a), v in self.aliases.items() if m == model_id}
+                assert store.aliases(model_id) == dict(sorted(want.items()))
+
+    @invariant()
     def history_matches(self):
         for store in self.stores:
             for model_id, payloads in self.versions.items():
@@ -171,10 +214,12 @@ class RepositoryMachine(RuleBasedStateMachine):
             feed.BULK_MIN = bulk_min
         for store in self.stores:
             assert _index_rows(store) == rebuilt
+            rows = store.sql("SELECT model_id, alias, version FROM v_aliases").to_pylist()
+            assert {(r["model_id"], r["alias"]): r["version"] for r in rows} == self.aliases
 
 
 _TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs",
-           "log_index")
+           "alias_moves", "log_index")
 
 
 def _index_rows(store: ModelStore) -> dict[str, list]:

@@ -94,7 +94,10 @@ def build(root: str | Path) -> Path:
         clock.set("2026-02-16T08:00")
         store.set_tags("lgb_csi300", {"stage": "prod"}, version=3)
         store.set_tags("lgb_csi300", {"stage": None}, version=2)
+        store.set_alias("lgb_csi300", "prod", 3)  # promotion: a pointer move, no model bytes
         # v3 underperformed in production: roll back to v2's model, then continue from it.
+        clock.set("2026-03-02T07:20")
+        store.set_alias("lgb_csi300", "prod", 2)  # the production rollback itself
         clock.set("2026-03-02T07:30")
         store.rollback("lgb_csi300", 2)
         m5 = syn.continue_training(m2, data["csi300"], 20)
@@ -104,9 +107,11 @@ def build(root: str | Path) -> Path:
         fast = {"num_leaves": 63, "learning_rate": 0.1, "num_boost_round": 60}
         c1 = fit("csi500", **fast)
         save("2026-01-14T09:00", "lgb_csi500", "csi500", c1, fast, tags={"stage": "prod"})
+        store.set_alias("lgb_csi500", "prod", 1)
         c2 = syn.continue_training(c1, data["csi500"], 20)
         save("2026-02-11T09:00", "lgb_csi500", "csi500", c2, {**fast, "num_boost_round": 80},
              parents=("lgb_csi500@1",))
+        store.set_alias("lgb_csi500", "staging", 2)
         slow = {"num_leaves": 15, "learning_rate": 0.05, "num_boost_round": 100}
         save("2026-02-12T09:00", "lgb_csi500_small", "csi500", fit("csi500", **slow), slow)
         clock.set("2026-03-04T17:00")

@@ -105,6 +105,11 @@ SELECT s.model_id, s.version, s.saved_at, s.logical_size AS logical_bytes,
     coalesce(sum(o.stored_size) FILTER (WHERE o.nth = 1), 0) AS new_bytes
 FROM stored s LEFT JOIN ordered o ON o.model_id = s.model_id AND o.version = s.version
 GROUP BY ALL ORDER BY s.saved_at, s.model_id, s.version""",
+    "pins": """SELECT a.model_id, a.alias, a.version, s.logical_size AS logical_bytes,
+    coalesce(sum(z.stored_size) FILTER (WHERE z.users = 1), 0) AS unique_bytes
+FROM v_aliases a JOIN stored s ON s.model_id = a.model_id AND s.version = a.version
+LEFT JOIN sized z ON z.model_id = a.model_id AND z.version = a.version
+GROUP BY ALL ORDER BY a.model_id, a.alias""",
 }
 
 

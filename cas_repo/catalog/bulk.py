@@ -28,6 +28,8 @@ TABLES: dict[str, tuple[str, ...]] = {
                  "metrics", "hyperparameters", "lineage", "metadata_json"),
     "events": ("model_id", "seq", "kind", "version", "event_at", "record"),
     "event_tags": ("model_id", "seq", "version", "key", "value"),
+    "alias_moves": ("log_position", "op_index", "model_id", "alias", "from_version", "to_version", "moved_at",
+                    "moved_by"),
 }
 
 _REFRESH_HEADS = """

@@ -34,8 +34,9 @@ def _ts() -> pa.DataType:
     return pa.timestamp("us")
 
 
-def fold_run(s: Session, ops: Sequence[SaveCommit | EventCommit]) -> None:
-    """Insert the rows of ``ops`` (all admitted, in log order) in one bulk import."""
+def fold_run(s: Session, ops: Sequence[SaveCommit | EventCommit], alias_moves: Sequence[tuple] = ()) -> None:
+    """Insert the rows of ``ops`` (all admitted, in log order) and ``alias_moves`` (rows of
+    :func:`cas_repo.catalog.feed.alias_row`) in one bulk import."""
     saves = [o for o in ops if isinstance(o, SaveCommit)]
     packs: dict[str, tuple] = {}
     objects: dict[str, tuple] = {}
@@ -73,6 +74,11 @@ def fold_run(s: Session, ops: Sequence[SaveCommit | EventCommit]) -> None:
                              [(c.model_id, c.seq, c.version, k, c.tags[k]) for c in saves for k in sorted(c.tags)],
                              [pa.string(), pa.int32(), pa.int32(), pa.string(), pa.string()]),
     }
+    if alias_moves:
+        tables["alias_moves"] = _table(
+            ["log_position", "op_index", "model_id", "alias", "from_version", "to_version", "moved_at", "moved_by"],
+            list(alias_moves), [pa.int64(), pa.int32(), pa.string(), pa.string(), pa.int32(), pa.int32(), _ts(),
+                                pa.string()])
     # Deletes and undeletes only add events: bulk_import derives the head's tombstone
     # from the last non-tag event, as commit_event sets it.
     bulk_import(s, tables)

@@ -13,7 +13,7 @@ from .maintenance import _LOC_COLS, MARKS_CTE, _loc
 
 # Every table the fold of the log writes (not the migrations' own bookkeeping).
 INDEX_TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks",
-                "packs", "log_index")
+                "packs", "alias_moves", "log_index")
 
 
 # -- what the catalog claims ------------------------------------------------------------

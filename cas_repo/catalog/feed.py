@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..log.ops import AdoptEntries, ForgetPacks, MoveEntries, Op
+from ..log.ops import AdoptEntries, AliasMove, ForgetPacks, MoveEntries, Op
 from ..log.state import Head, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
@@ -27,9 +27,19 @@ def indexed(s: Session) -> tuple[str, int] | None:
 
 
 def _heads(s: Session, model_ids: Iterable[str]) -> dict[str, Head]:
+    ids = sorted(set(model_ids))
     rows = s._all("SELECT model_id, head_version, last_seq, deleted FROM models "
-                  "WHERE model_id IN (SELECT unnest(?::VARCHAR[]))", [sorted(set(model_ids))])
-    return {m: Head(v, q, d) for m, v, q, d in rows}
+                  "WHERE model_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    heads = {m: Head(v, q, d) for m, v, q, d in rows}
+    for m, alias, version in s._all("SELECT model_id, alias, version FROM v_aliases "
+                                    "WHERE model_id IN (SELECT unnest(?::VARCHAR[]))", [ids]):
+        heads[m].aliases[alias] = version
+    return heads
+
+
+def alias_row(position: int, index: int, op: AliasMove) -> tuple:
+    """The ``alias_moves`` row of an admitted move (both fold paths insert exactly this)."""
+    return (position, index, op.model_id, op.alias, op.previous, op.version, naive_utc(op.at), op.by)
 
 
 def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Sequence[Op]]]) -> int:
@@ -43,31 +53,38 @@ def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Sequence[Op]]])
     with s.transaction(f"indexing log commits {commits[0][0]}–{commits[-1][0]}"):
         heads = _heads(s, {o.model_id for _, ops in commits for o in ops if hasattr(o, "model_id")})
         run: list = []
-        for _, ops in commits:
-            for op in ops:
+        # Alias moves touch only their own table: they join any run and go in with it.
+        moves: list[tuple] = []
+        for position, ops in commits:
+            for i, op in enumerate(ops):
                 if not admit(op, heads):
                     continue
                 admitted += 1
+                if isinstance(op, AliasMove):
+                    moves.append(alias_row(position, i, op))
+                    continue
                 if bulkable(op):
                     run.append(op)
                     continue
-                _flush(s, run)
-                run = []
+                _flush(s, run, moves)
+                run, moves = [], []
                 apply(s, op)
-        _flush(s, run)
+        _flush(s, run, moves)
         s.con.execute("INSERT INTO log_index VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                       "store_id = excluded.store_id, position = excluded.position",
                       [store_id, commits[-1][0]])
     return admitted
 
 
-def _flush(s: Session, run: list) -> None:
-    """Apply a run of saves and deletes: in bulk when long, else one call each."""
-    if len(run) >= BULK_MIN:
-        fold_run(s, run)
+def _flush(s: Session, run: list, moves: list[tuple]) -> None:
+    """Apply a run of saves, deletes and alias moves: in bulk when long, else one call each."""
+    if len(run) + len(moves) >= BULK_MIN:
+        fold_run(s, run, moves)
     else:
         for op in run:
             apply(s, op)
+        for row in moves:
+            s._insert_rows("alias_moves", [row])
 
 
 def apply(s: Session, op: Op) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timezone
 from .catalog import Session, _VERSION_COLS, naive_utc
-from .values import ContentDiff, Event, Lineage, LineageNode, ModelAt, VersionRow
+from .values import AliasChange, ContentDiff, Event, Lineage, LineageNode, ModelAt, VersionRow
 
 
 def _aware(dt: datetime) -> datetime:
@@ -94,3 +94,16 @@ def content_diff(s: Session, manifest_a: str, manifest_b: str) -> ContentDiff:
         [manifest_a, manifest_b])
     return ContentDiff(int(shared), int(added), int(removed), n_shared, n_added, n_removed)
 
+
+def alias_history(s: Session, model_id: str, alias: str | None = None) -> list[AliasChange]:
+    """Every recorded move of ``model_id``'s aliases (or of ``alias``), in log order."""
+    rows = s._all("SELECT model_id, alias, from_version, to_version, moved_at, moved_by, log_position "
+                  "FROM v_alias_history WHERE model_id = ? AND (?::VARCHAR IS NULL OR alias = ?) "
+                  "ORDER BY log_position, alias", [model_id, alias, alias])
+    return [AliasChange(m, a, f, t, at.replace(tzinfo=timezone.utc), by, p) for m, a, f, t, at, by, p in rows]
+
+
+def aliases_at(s: Session, at: datetime, model_id: str) -> dict[str, int]:
+    """``model_id``'s aliases as they stood at ``at`` (inclusive), name -> version."""
+    return dict(s._all("SELECT alias, version FROM aliases_as_of(?) WHERE model_id = ? ORDER BY alias",
+                       [naive_utc(at), model_id]))

@@ -175,7 +175,7 @@ def manifest_rows(s: Session) -> set[str]:
 
 def purge_candidates(s: Session, deleted_before: datetime, retired_before: datetime) -> list[PurgeCandidate]:
     """Versions of models tombstoned before ``deleted_before`` and versions retired before
-    ``retired_before`` whose content is still stored."""
+    ``retired_before`` whose content is still stored, except those an alias points at."""
     rows = s._all(
         f"WITH {MARKS_CTE}, "
         "tomb AS (SELECT model_id, max(event_at) AS at FROM events WHERE kind = 'delete' GROUP BY model_id) "
@@ -184,7 +184,9 @@ def purge_candidates(s: Session, deleted_before: datetime, retired_before: datet
         "FROM versions v JOIN models m ON m.model_id = v.model_id "
         "LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version "
         "LEFT JOIN tomb t ON t.model_id = v.model_id "
-        "WHERE k.state IS DISTINCT FROM 'purge' AND ((m.deleted AND t.at <= ?) "
+        "WHERE k.state IS DISTINCT FROM 'purge' "
+        "AND NOT EXISTS (SELECT 1 FROM v_aliases a WHERE a.model_id = v.model_id AND a.version = v.version) "
+        "AND ((m.deleted AND t.at <= ?) "
         "OR (NOT m.deleted AND k.state = 'retire' AND k.since <= ?)) ORDER BY 1, 2",
         [naive_utc(deleted_before), naive_utc(retired_before)])
     return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=timezone.utc), r[4], r[5], r[6]) for r in rows]

@@ -29,15 +29,18 @@ ever AS (
     UNION SELECT model_id, version, key || '=' || value FROM tags
     UNION SELECT model_id, version, key || '=' || value FROM event_tags WHERE value IS NOT NULL
     UNION SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[])),
-ever_lists AS (SELECT model_id, version, list(DISTINCT tag ORDER BY tag) AS ever_tags FROM ever GROUP BY ALL)
+ever_lists AS (SELECT model_id, version, list(DISTINCT tag ORDER BY tag) AS ever_tags FROM ever GROUP BY ALL),
+pins AS (SELECT model_id, version, list(alias ORDER BY alias) AS aliases FROM v_aliases GROUP BY ALL)
 SELECT v.*, v.version = m.head_version AS is_head, m.deleted AS model_deleted,
     m.head_version - v.version AS newer_versions,
     date_diff('second', v.saved_at, ?::TIMESTAMP) / 86400.0 AS age_days,
     coalesce(CASE k.state WHEN 'retire' THEN 'retired' WHEN 'purge' THEN 'purged' END, 'live') AS state,
-    coalesce(e.ever_tags, []::VARCHAR[]) AS ever_tags
+    coalesce(e.ever_tags, []::VARCHAR[]) AS ever_tags,
+    coalesce(a.aliases, []::VARCHAR[]) AS aliases
 FROM v_versions v JOIN models m ON m.model_id = v.model_id
 LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version
 LEFT JOIN ever_lists e ON e.model_id = v.model_id AND e.version = v.version
+LEFT JOIN pins a ON a.model_id = v.model_id AND a.version = v.version
 ORDER BY v.model_id, v.version"""
 
 

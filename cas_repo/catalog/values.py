@@ -225,3 +225,17 @@ class HeadBatch:
 
     def __len__(self) -> int:
         return len(self.model_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AliasChange:
+    """One recorded move of an alias: ``from_version`` None when it was new, ``to_version``
+    None when it was removed; ``moved_by`` is the writer (``host/pid/token``)."""
+
+    model_id: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    moved_at: datetime
+    moved_by: str
+    log_position: int

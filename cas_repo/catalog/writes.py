@@ -38,6 +38,9 @@ class SessionWrites:
         "tags": {"model_id": "VARCHAR", "version": "INTEGER", "key": "VARCHAR", "value": "VARCHAR"},
         "event_tags": {"model_id": "VARCHAR", "seq": "INTEGER", "version": "INTEGER", "key": "VARCHAR",
                        "value": "VARCHAR"},
+        "alias_moves": {"log_position": "BIGINT", "op_index": "INTEGER", "model_id": "VARCHAR", "alias": "VARCHAR",
+                        "from_version": "INTEGER", "to_version": "INTEGER", "moved_at": "TIMESTAMP",
+                        "moved_by": "VARCHAR"},
     }
 
     def _insert_rows(self, table: str, rows: Sequence[tuple], or_ignore: bool = False) -> None:

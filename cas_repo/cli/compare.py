@@ -16,11 +16,9 @@ def _num(v: Any) -> str:
 def cmd_diff(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
-    (ma, va), (mb, vb) = ref(args.a), ref(args.b)
     with open_store(args) as store:
-        a = (ma, va if va is not None else store.get_model_metadata(ma).version)
-        b = (mb, vb if vb is not None else store.get_model_metadata(mb).version)
-        d = store.diff(a, b)
+        ma, mb = store.get_model_metadata(ref(args.a)), store.get_model_metadata(ref(args.b))
+        d = store.diff((ma.model_id, ma.version), (mb.model_id, mb.version))
     c = d.content
     if out.json_mode:
         out.json({
@@ -60,11 +58,9 @@ def cmd_diff(args: argparse.Namespace, out: Output) -> int:
 def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
     from . import UsageError, open_store
 
-    model_id, version = ref(args.model)
     with open_store(args) as store:
-        if version is None:
-            version = store.get_model_metadata(model_id).version
-        lin = store.lineage(model_id, version)
+        md = store.get_model_metadata(ref(args.model))
+        lin = store.lineage(md.model_id, md.version)
     if args.direction == "ancestors":
         groups = [("ancestor", lin.ancestors)]
     elif args.direction == "descendants":
@@ -87,12 +83,12 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diff", help="compare two versions: hyperparameters, metrics, bytes shared/added")
-    p.add_argument("a", metavar="MODEL_ID[@VERSION]")
-    p.add_argument("b", metavar="MODEL_ID[@VERSION]")
+    p.add_argument("a", metavar="MODEL_ID[@VERSION|@ALIAS]")
+    p.add_argument("b", metavar="MODEL_ID[@VERSION|@ALIAS]")
     p.set_defaults(handler=cmd_diff)
 
     p = sub.add_parser("lineage", help="ancestors and descendants of a version (parents and rollbacks)")
-    p.add_argument("model", metavar="MODEL_ID[@VERSION]")
+    p.add_argument("model", metavar="MODEL_ID[@VERSION|@ALIAS]")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ancestors", dest="direction", action="store_const", const="ancestors")
     g.add_argument("--descendants", dest="direction", action="store_const", const="descendants")

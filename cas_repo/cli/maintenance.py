@@ -71,6 +71,9 @@ def _render_audit(r, out: Output, versions: bool) -> None:  # noqa: ANN001 - an 
           for c in r.shared_chunks[:10]]),
         ("identical versions across model_ids", ["manifest", "size", "versions"],
          [[i.manifest[:16], human_bytes(i.logical_bytes), " ".join(i.refs)] for i in r.identical_versions]),
+        ("pinned by aliases (gc and retention keep these)", ["alias", "version", "logical", "unique"],
+         [[f"{p.model_id}@{p.alias}", p.version, human_bytes(p.logical_bytes), human_bytes(p.unique_bytes)]
+          for p in r.pins]),
     ]
     if versions:
         sections.append(("versions", ["version", "logical", "physical", "unique", "shared"],

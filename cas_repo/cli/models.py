@@ -1,19 +1,25 @@
-"""Everyday commands: ls, log, show, rollback, delete, undelete, tag, stats."""
+"""Everyday commands: ls, log, show, rollback, delete, undelete, tag, stats, alias."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ..metadata import ModelMetadata, parse_ref, validate_model_id
+from ..metadata import ModelMetadata, split_ref, validate_model_id, validate_version
 from .render import Output, human_bytes
 
 
-def ref(text: str) -> tuple[str, int | None]:
-    """``MODEL_ID`` or ``MODEL_ID@VERSION``."""
-    if "@" in text:
-        return parse_ref(text)
-    return validate_model_id(text), None
+def ref(text: str) -> str:
+    """``MODEL_ID``, ``MODEL_ID@VERSION`` or ``MODEL_ID@ALIAS``, checked; the library resolves it."""
+    split_ref(text)
+    return text
+
+
+def _aliases_text(aliases: dict[str, int], version: int | None = None) -> str:
+    """``prod=3 shadow=2`` (or, given a version, the names pointing at it)."""
+    if version is not None:
+        return " ".join(a for a, v in aliases.items() if v == version)
+    return " ".join(f"{a}={v}" for a, v in aliases.items())
 
 
 def md_json(md: ModelMetadata) -> dict[str, Any]:
@@ -35,14 +41,16 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
     with open_store(args) as store:
-        models = _as_of(store, args).list_models(args.experiment, args.type, include_deleted=args.deleted)
+        view = _as_of(store, args)
+        models = view.list_models(args.experiment, args.type, include_deleted=args.deleted)
+        aliases = {m.model_id: view.aliases(m.model_id) for m in models}
     if out.json_mode:
-        out.json([md_json(m) for m in models])
+        out.json([{**md_json(m), "aliases": aliases[m.model_id]} for m in models])
         return 0
     out.table(
-        ["model_id", "version", "experiment", "type", "created_at", "metrics", "deleted"],
+        ["model_id", "version", "experiment", "type", "created_at", "metrics", "aliases", "deleted"],
         [[m.model_id, m.version, m.experiment_name, m.model_type, m.created_at, m.metrics,
-          "yes" if m.deleted else ""] for m in models],
+          _aliases_text(aliases[m.model_id]), "yes" if m.deleted else ""] for m in models],
     )
     return 0
 
@@ -61,7 +69,7 @@ def _event_note(e, md: ModelMetadata | None) -> str:  # noqa: ANN001 - an Event
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
-    model_id, _ = ref(args.model)
+    model_id = validate_model_id(args.model)
     with open_store(args) as store:
         versions = {m.version: m for m in store.history(model_id)}
         events = store.events(model_id)
@@ -86,14 +94,15 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
 def cmd_show(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
-    model_id, version = ref(args.model)
     with open_store(args) as store:
-        md = _as_of(store, args).get_model_metadata(model_id, version)
+        view = _as_of(store, args)
+        md = view.get_model_metadata(ref(args.model))
+        pointing = _aliases_text(view.aliases(md.model_id), md.version)
     if out.json_mode:
-        out.json(md_json(md))
+        out.json({**md_json(md), "aliases": pointing.split()})
         return 0
-    for k, v in md_json(md).items():
-        out.line(f"{k:>17}: {v if v not in (None, {}, []) else '-'}")
+    for k, v in {**md_json(md), "aliases": pointing}.items():
+        out.line(f"{k:>17}: {v if v not in (None, {}, [], '') else '-'}")
     return 0
 
 
@@ -126,7 +135,7 @@ def cmd_delete(args: argparse.Namespace, out: Output) -> int:
 def cmd_tag(args: argparse.Namespace, out: Output) -> int:
     from . import UsageError, open_store
 
-    model_id, version = ref(args.model)
+    model_id, version, alias = split_ref(args.model)
     tags: dict[str, str | None] = {}
     for item in args.tags:
         key, sep, value = item.partition("=")
@@ -134,6 +143,8 @@ def cmd_tag(args: argparse.Namespace, out: Output) -> int:
             raise UsageError(f"tags are KEY=VALUE (or KEY= to remove), got {item!r}")
         tags[key] = value if sep and value else None
     with open_store(args) as store:
+        if alias is not None:
+            version = store.get_model_metadata(args.model).version
         store.set_tags(model_id, tags, version)
         md = store.get_model_metadata(model_id, version) if version else store.get_model_metadata(model_id)
     if out.json_mode:
@@ -159,6 +170,44 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def cmd_alias(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    model_id = validate_model_id(args.model)
+    with open_store(args) as store:
+        if args.action == "set":
+            before = store.set_alias(model_id, args.alias, validate_version(args.version))
+            result = {"model_id": model_id, "alias": args.alias, "version": args.version, "from_version": before}
+            text = f"{model_id}@{args.alias}: " + (f"version {before} -> {args.version}" if before not in
+                                                   (None, args.version) else f"version {args.version}")
+        elif args.action == "rm":
+            before = store.remove_alias(model_id, args.alias)
+            result = {"model_id": model_id, "alias": args.alias, "version": None, "from_version": before}
+            text = f"{model_id}@{args.alias}: " + ("was not set" if before is None else f"removed (was {before})")
+        elif args.action == "ls":
+            aliases = store.aliases(model_id)
+            if out.json_mode:
+                out.json(aliases)
+            else:
+                out.table(["alias", "version"], [[a, v] for a, v in aliases.items()])
+            return 0
+        else:
+            moves = store.alias_history(model_id, args.alias)
+            if out.json_mode:
+                out.json([{f: getattr(c, f) for f in c.__dataclass_fields__} for c in moves])
+            else:
+                out.table(["at (UTC)", "alias", "from", "to", "by", "log position"],
+                          [[c.moved_at, c.alias, "-" if c.from_version is None else c.from_version,
+                            "removed" if c.to_version is None else c.to_version, c.moved_by, c.log_position]
+                           for c in moves])
+            return 0
+    if out.json_mode:
+        out.json(result)
+    else:
+        out.line(text)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ls", help="list models (latest version of each)")
     p.add_argument("--experiment")
@@ -171,8 +220,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL_ID")
     p.set_defaults(handler=cmd_log)
 
-    p = sub.add_parser("show", help="metadata of a version")
-    p.add_argument("model", metavar="MODEL_ID[@VERSION]")
+    p = sub.add_parser("show", help="metadata of a version, and the aliases pointing at it")
+    p.add_argument("model", metavar="MODEL_ID[@VERSION|@ALIAS]")
     p.add_argument("--as-of", metavar="TIME", help="as it stood at TIME (tags, deletion) (ISO 8601)")
     p.set_defaults(handler=cmd_show)
 
@@ -193,3 +242,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stats", help="logical vs physical bytes of the store")
     p.set_defaults(handler=cmd_stats)
+
+    p = sub.add_parser("alias", help="named, movable pointers to versions (promote, roll back production)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(p))
+    a = actions.add_parser("set", help="point ALIAS at VERSION (no model bytes are written)")
+    a.add_argument("model", metavar="MODEL_ID")
+    a.add_argument("alias", metavar="ALIAS")
+    a.add_argument("version", type=int, metavar="VERSION")
+    a = actions.add_parser("rm", help="remove ALIAS")
+    a.add_argument("model", metavar="MODEL_ID")
+    a.add_argument("alias", metavar="ALIAS")
+    a = actions.add_parser("ls", help="a model's aliases")
+    a.add_argument("model", metavar="MODEL_ID")
+    a = actions.add_parser("log", help="every move of a model's aliases: who, when, from, to")
+    a.add_argument("model", metavar="MODEL_ID")
+    a.add_argument("alias", metavar="ALIAS", nargs="?")
+    for a in actions.choices.values():
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    p.set_defaults(handler=cmd_alias)

@@ -20,7 +20,9 @@ from ..manifest import canonical_json
 from ..sealing import StoreKey
 from .state import ModelEntry, StoreState, VersionRef
 
-CHECKPOINT_FORMAT = "cas-repo/checkpoint/1"
+CHECKPOINT_FORMAT = "cas-repo/checkpoint/2"
+# Format 1 (before aliases) is still read: it is format 2 with no aliases.
+_READABLE = ("cas-repo/checkpoint/1", CHECKPOINT_FORMAT)
 _MAGIC = b"CASCKPT1"
 
 
@@ -46,7 +48,8 @@ def encode(state: StoreState, key: StoreKey | None = None) -> bytes:
         entries.append([l.digest.hex, l.kind, n, l.offset, l.stored_size, l.size, l.codec])
     raw = canonical_json({"format": CHECKPOINT_FORMAT, "position": state.position, "models": models,
                           "packs": list(packs), "entries": entries, "forgotten": sorted(state.forgotten),
-                          "refused": state.refused})
+                          "refused": state.refused,
+                          "aliases": [[m, a, v] for m, e in state.models.items() for a, v in sorted(e.aliases.items())]})
     if key:
         raw = key.seal(raw)
     return _MAGIC + compression.compress_all(raw)
@@ -65,7 +68,7 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
         key.check(raw)
     try:
         obj = json.loads(raw)
-        if obj.get("format") != CHECKPOINT_FORMAT:
+        if obj.get("format") not in _READABLE:
             raise IntegrityError(f"unknown checkpoint format {obj.get('format')!r:.40}")
         st = StoreState()
         st.position = int(obj["position"])
@@ -78,6 +81,8 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
             st.entries[d] = Location(Digest.from_hex(d), kind, packs[n], off, stored, size, codec)
         st.forgotten = set(obj["forgotten"])
         st.refused = [tuple(r) for r in obj["refused"]]
+        for mid, alias, version in obj.get("aliases", ()):
+            st.models[mid].aliases[alias] = int(version)
         return st
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise IntegrityError(f"malformed checkpoint ({exc!r:.100})") from exc

@@ -54,7 +54,24 @@ class AdoptEntries:
     at: datetime
 
 
-Op = Union[SaveCommit, EventCommit, MarkCommit, ForgetPacks, MoveEntries, AdoptEntries]
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """An alias of ``model_id`` moved from version ``previous`` to ``version``.
+
+    ``previous`` None: the alias is new; ``version`` None: it was removed. ``by`` is the
+    writer that moved it (the commit's ``host/pid/token``). No model bytes are involved:
+    promotion and production rollback are this one small operation.
+    """
+
+    model_id: str
+    alias: str
+    version: int | None
+    previous: int | None
+    at: datetime
+    by: str
+
+
+Op = Union[SaveCommit, EventCommit, MarkCommit, ForgetPacks, MoveEntries, AdoptEntries, AliasMove]
 
 
 def record_digest(op_json: dict[str, Any]) -> str:
@@ -76,6 +93,14 @@ def _unloc(item: Any) -> Location:
 
 def _packs(packs: Any) -> tuple[tuple[str, int, int], ...]:
     return tuple((Digest.from_hex(p).hex, int(size), int(n)) for p, size, n in packs)
+
+
+def _opt_int(v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"not a version: {v!r:.40}")
+    return v
 
 
 def op_to_json(op: Op) -> dict[str, Any]:
@@ -104,6 +129,9 @@ def op_to_json(op: Op) -> dict[str, Any]:
         return {"op": "adopt", "objects": [_loc(l) for l in op.locations], "packs": [list(p) for p in op.new_packs],
                 "manifests": [[m, [list(c) for c in chunks]] for m, chunks in op.manifests],
                 "at": op.at.isoformat()}
+    if isinstance(op, AliasMove):
+        return {"op": "alias", "model_id": op.model_id, "alias": op.alias, "version": op.version,
+                "from": op.previous, "at": op.at.isoformat(), "by": op.by}
     raise TypeError(f"not a log operation: {type(op).__name__}")
 
 
@@ -152,6 +180,9 @@ def op_from_json(o: Any) -> Op:
             return MoveEntries(tuple(Digest.from_hex(p).hex for p in o["sources"]),
                                tuple(_unloc(x) for x in o["objects"]), _packs(o["packs"]),
                                datetime.fromisoformat(o["at"]))
+        if kind == "alias":
+            return AliasMove(str(o["model_id"]), str(o["alias"]), _opt_int(o["version"]), _opt_int(o["from"]),
+                             datetime.fromisoformat(o["at"]), str(o["by"]))
         if kind == "adopt":
             return AdoptEntries(tuple(_unloc(x) for x in o["objects"]), _packs(o["packs"]),
                                 tuple((Digest.from_hex(m).hex, tuple((Digest.from_hex(d).hex, int(n)) for d, n in cs))

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 from ..catalog.values import EventCommit, MarkCommit, SaveCommit, VersionRow
 from ..digest import Digest
 from ..location import Location
-from .ops import AdoptEntries, ForgetPacks, MoveEntries, Op
+from .ops import AdoptEntries, AliasMove, ForgetPacks, MoveEntries, Op
 
 # Save and rollback start a version; the event and mark kinds annotate an existing one.
 SAVE_KINDS = ("save", "rollback")
@@ -25,11 +25,12 @@ SAVE_KINDS = ("save", "rollback")
 
 @dataclass(slots=True)
 class Head:
-    """What :func:`admit` needs of one model: its newest version, last event number, tombstone."""
+    """What :func:`admit` needs of one model: newest version, last event number, tombstone, aliases."""
 
     version: int
     seq: int
     deleted: bool
+    aliases: dict[str, int] = field(default_factory=dict)
 
 
 def admit(op: Op, heads: dict[str, Head]) -> bool:
@@ -42,6 +43,8 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
     if isinstance(op, (ForgetPacks, MoveEntries, AdoptEntries)):
         return True
     h = heads.get(op.model_id)
+    if isinstance(op, AliasMove):
+        return _admit_alias(op, h)
     if isinstance(op, SaveCommit):
         if op.kind not in SAVE_KINDS:
             return False
@@ -50,7 +53,7 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
             return False
         if op.kind == "rollback" and (h is None or h.deleted or not 1 <= (op.rollback_of or 0) <= version):
             return False
-        heads[op.model_id] = Head(op.version, op.seq, False)
+        heads[op.model_id] = Head(op.version, op.seq, False, h.aliases if h else {})
         return True
     if h is None or op.seq != h.seq + 1 or not 1 <= op.version <= h.version:
         return False
@@ -60,7 +63,23 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
         h.deleted = op.deleted
     elif op.kind not in ("retire", "restore", "purge"):
         return False
+    elif op.kind == "purge" and op.version in h.aliases.values():
+        return False  # an alias pins its version's content
     h.seq = op.seq
+    return True
+
+
+def _admit_alias(op: AliasMove, h: Head | None) -> bool:
+    """An alias move applies when it starts from where the alias is (``previous``) and, unless
+    it removes the alias, lands on an existing version of a live model."""
+    if h is None or h.aliases.get(op.alias) != op.previous or op.version == op.previous:
+        return False
+    if op.version is None:
+        del h.aliases[op.alias]
+        return True
+    if h.deleted or not 1 <= op.version <= h.version:
+        return False
+    h.aliases[op.alias] = op.version
     return True
 
 
@@ -100,6 +119,7 @@ class ModelEntry:
     seq: int
     deleted: bool
     versions: list[VersionRef] = field(default_factory=list)
+    aliases: dict[str, int] = field(default_factory=dict)  # alias -> version
 
     @property
     def head_version(self) -> int:
@@ -119,7 +139,7 @@ class StoreState:
     # -- folding ------------------------------------------------------------------------
 
     def heads(self) -> dict[str, Head]:
-        return {m: Head(e.head_version, e.seq, e.deleted) for m, e in self.models.items()}
+        return {m: Head(e.head_version, e.seq, e.deleted, dict(e.aliases)) for m, e in self.models.items()}
 
     def apply(self, position: int, ops: Sequence[Op]) -> list[Op]:
         """Fold the commit at ``position`` (the next one) in; returns the operations admitted."""
@@ -139,7 +159,7 @@ class StoreState:
 
     def _head(self, model_id: str) -> Head | None:
         e = self.models.get(model_id)
-        return Head(e.head_version, e.seq, e.deleted) if e else None
+        return Head(e.head_version, e.seq, e.deleted, dict(e.aliases)) if e else None
 
     def _fold(self, position: int, op: Op) -> None:
         if isinstance(op, SaveCommit):
@@ -173,6 +193,12 @@ class StoreState:
                 ref.mark, ref.mark_at = (None, None) if op.kind == "restore" else (op.kind, op.at)
             if op.kind == "purge" and op.logical_size is not None:
                 ref.logical_size = op.logical_size
+        elif isinstance(op, AliasMove):
+            aliases = self.models[op.model_id].aliases
+            if op.version is None:
+                aliases.pop(op.alias, None)
+            else:
+                aliases[op.alias] = op.version
         elif isinstance(op, AdoptEntries):
             self._add_locations(op.locations)
         elif isinstance(op, ForgetPacks):

@@ -163,6 +163,18 @@ class LogUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class AliasPin:
+    """A version an alias points at: gc and retention keep it; ``unique_bytes`` are the stored
+    bytes no other version shares (what moving the alias away could let gc free later)."""
+
+    model_id: str
+    alias: str
+    version: int
+    logical_bytes: int
+    unique_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     at: datetime
     totals: Totals
@@ -174,6 +186,7 @@ class AuditReport:
     growth: tuple[GrowthPoint, ...]
     walk: StoreWalk | None
     log: LogUsage
+    pins: tuple[AliasPin, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able values, derived ratios included."""
@@ -217,7 +230,8 @@ def audit(store: ModelStore, *, walk: bool = True, progress: ProgressFactory = n
         tuple(_build(SharedChunk, r) for r in t["shared_chunks"]),
         tuple(_build(IdenticalVersions, r) for r in t["identical_versions"]),
         tuple(_build(GrowthPoint, r) for r in t["growth"]),
-        report_walk, log_usage(store))
+        report_walk, log_usage(store),
+        tuple(_build(AliasPin, r) for r in t["pins"]))
 
 
 def log_usage(store: ModelStore) -> LogUsage:

@@ -187,8 +187,8 @@ def _purge_check(plan: GcPlan) -> Check:
     seqs = {(c.model_id, c.version): c.seq for c in plan.purge}
 
     def check(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
-        if ref.mark == "purge":
-            return False
+        if ref.mark == "purge" or r.version in e.aliases.values():
+            return False  # an alias set since the plan pins the version (its content stays)
         if e.deleted:
             return e.seq == seqs[(r.model_id, r.version)]
         return ref.mark == "retire" and ref.mark_at is not None and ref.mark_at <= cutoff

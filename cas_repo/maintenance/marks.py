@@ -33,13 +33,14 @@ Check = Callable[[ModelEntry, VersionRef, MarkRequest], bool]
 
 
 def still_valid(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
-    """Whether ``r`` still means what it meant: retire a live older version of a live model,
-    restore a retired one, purge one not purged yet."""
+    """Whether ``r`` still means what it meant: retire a live older version of a live model
+    that no alias points at, restore a retired one, purge an unaliased one not purged yet."""
     if r.kind == "retire":
-        return ref.mark is None and r.version < e.head_version and not e.deleted
+        return (ref.mark is None and r.version < e.head_version and not e.deleted
+                and r.version not in e.aliases.values())
     if r.kind == "restore":
         return ref.mark == "retire"
-    return r.kind == "purge" and ref.mark != "purge"
+    return r.kind == "purge" and ref.mark != "purge" and r.version not in e.aliases.values()
 
 
 def mark_ops(st: StoreState, requests: Sequence[MarkRequest], at: datetime,

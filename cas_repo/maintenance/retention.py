@@ -3,7 +3,8 @@
 A retired version stays loadable by number and keeps its bytes; ``restore`` undoes the
 retirement, and only ``cas-repo gc --purge-deleted-older-than AGE`` frees the content of
 versions retired at least AGE ago. A model's head version is never retired (tombstone
-the model with ``delete`` for that), nor is any version of a tombstoned model.
+the model with ``delete`` for that), nor is any version of a tombstoned model, nor a
+version an alias points at (it is reported as protected).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
                         and (matched is None or (ref.model_id, ref.version) in matched))
             if not selected:
                 kept += 1
-            elif policy.protects(row["ever_tags"]):
+            elif row["aliases"] or policy.protects(row["ever_tags"]):
+                # An alias pins its version: it is what someone serves.
                 protected.append(ref)
                 kept += 1
             else:

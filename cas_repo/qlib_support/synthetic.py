@@ -298,3 +298,33 @@ def offline_qlib(tmp_dir: str | os.PathLike, *, log_code: bool = False, **init_k
                      "exp_manager": exp_manager, **init_kwargs})
         undo.callback(R.end_exp)
         yield R
+
+
+def rolling_task(frame: pd.DataFrame, directory: str | os.PathLike, *, train_days: int, valid_days: int,
+                 test_days: int, num_boost_round: int = 30, seed: int = 1) -> dict[str, Any]:
+    """A Qlib task (LGBModel on ``frame``) for ``RollingGen`` / ``OnlineManager``, offline.
+
+    Writes ``frame`` to ``directory/frame.pkl`` (the task's ``StaticDataLoader`` reads it,
+    so the task stays JSON) and the frame's dates as ``directory/qlib_data/calendars/day.txt``,
+    the trading calendar ``RollingGen`` and ``OnlineManager`` read through ``D.calendar``
+    (use ``offline_qlib(directory)``). The first windows are laid end to end from day 0.
+    """
+    root = Path(directory)
+    (root / "qlib_data" / "calendars").mkdir(parents=True, exist_ok=True)
+    dates = _dates(frame)
+    (root / "qlib_data" / "calendars" / "day.txt").write_text("".join(f"{d:%Y-%m-%d}\n" for d in dates))
+    frame.to_pickle(root / "frame.pkl")
+    day = lambda i: f"{dates[i]:%Y-%m-%d}"  # noqa: E731
+    a, b = train_days, train_days + valid_days
+    return {
+        "model": {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",
+                  "kwargs": {"loss": "mse", "num_boost_round": num_boost_round, "num_leaves": 15,
+                             "learning_rate": 0.1, "seed": seed, "num_threads": 1, "deterministic": True,
+                             "force_col_wise": True, "verbose": -1}},
+        "dataset": {"class": "DatasetH", "module_path": "qlib.data.dataset", "kwargs": {
+            "handler": {"class": "DataHandlerLP", "module_path": "qlib.data.dataset.handler", "kwargs": {
+                "data_loader": {"class": "StaticDataLoader", "module_path": "qlib.data.dataset.loader",
+                                "kwargs": {"config": str(root / "frame.pkl")}}}},
+            "segments": {"train": (day(0), day(a - 1)), "valid": (day(a), day(b - 1)),
+                         "test": (day(b), day(b + test_days - 1))}}},
+    }

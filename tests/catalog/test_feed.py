@@ -8,7 +8,7 @@ from cas_repo import ModelStore
 from cas_repo.catalog import bulk_fold
 
 TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs",
-          "log_index")
+          "alias_moves", "log_index")
 
 
 def _rows(store: ModelStore) -> dict[str, list]:
@@ -28,7 +28,17 @@ def _history(store: ModelStore, make_md) -> None:
             store.undelete_model(f"m{(i - 2) % 5}")
         if i % 11 == 3:
             store.set_tags(f"m{i % 5}", {"k": None, "stage": "prod"}, 1)
+        if i >= 5 and f"m{i % 5}" not in deleted(store):
+            # promotions and moves back, some in runs long enough to fold in bulk
+            store.set_alias(f"m{i % 5}", "prod", 1 + i % (i // 5 + 1))
+            store.set_alias(f"m{i % 5}", "shadow", 1 + (i + 1) % (i // 5 + 1))
+        if i % 13 == 7:
+            store.remove_alias(f"m{i % 5}", "shadow")
     store.rollback("m1", 2)
+
+
+def deleted(store: ModelStore) -> set[str]:
+    return {m.model_id for m in store.list_models(include_deleted=True) if m.deleted}
 
 
 @pytest.mark.parametrize("bulk_min", [1, 10**9], ids=["all-bulk", "one-by-one"])
@@ -42,6 +52,8 @@ def test_bulk_and_one_by_one_folds_give_the_same_index(tmp_path, make_md, monkey
     with ModelStore(root, catalog=tmp_path / "fresh.duckdb") as fresh:
         rebuilt = _rows(fresh)
         assert [h.version for h in fresh.history("m1")] == list(range(1, 10))
+        assert fresh.aliases("m1") == {"prod": 5, "shadow": 6}
+    assert len(rebuilt["alias_moves"]) > 30
     for t in TABLES:
         assert rebuilt[t] == incremental[t], t
 

@@ -131,7 +131,8 @@ def test_usage_and_not_found_exit_codes(repo, capsys):
     assert run(repo, "show", "nope", capsys=capsys)[0] == 1
     assert run(repo, "lineage", "lgbm@9", capsys=capsys)[0] == 1
     assert run(repo, "diff", "lgbm@1", "nope@1", capsys=capsys)[0] == 1
-    code, _, err = run(repo, "show", "lgbm@x", capsys=capsys)
+    assert run(repo, "show", "lgbm@x", capsys=capsys)[0] == 1  # an alias that is not set
+    code, _, err = run(repo, "show", "lgbm@X", capsys=capsys)  # neither a version nor an alias name
     assert code == 2 and err.count("\n") == 1
 
 

@@ -37,6 +37,7 @@ SCENARIOS = [
     "scale_store",
     "catalog_scale",
     "ui",
+    "aliases",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
