@@ -9,16 +9,13 @@ committed version, loaded whole.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 from datetime import datetime
 from pathlib import Path
-
-import pytest
 
 from cas_repo import ModelMetadata, ModelStore
 
 from .s3_server import fresh_url
+from .spawned import run_together
 
 MACHINES = 4
 MOVES = 5
@@ -51,19 +48,8 @@ def _race(url: str, options: dict | None, tmp_path: Path) -> None:
     with ModelStore(url, catalog=tmp_path / "setup.duckdb", backend_options=options) as store:
         for v in range(1, VERSIONS + 1):
             store.save_model({"v": v}, ModelMetadata("m", "exp", "LGBM", {}, {}, datetime(2026, 1, v)))
-    ctx = multiprocessing.get_context("spawn")  # obstore hangs in a forked child
-    start, results = ctx.Barrier(MACHINES), ctx.Queue()
-    procs = [ctx.Process(target=_mover, args=(url, options, str(tmp_path / f"index-{m}" / "catalog.duckdb"), m,
-                                              start, results)) for m in range(MACHINES)]
-    for p in procs:
-        p.start()
-    try:
-        out = [results.get(timeout=300) for _ in procs]
-    except queue.Empty:
-        pytest.fail("a machine did not finish in 300 s")
-    finally:
-        for p in procs:
-            p.join(timeout=30)
+    out = run_together(_mover, [(url, options, str(tmp_path / f"index-{m}" / "catalog.duckdb"), m)
+                                for m in range(MACHINES)], timeout=300, what="a machine")
     assert [p for *_, problems in out for p in problems] == []
     with ModelStore(url, catalog=tmp_path / "reader.duckdb", backend_options=options) as store:
         moves = store.alias_history("m", "prod")

@@ -9,16 +9,13 @@ later read on every machine.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 from datetime import datetime
 from pathlib import Path
-
-import pytest
 
 from cas_repo import ModelMetadata, ModelStore
 
 from .s3_server import fresh_url
+from .spawned import run_together
 
 MACHINES = 3
 SAVES = 4
@@ -54,21 +51,8 @@ def _machine(url: str, options: dict | None, index: str, machine: int, start, re
 
 
 def _run(url: str, options: dict | None, tmp_path: Path) -> list[tuple[str, int, int, int]]:
-    ctx = multiprocessing.get_context("spawn")  # obstore hangs in a forked child
-    start, results = ctx.Barrier(MACHINES), ctx.Queue()
-    procs = [ctx.Process(target=_machine, args=(url, options, str(tmp_path / f"index-{m}" / "catalog.duckdb"),
-                                                m, start, results)) for m in range(MACHINES)]
-    for p in procs:
-        p.start()
-    out = []
-    try:
-        for _ in procs:
-            out.append(results.get(timeout=300))
-    except queue.Empty:
-        pytest.fail("a machine did not finish in 300 s")
-    finally:
-        for p in procs:
-            p.join(timeout=30)
+    out = run_together(_machine, [(url, options, str(tmp_path / f"index-{m}" / "catalog.duckdb"), m)
+                                  for m in range(MACHINES)], timeout=300, what="a machine")
     problems = [p for _, _, ps in out for p in ps]
     assert problems == []
     return [a for _, acked, _ in out for a in acked]

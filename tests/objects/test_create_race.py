@@ -12,9 +12,6 @@ lockstep is what keeps them colliding on every position.
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
-
 import pytest
 
 from cas_repo.objects import LocalBackend
@@ -22,6 +19,7 @@ from cas_repo.objects.keys import log_key, parse_log_key
 from cas_repo.objects.s3 import S3Backend
 
 from ..s3_server import fresh_url
+from ..spawned import run_together
 
 WRITERS = 6
 POSITIONS = {"log": 40, "lockstep": 6}
@@ -69,22 +67,9 @@ def test_writers_in_several_processes_get_one_winner_per_position(where, how, tm
         seaweed = request.getfixturevalue("seaweed")
         target, options = fresh_url(), seaweed.options()
         reader = S3Backend.from_url(target, **options)
-    ctx = multiprocessing.get_context("spawn")
-    start, results = ctx.Barrier(WRITERS), ctx.Queue()
-    procs = [ctx.Process(target=_append, args=(target, options, how, w, start, results)) for w in range(WRITERS)]
-    for p in procs:
-        p.start()
-    try:
-        reports = [results.get(timeout=120) for _ in procs]
-    except queue.Empty:
-        pytest.fail("a writer neither finished nor failed within 120 s")
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+    reports = run_together(_append, [(target, options, how, w) for w in range(WRITERS)], timeout=120,
+                           what="a writer")
     assert [error for *_, error in reports if error] == []
-    assert all(p.exitcode == 0 for p in procs)
     wins = {writer: won for writer, won, _, _ in reports}
     claimed = sorted(pos for won in wins.values() for pos in won)
     assert claimed == list(range(1, POSITIONS[how] + 1))  # each position won once, none skipped
