@@ -19,6 +19,8 @@ demo: $(STAMP)
 
 # The web view's tests drive Debian's headless Chromium; as root, install it when missing
 # (otherwise those tests skip and say how to enable them).
+# Four workers on two cores: much of the suite waits on fsync, spawned processes and
+# loopback servers, and on a busy machine the scheduler shares the CPU per process.
 test: $(STAMP)
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing chromium and chromium-driver for the browser tests"; \
@@ -27,7 +29,7 @@ test: $(STAMP)
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
 		echo "could not install chromium: the browser tests will skip"; \
 	fi
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 4 --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) -m tools.bench
