@@ -8,7 +8,6 @@ STAMP  := $(VENV)/.installed
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-compile -e '.[test,torch]'

@@ -64,3 +64,12 @@ def make_md() -> Callable[..., ModelMetadata]:
 
 # S3-protocol servers on loopback (moto, SeaweedFS), for the S3 backend and whole-store tests.
 from .s3_server import s3, s3_server, seaweed  # noqa: E402,F401
+
+
+def pytest_collection_modifyitems(config, items):
+    """Hand the slowest tests (marked ``slow``) to the workers first.
+
+    Longest first keeps one long test from starting last and running alone at the end
+    while the other workers sit idle; the order among the rest is unchanged.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

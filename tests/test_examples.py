@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cas_repo import ModelStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +38,7 @@ def test_every_example_is_tested():
         "list_models.py", "load_qlib_model.py", "online_serving.py", "rolling_retrain.py", "save_qlib_model.py"]
 
 
+@pytest.mark.slow
 def test_save_load_list_and_rolling_examples(tmp_path):
     seed_dir, rolling_dir = tmp_path / "seed", tmp_path / "rolling"
     seed_dir.mkdir()
@@ -64,6 +67,7 @@ def test_save_load_list_and_rolling_examples(tmp_path):
     assert len({h.digest for h in history}) == 4
 
 
+@pytest.mark.slow
 def test_online_serving_example_promotes_serves_and_rolls_back(tmp_path):
     out = _finish(_start("online_serving.py", tmp_path))
     assert "serving rolling_lgb.LGBModel@online = v3: 2400 signals up to 2020-08-11" in out

@@ -214,6 +214,7 @@ def _expected_ancestors(exp: Expected, mid: str, version: int) -> set[tuple[str,
     return seen
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
 def test_views_and_time_travel_match_the_model(sequence):

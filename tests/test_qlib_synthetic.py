@@ -119,6 +119,7 @@ def test_continue_training_appends_trees_without_mutating(dataset, parent):
     assert len(trees) > 0.9 * len(before) and trees in pickle.dumps(child)
 
 
+@pytest.mark.slow
 def test_pickles_identical_across_processes(tmp_path, dataset, parent):
     procs = [_fresh_python(_CHILD, tmp_path) for _ in range(2)]
     lines = [_finish(p).strip().splitlines()[-1].split() for p in procs]

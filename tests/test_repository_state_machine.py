@@ -227,5 +227,5 @@ def _index_rows(store: ModelStore) -> dict[str, list]:
         return {t: sorted(s.con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in _TABLES}
 
 
-TestRepositoryMachine = RepositoryMachine.TestCase
+TestRepositoryMachine = pytest.mark.slow(RepositoryMachine.TestCase)
 TestRepositoryMachine.settings = settings(max_examples=20, stateful_step_count=20, deadline=None)

@@ -57,6 +57,7 @@ def _append(target: str, options: dict | None, how: str, writer: int, start, res
     results.put((writer, won, lost, None))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["log", "lockstep"])
 @pytest.mark.parametrize("where", ["local", "seaweedfs"])
 def test_writers_in_several_processes_get_one_winner_per_position(where, how, tmp_path, request):

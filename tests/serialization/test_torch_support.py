@@ -52,6 +52,7 @@ def models(dataset):
     return {"LSTM": syn.train_lstm(dataset, n_epochs=1), "MLP": syn.train_dnn(dataset, max_steps=20)}
 
 
+@pytest.mark.slow
 def test_identical_weights_give_identical_digests_across_processes(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", _CHILD], cwd=tmp_path, env=env, text=True,
