@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cas_repo import ModelDeletedError, ModelMetadata, ModelNotFoundError, ModelStore
+from .budget import examples
 
 IDS = ("a", "b", "c")
 PAYLOADS = ("alpha", "beta", "gamma")  # small picklable models; repeats share a manifest
@@ -215,7 +216,7 @@ def _expected_ancestors(exp: Expected, mid: str, version: int) -> set[tuple[str,
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops)
 def test_views_and_time_travel_match_the_model(sequence):
     clock = Clock()

@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from cas_repo import AliasNotFoundError, AliasTargetError, ModelDeletedError, ModelMetadata, ModelNotFoundError, ModelStore
 from cas_repo.catalog import feed
+from .budget import examples
 
 IDS = st.sampled_from(["alpha", "beta", "gamma.v2"])
 ALIASES = st.sampled_from(["prod", "shadow"])
@@ -228,4 +229,4 @@ def _index_rows(store: ModelStore) -> dict[str, list]:
 
 
 TestRepositoryMachine = pytest.mark.slow(RepositoryMachine.TestCase)
-TestRepositoryMachine.settings = settings(max_examples=20, stateful_step_count=20, deadline=None)
+TestRepositoryMachine.settings = settings(max_examples=examples(12), stateful_step_count=20, deadline=None)

@@ -3,7 +3,7 @@
     python tools/soak.py --kills 2000            # or --minutes 30
     python tools/soak.py --minutes 10 --max-mb 200 --dir /mnt/other-disk/soak
 
-The same loop the test suite runs 50 times (``tests/robustness/killloop.py``): two savers
+The same loop the test suite runs 30 times (``tests/robustness/killloop.py``): two savers
 race for the log while an indexer runs history()/SQL sessions on the store's catalog
 index, each killed at a random instant; the index is never rebuilt by hand. Exits 1 and
 lists the problems if any check failed.

@@ -26,6 +26,7 @@ from cas_repo import (InvalidMetadataError, InvalidModelIdError, ModelMetadata,
 from cas_repo.metadata import MAX_METADATA_DEPTH
 
 from .consistency import check_store
+from ..budget import examples
 
 # The fuzzers share one store and the last test checks it: keep them on one worker, in order.
 pytestmark = pytest.mark.xdist_group("hostile-input")
@@ -141,7 +142,7 @@ def fuzz_store(tmp_path_factory):
     store.close()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model_id=model_ids)
 @example(model_id="..")
 @example(model_id="a" * 128)
@@ -218,7 +219,7 @@ def _equal_json(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(fields=metadata_fields)
 # A local time inside Adelaide's 1999 DST gap: the same instant, but never == across zones.
