@@ -11,6 +11,8 @@ from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Any, Iterable, Sequence, TextIO
 
+from ..text import cell_text
+
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, datetime):
@@ -49,7 +51,7 @@ class Output:
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """An aligned text table; numbers right-aligned."""
-        cells = [[_cell(v) for v in r] for r in rows]
+        cells = [[cell_text(v) for v in r] for r in rows]
         widths = [len(h) for h in headers]
         for r in cells:
             for i, v in enumerate(r):
@@ -64,18 +66,6 @@ class Output:
 
     def progress(self, total: int | None, label: str) -> "Progress":
         return Progress(self.stderr, total, label)
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_cell(x)}" for k, x in v.items())
-    return str(v)
 
 
 def _is_num(s: str) -> bool:

@@ -16,18 +16,10 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from ..text import cell_text
+
 _ENV = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
                    autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S")
-    return str(v)
 
 
 def _json_text(v: Any, indent: int | None = None) -> str:
@@ -35,7 +27,7 @@ def _json_text(v: Any, indent: int | None = None) -> str:
     return json.dumps(v, indent=indent, sort_keys=True, ensure_ascii=False, default=str)
 
 
-_ENV.filters["fmt"] = _fmt
+_ENV.filters["fmt"] = lambda v: cell_text(v, missing="–")
 _ENV.filters["jsontext"] = _json_text
 
 
