@@ -73,3 +73,28 @@ def pytest_collection_modifyitems(config, items):
     while the other workers sit idle; the order among the rest is unchanged.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+
+def pytest_collection_finish(session):
+    """Notice when ``--dist loadgroup`` ignores the ``xdist_group`` marks.
+
+    The groups keep one demo store, one browser and the process-heavy tests on one worker;
+    some pytest/pytest-xdist pairs drop them without a word (pytest-dev/pytest-xdist#1386),
+    which would otherwise show only as a slower, more crowded run. Each such test fails.
+    """
+    if not session.config.getoption("loadgroup", default=False):
+        return  # not an xdist worker under --dist loadgroup
+    session.config.stash[_UNGROUPED] = {
+        item.nodeid for item in session.items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]}
+
+
+_UNGROUPED = pytest.StashKey[set]()
+
+
+def pytest_runtest_setup(item):
+    if item.nodeid in item.config.stash.get(_UNGROUPED, ()):
+        pytest.fail("pytest-xdist ignored this test's xdist_group mark: this pytest and pytest-xdist "
+                    "do not work together; install the versions pyproject.toml allows (`make test` "
+                    "does)", pytrace=False)
