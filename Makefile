@@ -10,7 +10,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --no-compile -e '.[test,torch]'
+	sh tools/venv-install.sh $(VENV) '.[test,torch]'
 	touch $(STAMP)
 
 demo: $(STAMP)
