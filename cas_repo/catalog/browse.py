@@ -122,8 +122,9 @@ def model_page(s: Session, *, at: datetime | None = None, experiment: str | None
         "LIMIT $limit OFFSET $offset", params)
     # A page past the end is empty and reports no total: the view links back to the start.
     total = rows[0][8] if rows else 0
-    tags = {(r[0], r[1]): dict(r[7] or {}) for r in rows}
-    if at is not None and rows:
+    if at is None or not rows:
+        tags = {(r[0], r[1]): dict(r[7] or {}) for r in rows}
+    else:  # the tags each version had then, not its tags now
         tags = {(r[0], r[1]): {} for r in rows}
         for mid, ver, key, value in s._all(
                 "SELECT model_id, version, key, value FROM tags_as_of(?) "

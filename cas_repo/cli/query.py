@@ -6,57 +6,24 @@ import argparse
 import io
 import json
 import sys
-from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
 
+from ..catalog.tables import csv_bytes, rows_of, write_parquet
 from .render import Output, human_bytes
 
 FORMATS = ("table", "csv", "json", "parquet")
-
-
-def _plain(value: Any, typ: pa.DataType) -> Any:
-    """An Arrow value as plain Python: maps become dicts, times ISO text."""
-    if value is None:
-        return None
-    if pa.types.is_map(typ):
-        return {k: _plain(v, typ.item_type) for k, v in value}
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
-        return [_plain(v, typ.value_type) for v in value]
-    if pa.types.is_struct(typ):
-        return {f.name: _plain(value[f.name], f.type) for f in typ}
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    return value
 
 
 def _cell(v: Any) -> Any:
     return "[" + ", ".join(str(x) for x in v) + "]" if isinstance(v, list) else v
 
 
-def rows_of(table: pa.Table) -> list[dict[str, Any]]:
-    fields = list(table.schema)
-    return [{f.name: _plain(r[f.name], f.type) for f in fields} for r in table.to_pylist()]
-
-
-def _flat_for_csv(table: pa.Table) -> pa.Table:
-    """Nested columns (maps, lists, structs) as JSON text, which CSV can hold."""
-    cols = []
-    for f, col in zip(table.schema, table.columns):
-        if pa.types.is_nested(f.type):
-            col = pa.array([None if v is None else json.dumps(_plain(v, f.type), sort_keys=True)
-                            for v in col.to_pylist()], pa.string())
-        cols.append(col)
-    return pa.table(cols, names=table.column_names)
-
-
 def write_table(table: pa.Table, fmt: str, out: Output, path: str | None) -> None:
     """Render ``table`` as ``fmt`` to ``path`` (or stdout; Parquet needs a path)."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        pq.write_table(table, path, compression="zstd")
+        write_parquet(table, path)
         return
     if fmt == "table":
         rows = rows_of(table)
@@ -66,11 +33,7 @@ def write_table(table: pa.Table, fmt: str, out: Output, path: str | None) -> Non
     elif fmt == "json":
         text = json.dumps(rows_of(table), indent=2, sort_keys=False, default=str) + "\n"
     else:
-        import pyarrow.csv as pacsv
-
-        sink = io.BytesIO()
-        pacsv.write_csv(_flat_for_csv(table), sink)
-        text = sink.getvalue().decode("utf-8")
+        text = csv_bytes(table).decode("utf-8")
     if path is None:
         out.stdout.write(text)
     else:

@@ -6,11 +6,12 @@ changes the store. ``at`` (an aware datetime or None) reads the store as it stoo
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..catalog import browse, history
+from ..catalog import browse, history, tables
 from ..errors import InvalidMetadataError, ModelNotFoundError
 from ..maintenance import audit
 from ..maintenance.html_report import growth_chart, human, model_chart
@@ -74,7 +75,7 @@ def models_page(store: ModelStore, q: ModelQuery, at: datetime | None) -> dict[s
 
 def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[str, Any]:
     validate_model_id(model_id)
-    # One catalog session per page: opening one costs ~20 ms (a DuckDB connection).
+    # One catalog session for the page (each catches the index up with the log first).
     with store.catalog.session() as s:
         events = [e for e in history.events(s, model_id) if at is None or e.at <= at]
         versions = browse.version_facts(s, model_id, at)
@@ -113,7 +114,7 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
     parent = _parent_of(md)
     parent_md = store.get_model_metadata(*parent) if parent else None
     me = format_ref(model_id, version)
-    with store.catalog.session() as s:  # one session (one DuckDB connection) for the page
+    with store.catalog.session() as s:  # one session for the page
         lin = history.lineage(s, model_id, version)
         depths = {me: 0}
         depths.update({n.ref: -n.depth for n in lin.ancestors})
@@ -162,30 +163,20 @@ def store_page(store: ModelStore) -> dict[str, Any]:
 
 
 def sql_rows(store: ModelStore, query: str, limit: int = 1000) -> dict[str, Any]:
-    from ..cli.query import rows_of
-
     table = store.sql(query)
     shown = table.slice(0, limit)
-    return {"columns": table.column_names, "rows": [list(r.values()) for r in rows_of(shown)],
+    return {"columns": table.column_names, "rows": [list(r.values()) for r in tables.rows_of(shown)],
             "total": table.num_rows, "limit": limit}
 
 
 def sql_download(store: ModelStore, query: str, fmt: str) -> bytes:
     """The whole result of ``query`` as CSV or Parquet bytes (as ``cas-repo sql --format``)."""
-    import io
-    import sys
-
-    from ..cli.query import write_table
-    from ..cli.render import Output
-
     table = store.sql(query)
     if fmt == "parquet":
         sink = io.BytesIO()
-        write_table(table, "parquet", Output(io.StringIO(), sys.stderr), sink)  # type: ignore[arg-type]
+        tables.write_parquet(table, sink)
         return sink.getvalue()
-    text = io.StringIO()
-    write_table(table, "csv", Output(text, sys.stderr), None)
-    return text.getvalue().encode("utf-8")
+    return tables.csv_bytes(table)
 
 
 __all__ = ["ModelQuery", "models_page", "model_page", "version_page", "store_page", "sql_rows", "sql_download"]
