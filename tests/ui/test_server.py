@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from markupsafe import escape
+
+from cas_repo.errors import ModelNotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,8 +58,8 @@ def test_download_of_a_refused_query_is_the_store_sql_error(ui_url):
 
 
 @pytest.mark.parametrize("path, status, text", [
-    ("/model?id=nobody", 404, "nobody"),
-    ("/version?id=alpha&v=99", 404, "alpha"),
+    ("/model?id=nobody", 404, str(escape(str(ModelNotFoundError("nobody", hint="it did not exist as of now"))))),
+    ("/version?id=alpha&v=99", 404, "version 99 of model &#39;alpha&#39; does not exist"),
     ("/version?id=alpha&v=x", 400, "v is a whole number"),
     ("/?at=yesterday", 400, "is not an ISO 8601 time"),
     ("/model?id=beta&at=2026-03-02T10:00Z", 404, "did not exist as of"),
@@ -71,6 +75,9 @@ def test_the_command_serves_on_loopback_and_stops_on_interrupt(ui_store):
     proc = subprocess.Popen([sys.executable, "-m", "cas_repo.ui", "--repo", ui_store.url, "--port", "0"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # A child that never prints its address fails the test instead of hanging the worker.
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "`python -m cas_repo.ui` printed no address in 120 s"
         line = proc.stdout.readline()
         assert "read-only at http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
         url = line.split(" at ", 1)[1].split()[0]
@@ -78,4 +85,10 @@ def test_the_command_serves_on_loopback_and_stops_on_interrupt(ui_store):
         assert status == 200 and b'data-model="alpha"' in body
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert code == 0
