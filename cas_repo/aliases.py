@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class AliasMixin:
     """ModelStore's alias methods (mixed into ModelStore)."""
 
-    def set_alias(self: "ModelStore", model_id: str, alias: str, version: int) -> int | None:
+    def set_alias(self: ModelStore, model_id: str, alias: str, version: int) -> int | None:
         """Point ``alias`` of ``model_id`` at ``version`` (one log commit; no model bytes).
 
         Returns:
@@ -64,7 +64,7 @@ class AliasMixin:
         self.ledger.commit(build)
         return before[0]
 
-    def remove_alias(self: "ModelStore", model_id: str, alias: str) -> int | None:
+    def remove_alias(self: ModelStore, model_id: str, alias: str) -> int | None:
         """Remove ``alias`` of ``model_id``; returns the version it pointed at (None: it was not set).
 
         Raises:
@@ -87,7 +87,7 @@ class AliasMixin:
         self.ledger.commit(build)
         return before[0]
 
-    def aliases(self: "ModelStore", model_id: str) -> dict[str, int]:
+    def aliases(self: ModelStore, model_id: str) -> dict[str, int]:
         """The aliases of ``model_id`` as they stand, name -> version (sorted by name).
 
         Raises:
@@ -97,7 +97,7 @@ class AliasMixin:
         with self.ledger.current() as st:
             return dict(sorted(self._entry(st, model_id).aliases.items()))
 
-    def alias_history(self: "ModelStore", model_id: str, alias: str | None = None) -> list[AliasChange]:
+    def alias_history(self: ModelStore, model_id: str, alias: str | None = None) -> list[AliasChange]:
         """Every recorded move of ``model_id``'s aliases (or of one), in log order."""
         validate_model_id(model_id)
         if alias is not None:

@@ -40,7 +40,7 @@ class StoreAsOf:
     Obtain one with :meth:`ModelStore.as_of`.
     """
 
-    def __init__(self, store: "ModelStore", at: datetime) -> None:
+    def __init__(self, store: ModelStore, at: datetime) -> None:
         self.store = store
         self.at = as_timestamp(at)
 

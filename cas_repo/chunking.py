@@ -24,8 +24,8 @@ with, so stores holding buffers cut either way read alike.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from pyfastcdc import FastCDC
 

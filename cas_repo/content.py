@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import serialization
 from .chunking import BUFFER_CHUNKING, SMALL_BUFFER, STREAM_CHUNKING, cut

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import blake3 as _blake3
 
@@ -33,14 +33,14 @@ class Digest:
             raise InvalidDigestError(f"a {ALGORITHM} digest is {DIGEST_SIZE} bytes, got {self.raw!r:.80}")
 
     @classmethod
-    def from_hex(cls, text: str) -> "Digest":
+    def from_hex(cls, text: str) -> Digest:
         """Parse a 64-char lowercase hex digest, refusing anything else."""
         if not isinstance(text, str) or not _HEX.fullmatch(text):
             raise InvalidDigestError(f"not a {ALGORITHM} hex digest: {str(text)[:80]!r}")
         return cls(bytes.fromhex(text))
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Digest":
+    def from_bytes(cls, raw: bytes) -> Digest:
         return cls(bytes(raw))
 
     @property

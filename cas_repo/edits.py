@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class EditsMixin:
     """ModelStore's history edits; each is one small commit in the log."""
 
-    def rollback(self: "ModelStore", model_id: str, to_version: int) -> int:
+    def rollback(self: ModelStore, model_id: str, to_version: int) -> int:
         """Append a new version whose content and metadata are those of ``to_version``.
 
         Costs one small commit: the content is shared with ``to_version``.
@@ -70,18 +70,18 @@ class EditsMixin:
         _, ops = self.ledger.commit(build)
         return ops[0].version
 
-    def delete_model(self: "ModelStore", model_id: str) -> None:
+    def delete_model(self: ModelStore, model_id: str) -> None:
         """Tombstone ``model_id``: it leaves ``load_model``/``list_models``; bytes stay until gc.
 
         Deleting a deleted model does nothing. Raises ModelNotFoundError for an unknown id.
         """
         self._event(model_id, "delete", deleted=True)
 
-    def undelete_model(self: "ModelStore", model_id: str) -> None:
+    def undelete_model(self: ModelStore, model_id: str) -> None:
         """Bring back a tombstoned model (its latest version is live again)."""
         self._event(model_id, "undelete", deleted=False)
 
-    def _event(self: "ModelStore", model_id: str, kind: str, *, deleted: bool | None,
+    def _event(self: ModelStore, model_id: str, kind: str, *, deleted: bool | None,
                version: int | None = None, tags: dict[str, str | None] | None = None) -> None:
         validate_model_id(model_id)
         self._check_open()
@@ -96,7 +96,7 @@ class EditsMixin:
 
         self.ledger.commit(build)
 
-    def set_tags(self: "ModelStore", model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
+    def set_tags(self: ModelStore, model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
         """Set (or, with value None, remove) tags on a version (default: the latest)."""
         row = self._row(model_id, version)
         for k, v in tags.items():

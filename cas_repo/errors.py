@@ -120,7 +120,7 @@ class IntegrityError(CasRepoError):
         parts.append("run `cas-repo fsck --full`; the object may be restored from a backup")
         super().__init__("; ".join(parts))
 
-    def with_version(self, model_id: str, version: int) -> "IntegrityError":
+    def with_version(self, model_id: str, version: int) -> IntegrityError:
         """Return a copy that names the model version being read."""
         return IntegrityError(
             self.message,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .metadata import ModelMetadata
 from .ports import IModelRepository
@@ -21,7 +22,7 @@ def _offload(name: str) -> Callable[..., Any]:
     core = getattr(ModelStore, name)
 
     @functools.wraps(core)
-    async def method(self: "CasModelRepository", *args: Any, **kwargs: Any) -> Any:
+    async def method(self: CasModelRepository, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(getattr(self.store, name), *args, **kwargs)
 
     return method
@@ -70,7 +71,7 @@ class CasModelRepository(IModelRepository):
     def close(self) -> None:
         self.store.close()
 
-    async def __aenter__(self) -> "CasModelRepository":
+    async def __aenter__(self) -> CasModelRepository:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

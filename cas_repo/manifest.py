@@ -55,7 +55,7 @@ class ChunkRef:
         return [self.digest.hex, self.size]
 
     @classmethod
-    def from_json(cls, item: Any) -> "ChunkRef":
+    def from_json(cls, item: Any) -> ChunkRef:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], int) and item[1] >= 0):
             raise IntegrityError(f"malformed chunk reference in a manifest: {item!r:.80}")
         return cls(Digest.from_hex(item[0]), item[1])
@@ -95,7 +95,7 @@ class Manifest:
         })
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> "Manifest":
+    def from_bytes(cls, data: bytes | memoryview) -> Manifest:
         obj = _parse_json(data, "manifest")
         if obj.get("format") != MANIFEST_FORMAT:
             raise IntegrityError(f"unknown manifest format {obj.get('format')!r}; upgrade cas-repo")
@@ -150,7 +150,7 @@ class EventRecord:
         })
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> "EventRecord":
+    def from_bytes(cls, data: bytes | memoryview) -> EventRecord:
         obj = _parse_json(data, "event record")
         if obj.get("format") != RECORD_FORMAT:
             raise IntegrityError(f"unknown event record format {obj.get('format')!r}")

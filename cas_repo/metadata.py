@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidAliasError, InvalidMetadataError, InvalidModelIdError
@@ -228,4 +228,4 @@ def utc(dt: datetime) -> datetime:
     """``dt`` as an aware UTC datetime (naive values are taken as local time)."""
     if dt.tzinfo is None:
         dt = dt.astimezone()
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .as_of import StoreAsOf
 from .catalog import history
@@ -66,9 +67,9 @@ def _ref(r: str | tuple[str, int]) -> tuple[str, int | None]:
 class QueryMixin:
     """SQL, export, time travel, events, lineage and diffs (mixed into ModelStore)."""
 
-    catalog: "Catalog"
+    catalog: Catalog
 
-    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> "pa.Table":
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run one read-only SQL query over the catalog views (docs/sql.md).
 
         Use ``?`` placeholders with a list, or ``$name`` with a dict: values are bound,

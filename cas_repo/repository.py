@@ -15,26 +15,33 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import faults
+from .aliases import AliasMixin
 from .catalog.values import SaveCommit, StoreStats, VersionRow
 from .content import Content, from_content, to_content
 from .digest import Digest, hash_bytes
-from .aliases import AliasMixin
 from .edits import EditsMixin
-from .errors import (AliasNotFoundError, IntegrityError, ModelDeletedError, ModelNotFoundError, ModelPurgedError,
-                     ObjectNotFoundError, StoreError)
+from .errors import (
+    AliasNotFoundError,
+    IntegrityError,
+    ModelDeletedError,
+    ModelNotFoundError,
+    ModelPurgedError,
+    ObjectNotFoundError,
+    StoreError,
+)
 from .location import Location
 from .log.ledger import Ledger
 from .log.state import ModelEntry, StoreState, version_row
 from .manifest import Manifest
-from .metadata import (ModelMetadata, check_metadata, parse_ref, split_ref, utc, validate_model_id,
-                       validate_version)
+from .metadata import ModelMetadata, check_metadata, parse_ref, split_ref, utc, validate_model_id, validate_version
 from .objects import ObjectStore, open_backend
 from .objects.keys import parse_pack_key
 from .objects.store import NewEntry
@@ -137,10 +144,10 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
     # -- lifecycle ---------------------------------------------------------------------
 
     def _now(self) -> datetime:
-        return utc(self._clock()) if self._clock else datetime.now(timezone.utc)
+        return utc(self._clock()) if self._clock else datetime.now(UTC)
 
     @property
-    def catalog(self) -> "Catalog":
+    def catalog(self) -> Catalog:
         """The local DuckDB index (opened on first use, caught up on every session)."""
         if self._catalog is None:
             from .catalog import Catalog
@@ -150,7 +157,7 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
                                     current=self._indexed_all)
         return self._catalog
 
-    def _feed(self, s: "Session") -> bool:
+    def _feed(self, s: Session) -> bool:
         """Fold the commits the index lacks into it (the catalog calls this on every session).
 
         Returns False, folding nothing, when the index is not one of this store's states
@@ -197,7 +204,7 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
             self._catalog.close()
         self.objects.close()
 
-    def __enter__(self) -> "ModelStore":
+    def __enter__(self) -> ModelStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -36,7 +36,7 @@ class StoreKey:
     mac_key: bytes
 
     @classmethod
-    def from_secret(cls, secret: str | bytes) -> "StoreKey":
+    def from_secret(cls, secret: str | bytes) -> StoreKey:
         raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
         if len(raw) < MIN_SECRET:
             raise StoreError(f"a store key needs at least {MIN_SECRET} bytes of secret "
@@ -44,7 +44,7 @@ class StoreKey:
         return cls(derive_key(_CONTEXT, raw))
 
     @classmethod
-    def configured(cls, key: str | bytes | None) -> "StoreKey | None":
+    def configured(cls, key: str | bytes | None) -> StoreKey | None:
         """The key passed in, else the one in ``CAS_REPO_KEY``, else None (unkeyed)."""
         secret = key if key is not None else os.environ.get(KEY_ENV)
         return cls.from_secret(secret) if secret else None

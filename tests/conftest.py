@@ -6,8 +6,8 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 import pytest
 from hypothesis import settings

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from cas_repo import (AliasNotFoundError, AliasTargetError, CasModelRepository, CasRepoError, InvalidAliasError,
-                      InvalidModelIdError, ModelDeletedError, ModelStore)
-from cas_repo import compression
+from cas_repo import (
+    AliasNotFoundError,
+    AliasTargetError,
+    CasModelRepository,
+    CasRepoError,
+    InvalidAliasError,
+    InvalidModelIdError,
+    ModelDeletedError,
+    ModelStore,
+    compression,
+)
+from cas_repo.catalog.values import MarkCommit
 from cas_repo.log import checkpoint
-from cas_repo.manifest import canonical_json
 from cas_repo.log.ops import AliasMove, op_from_json, op_to_json
 from cas_repo.log.state import Head, admit
-from cas_repo.catalog.values import MarkCommit
 from cas_repo.maintenance import RetentionPolicy, apply_retention, audit, run_gc
+from cas_repo.manifest import canonical_json
 from cas_repo.metadata import split_ref
 
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 class Clock:

@@ -14,8 +14,18 @@ import pytest
 
 from cas_repo import ModelStore
 from tools.bench import phases
-from tools.bench.framework import (Result, Timing, bounded, explain, faster_than, median_ci, no_slower_than,
-                                   percentile, relative_to, within)
+from tools.bench.framework import (
+    Result,
+    Timing,
+    bounded,
+    explain,
+    faster_than,
+    median_ci,
+    no_slower_than,
+    percentile,
+    relative_to,
+    within,
+)
 from tools.bench.report import Run, Section, close_call, markdown, status
 from tools.bench.seed_baseline import SeedRepository
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cas_repo import ModelStore
+from cas_repo.catalog.query import VIEWS
 from cas_repo.cli.query import write_table
 from cas_repo.cli.render import Output
-from cas_repo.catalog.query import VIEWS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "sql.md"

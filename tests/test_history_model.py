@@ -11,18 +11,19 @@ from __future__ import annotations
 import copy
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cas_repo import ModelDeletedError, ModelMetadata, ModelNotFoundError, ModelStore
+
 from .budget import examples
 
 IDS = ("a", "b", "c")
 PAYLOADS = ("alpha", "beta", "gamma")  # small picklable models; repeats share a manifest
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 class Clock:

@@ -6,7 +6,7 @@ import dataclasses
 import errno
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -72,7 +72,7 @@ def test_a_save_whose_new_pack_gc_forgot_meanwhile_stores_its_entries_again(tmp_
             # As gc on another machine would: the pack is unreferenced (its save has not
             # committed), so it is forgotten in the log, then deleted.
             pack = written[0].pack
-            a.ledger.commit(lambda st: [ForgetPacks((pack.hex,), datetime.now(timezone.utc))])
+            a.ledger.commit(lambda st: [ForgetPacks((pack.hex,), datetime.now(UTC))])
             a.objects.backend.delete(pack_key(pack))
 
         _interpose(b, gc_on_a)

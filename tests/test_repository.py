@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cas_repo import (CasRepoError, InvalidModelIdError, ModelDeletedError, ModelNotFoundError,
-                      ModelStore)
+from cas_repo import CasRepoError, InvalidModelIdError, ModelDeletedError, ModelNotFoundError, ModelStore
 from cas_repo.errors import InvalidMetadataError, SerializationError
 
 

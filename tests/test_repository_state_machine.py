@@ -17,8 +17,16 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from cas_repo import AliasNotFoundError, AliasTargetError, ModelDeletedError, ModelMetadata, ModelNotFoundError, ModelStore
+from cas_repo import (
+    AliasNotFoundError,
+    AliasTargetError,
+    ModelDeletedError,
+    ModelMetadata,
+    ModelNotFoundError,
+    ModelStore,
+)
 from cas_repo.catalog import feed
+
 from .budget import examples
 
 IDS = st.sampled_from(["alpha", "beta", "gamma.v2"])

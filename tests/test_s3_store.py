@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
-from cas_repo import IntegrityError, ModelDeletedError, ModelStore, StoreError
+from cas_repo import IntegrityError, ModelDeletedError, ModelStore
 from cas_repo.qlib_support import synthetic as syn
 
 from .s3_server import BUCKET, KEYS

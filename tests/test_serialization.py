@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -71,7 +71,7 @@ def test_pandas_frames_round_trip():
 
 
 def test_stdlib_values_round_trip():
-    value = {"od": OrderedDict(a=1), "t": datetime(2024, 1, 1, tzinfo=timezone.utc), "s": {1, 2}}
+    value = {"od": OrderedDict(a=1), "t": datetime(2024, 1, 1, tzinfo=UTC), "s": {1, 2}}
     assert _round_trip(value) == value
 
 

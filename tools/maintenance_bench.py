@@ -19,8 +19,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cas_repo import ModelMetadata, ModelStore
-from cas_repo.maintenance import (RetentionPolicy, apply_retention, audit, fsck, rebuild_catalog, render_html,
-                                  run_gc)
+from cas_repo.maintenance import RetentionPolicy, apply_retention, audit, fsck, rebuild_catalog, render_html, run_gc
 
 
 def _md(model_id: str, i: int, ic: float) -> ModelMetadata:
@@ -47,7 +46,7 @@ def build_synthetic(store: ModelStore, versions: int) -> None:
         store.save_model({"w": bases[m], "i": i}, _md(f"syn_{m:03d}", i, 0.001 * (i % 40)))
 
 
-def timed(label: str, fn):  # noqa: ANN001, ANN201
+def timed(label: str, fn):
     t0 = time.perf_counter()
     out = fn()
     print(f"{label:<28} {time.perf_counter() - t0:8.2f} s")

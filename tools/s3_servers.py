@@ -239,7 +239,7 @@ class SeaweedServer(_Server):
             try:
                 obstore.list_with_delimiter(store, None)  # the bucket answers: S3 and filer are up
                 return
-            except Exception as exc:  # noqa: BLE001 - not ready yet; the last one is reported
+            except Exception as exc:
                 last = exc
                 time.sleep(0.1)
         raise RuntimeError(f"SeaweedFS not ready on {self.endpoint} after {timeout:.0f} s: {last}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.robustness.killloop import run_kill_loop  # noqa: E402
+from tests.robustness.killloop import run_kill_loop
 
 
 def main() -> int:

@@ -16,23 +16,23 @@ import argparse
 import io
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cas_repo import ModelMetadata, ModelStore  # noqa: E402
+from cas_repo import ModelMetadata, ModelStore
 
 
 class SetClock:
     """A clock that says whatever time the script last set."""
 
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
 
     def set(self, text: str) -> None:
-        self.now = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        self.now = datetime.fromisoformat(text).replace(tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now

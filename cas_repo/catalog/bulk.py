@@ -9,7 +9,7 @@ versions and events, so it cannot disagree with them.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import pyarrow as pa
 

@@ -11,7 +11,7 @@ machine index a store of 100,000 versions in seconds.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
 

@@ -10,21 +10,22 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import duckdb
 
 from ..digest import Digest
 from ..errors import CatalogCorruptError, CatalogError, ConcurrentModificationError
 from ..location import Location
+from .convert import naive_utc  # noqa: F401 - re-exported for the catalog's other modules
 from .lock import CatalogLock
 from .migrations import migrate
-from .convert import naive_utc  # noqa: F401 - re-exported for the catalog's other modules
-from .writes import SessionWrites
 from .values import HeadBatch, ModelState, StoreStats, VersionRow
+from .writes import SessionWrites
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Catalog:
     """
 
     def __init__(self, path: Path, *, lock_timeout: float = 60.0,
-                 feeder: Callable[["Session"], bool] | None = None,
+                 feeder: Callable[[Session], bool] | None = None,
                  current: Callable[[tuple[str, int] | None], bool] | None = None) -> None:
         self.path = path
         self.feeder = feeder
@@ -129,7 +130,7 @@ class Catalog:
             self._set_aside(exc)
             return self._open()
 
-    def _open(self) -> "_Attached":
+    def _open(self) -> _Attached:
         wal = self.path.with_name(self.path.name + ".wal")
         if wal.is_symlink() or self.path.is_symlink():
             raise CatalogError(f"{self.path} or its WAL is a symlink; refusing to let the catalog write through it")
@@ -193,7 +194,7 @@ class Catalog:
 
     def _set_aside(self, exc: CatalogCorruptError) -> None:
         """Move a damaged index out of the way (kept for inspection) so a new one is built."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         for p in (self.path, self.path.with_name(self.path.name + ".wal")):
             if p.exists():
                 os.replace(p, p.with_name(f"{p.name}.damaged-{stamp}"))
@@ -212,7 +213,7 @@ class Catalog:
         self._migrated = False
 
     @contextmanager
-    def session(self) -> Iterator["Session"]:
+    def session(self) -> Iterator[Session]:
         """A catalog session under the lock, caught up with the log (re-entrant within a thread).
 
         Damage DuckDB finds only when it reads a block (a checksum, a truncated file) is
@@ -234,7 +235,7 @@ class Catalog:
             finally:
                 s.con.close()
 
-    def _caught_up(self) -> "Session":
+    def _caught_up(self) -> Session:
         for attempt in range(3):
             s = Session(self._connect(), self.path)
             if self.feeder is None or getattr(self._feeding, "on", False):
@@ -512,7 +513,7 @@ class Session(SessionWrites):
         return [
             VersionRow(
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
-                saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
+                saved_at=r[5].replace(tzinfo=UTC), logical_size=r[6],
                 metadata={"experiment_name": r[11], "model_type": r[12], "hyperparameters": h,
                           "metrics": m, "created_at": r[7], "qlib_recorder_id": r[13], "lineage": ln},
                 tags=r[9], parents=tuple(r[10]), deleted=r[8],
@@ -526,7 +527,7 @@ class Session(SessionWrites):
         return [
             VersionRow(
                 model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
-                saved_at=r[5].replace(tzinfo=timezone.utc), logical_size=r[6],
+                saved_at=r[5].replace(tzinfo=UTC), logical_size=r[6],
                 metadata=md, tags=r[9], parents=_refs(md.get("parents", ())), deleted=r[8],
                 record=r[10],
             )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import duckdb
 
@@ -86,7 +86,7 @@ def counts_in(path: Path) -> tuple[int, int] | None:
         return None
     try:
         return counts(Session(con, path))
-    except Exception:  # noqa: BLE001 - damaged or foreign: there is nothing to count
+    except Exception:
         return None
     finally:
         con.close()

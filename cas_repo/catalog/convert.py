@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def naive_utc(dt: datetime) -> datetime:
     """DuckDB TIMESTAMP columns hold naive UTC."""
     if dt.tzinfo is None:
         dt = dt.astimezone()
-    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.astimezone(UTC).replace(tzinfo=None)

@@ -8,14 +8,14 @@ transaction with the new position, so an interrupted catch-up leaves no half of 
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from ..log.ops import AdoptEntries, AliasMove, ForgetPacks, MoveEntries, Op
 from ..log.state import Head, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
-from .maintenance import _forget_rows, _IN_LIST
 from .convert import naive_utc
+from .maintenance import _IN_LIST, _forget_rows
 from .retention import _insert_marks
 from .values import EventCommit, MarkCommit, SaveCommit
 

@@ -7,13 +7,14 @@ users' SQL over the same views answers.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
-from .catalog import Session, _VERSION_COLS, naive_utc
+from datetime import UTC, datetime
+
+from .catalog import _VERSION_COLS, Session, naive_utc
 from .values import AliasChange, ContentDiff, Event, Lineage, LineageNode, ModelAt, VersionRow
 
 
 def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc)
+    return dt.replace(tzinfo=UTC)
 
 
 def events(s: Session, model_id: str) -> list[Event]:
@@ -100,7 +101,7 @@ def alias_history(s: Session, model_id: str, alias: str | None = None) -> list[A
     rows = s._all("SELECT model_id, alias, from_version, to_version, moved_at, moved_by, log_position "
                   "FROM v_alias_history WHERE model_id = ? AND (?::VARCHAR IS NULL OR alias = ?) "
                   "ORDER BY log_position, alias", [model_id, alias, alias])
-    return [AliasChange(m, a, f, t, at.replace(tzinfo=timezone.utc), by, p) for m, a, f, t, at, by, p in rows]
+    return [AliasChange(m, a, f, t, at.replace(tzinfo=UTC), by, p) for m, a, f, t, at, by, p in rows]
 
 
 def aliases_at(s: Session, at: datetime, model_id: str) -> dict[str, int]:

@@ -93,7 +93,7 @@ class CatalogLock:
     def held(self) -> bool:
         return self._depth > 0
 
-    def __enter__(self) -> "CatalogLock":
+    def __enter__(self) -> CatalogLock:
         self.acquire()
         return self
 

@@ -13,9 +13,9 @@ change maintenance makes is a log operation, folded into the catalog like any ot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 from ..digest import Digest
 from ..location import MANIFEST, Location
@@ -189,7 +189,7 @@ def purge_candidates(s: Session, deleted_before: datetime, retired_before: datet
         "AND ((m.deleted AND t.at <= ?) "
         "OR (NOT m.deleted AND k.state = 'retire' AND k.since <= ?)) ORDER BY 1, 2",
         [naive_utc(deleted_before), naive_utc(retired_before)])
-    return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=timezone.utc), r[4], r[5], r[6]) for r in rows]
+    return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=UTC), r[4], r[5], r[6]) for r in rows]
 
 
 # -- applying gc's log operations (the fold, catalog/feed.py) ---------------------------------

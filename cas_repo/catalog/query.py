@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -106,7 +107,7 @@ def export_views(con: duckdb.DuckDBPyConnection, directory: Path,
     Raises:
         StoreError: the directory cannot be written.
     """
-    exported_at = datetime.now(timezone.utc)
+    exported_at = datetime.now(UTC)
     rows: dict[str, int] = {}
     total = 0
     try:

@@ -8,17 +8,17 @@ can read that table and nothing else, and can change nothing that matters.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
 
 from ..errors import RetentionPolicyError
 from ..location import Location
-from .values import MarkCommit  # noqa: F401 - re-exported
 from .catalog import Session, _translate, naive_utc
 from .maintenance import MARKS_CTE
+from .values import MarkCommit
 
 # The sandbox's v_versions: the catalog view of that name plus what a policy needs
 # (docs/maintenance.md lists the columns).
@@ -93,7 +93,7 @@ def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
 
 def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
     """``(model_id, version) -> (state, since)`` for every version with a retention mark."""
-    return {(r[0], r[1]): (r[2], r[3].replace(tzinfo=timezone.utc))
+    return {(r[0], r[1]): (r[2], r[3].replace(tzinfo=UTC))
             for r in s._all(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
 
 

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import CasRepoError, InvalidMetadataError, InvalidModelIdError, ModelNotFoundError, QueryError
 from .render import Output
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_store(args: argparse.Namespace):  # noqa: ANN201 - a ModelStore
+def open_store(args: argparse.Namespace):
     from ..repository import ModelStore
 
     return ModelStore(args.repo, catalog=args.catalog)

@@ -48,7 +48,7 @@ def cmd_audit(args: argparse.Namespace, out: Output) -> int:
     return EXIT_PROBLEMS if report.walk is not None and not report.walk.agrees else EXIT_OK
 
 
-def _render_audit(r, out: Output, versions: bool) -> None:  # noqa: ANN001 - an AuditReport
+def _render_audit(r, out: Output, versions: bool) -> None:
     t = r.totals
     out.line(f"models {t.models} ({t.deleted_models} deleted), versions {t.versions} stored "
              f"(+{t.purged_versions} purged), {t.objects} objects in {t.packs} packs")

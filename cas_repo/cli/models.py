@@ -32,7 +32,7 @@ def md_json(md: ModelMetadata) -> dict[str, Any]:
     }
 
 
-def _as_of(store, args: argparse.Namespace):  # noqa: ANN001, ANN202 - ModelStore or StoreAsOf
+def _as_of(store, args: argparse.Namespace):
     """The store itself, or the store as of ``--as-of``."""
     return store.as_of(args.as_of) if getattr(args, "as_of", None) else store
 
@@ -55,7 +55,7 @@ def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _event_note(e, md: ModelMetadata | None) -> str:  # noqa: ANN001 - an Event
+def _event_note(e, md: ModelMetadata | None) -> str:
     parts = []
     if e.kind == "rollback" and md is not None:
         parts.append(f"rollback to v{md.rollback_of}")

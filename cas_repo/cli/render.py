@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 from ..text import cell_text
 
@@ -64,7 +65,7 @@ class Output:
         for r in cells:
             self.line(fmt(r))
 
-    def progress(self, total: int | None, label: str) -> "Progress":
+    def progress(self, total: int | None, label: str) -> Progress:
         return Progress(self.stderr, total, label)
 
 
@@ -105,7 +106,7 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:

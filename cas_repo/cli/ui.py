@@ -9,8 +9,8 @@ from .render import Output
 
 
 def cmd_ui(args: argparse.Namespace, out: Output) -> int:
-    from . import UsageError, open_store
     from ..ui import run
+    from . import UsageError, open_store
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port is 0-65535, got {args.port}")

@@ -51,7 +51,7 @@ class Commit:
                                "ops": [with_record(op_to_json(o)) for o in self.ops]})
 
     @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> "Commit":
+    def from_bytes(cls, data: bytes | memoryview) -> Commit:
         """Parse a commit.
 
         Raises:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
 
 from .. import faults
 from ..errors import ConcurrentModificationError, IntegrityError, StoreError
@@ -166,7 +166,7 @@ class Ledger:
             self.log.write_checkpoint(st.position, checkpoint.encode(st, self.key))
             for old in self.log.checkpoints()[:-CHECKPOINTS_KEPT]:
                 self.log.delete_checkpoint(old)
-        except Exception as exc:  # noqa: BLE001 - a checkpoint is an optimisation; the log is whole
+        except Exception as exc:
             log.warning("could not write checkpoint %d of %s: %s", st.position, self.log.backend.url, exc)
 
     def write_checkpoint(self) -> int:

@@ -10,8 +10,8 @@ it), preceded by one operation adopting every entry of every pack.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Sequence
 
 from ..catalog.values import EventCommit, MarkCommit, SaveCommit
 from ..errors import CasRepoError, IntegrityError

@@ -9,13 +9,12 @@ nor a gap (nothing is reserved before it is written).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator
 
 from ..errors import IntegrityError
 from ..objects.backend import ObjectBackend
-from ..objects.keys import (CHECKPOINTS, LOG, checkpoint_key, log_key, parse_checkpoint_key,
-                            parse_log_key)
+from ..objects.keys import CHECKPOINTS, LOG, checkpoint_key, log_key, parse_checkpoint_key, parse_log_key
 from ..sealing import StoreKey
 from .commit import Commit
 

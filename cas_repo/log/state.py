@@ -10,9 +10,10 @@ own, which is exactly what replay sees there.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..catalog.values import EventCommit, MarkCommit, SaveCommit, VersionRow
 from ..digest import Digest

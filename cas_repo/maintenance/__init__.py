@@ -15,8 +15,7 @@ from .fsck import fsck, fsck_store
 from .gc import GcPlan, PackRef, plan_gc
 from .html_report import render_html
 from .rebuild import RebuildReport, rebuild_catalog
-from .retention import (RestoreReport, RetentionPolicy, RetentionReport, VersionRef, apply_retention,
-                        restore_versions)
+from .retention import RestoreReport, RetentionPolicy, RetentionReport, VersionRef, apply_retention, restore_versions
 
 __all__ = [
     "DEFAULT_GRACE", "AuditReport", "Finding", "FsckReport", "GcPlan", "GcReport", "PackRef", "ProgressFactory",

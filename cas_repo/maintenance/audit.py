@@ -8,7 +8,7 @@ figures against the object store itself.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..catalog.audit import audit_tables
@@ -208,7 +208,7 @@ def _build(cls: type, row: dict[str, Any]) -> Any:
     for f in fields(cls):
         v = row[f.name]
         if isinstance(v, datetime):
-            v = v.replace(tzinfo=timezone.utc)
+            v = v.replace(tzinfo=UTC)
         elif isinstance(v, list):
             v = tuple(v)
         values[f.name] = v

@@ -50,9 +50,9 @@ Each step is idempotent: a gc killed anywhere is simply run again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Sequence
 
 from ..catalog.values import MarkCommit
 from ..digest import Digest

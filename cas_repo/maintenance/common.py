@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from ..catalog.lock import CatalogLock
 from ..errors import CatalogLockedError, MaintenanceError
@@ -52,7 +53,7 @@ def progress_bar(progress: ProgressFactory, total: int | None, label: str) -> It
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- the maintenance lock -----------------------------------------------------------------
@@ -114,7 +115,7 @@ def format_duration(td: timedelta) -> str:
 # -- small shared helpers ----------------------------------------------------------------------
 
 
-def indexed_position(s: "Session") -> int:
+def indexed_position(s: Session) -> int:
     """The log position the catalog session ``s`` has folded up to (0: an empty log)."""
     from ..catalog.feed import indexed
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..catalog.maintenance import (PurgeCandidate, catalog_packs, pack_entries, pack_usage, purge_candidates,
-                                   unlocated_live)
+from ..catalog.maintenance import (
+    PurgeCandidate,
+    catalog_packs,
+    pack_entries,
+    pack_usage,
+    purge_candidates,
+    unlocated_live,
+)
 from ..objects.pack import pack_size
 from ..repository import ModelStore
 from .common import DEFAULT_GRACE, ProgressFactory, indexed_position, maintenance_lock, no_progress, utcnow

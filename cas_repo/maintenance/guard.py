@@ -10,8 +10,9 @@ why this suffices).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from ..catalog.values import SaveCommit
 from ..log.ops import AdoptEntries, ForgetPacks, MoveEntries, Op
@@ -93,7 +94,7 @@ class Guard:
         return out
 
 
-def guard_at(s: "Session", position: int, planned: dict[str, frozenset[str]],
+def guard_at(s: Session, position: int, planned: dict[str, frozenset[str]],
              purges: Sequence[tuple[str, int]] = ()) -> Guard:
     """A guard for ``planned`` from the catalog session ``s`` (folded to ``position`` or later).
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 from ..catalog import Catalog, feed
 from ..catalog.checks import differences

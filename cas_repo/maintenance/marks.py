@@ -9,9 +9,9 @@ instead of being recorded against a state it was not meant for.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Sequence
 
 from ..catalog.values import MarkCommit
 from ..log.state import ModelEntry, StoreState, VersionRef

@@ -16,8 +16,8 @@ history into the log's first commit, and nothing reads them any more.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..digest import Digest
 from ..objects import ObjectInfo

@@ -6,7 +6,7 @@ in between leaves only new packs no commit mentions (orphans, which a later gc d
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..compression import RAW
 from ..errors import IntegrityError, ObjectNotFoundError, StoreError

@@ -9,9 +9,9 @@ version an alias points at (it is reported as protected).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from datetime import UTC, datetime, timedelta
 
 from ..catalog.retention import candidates, select_versions, version_marks
 from ..errors import RetentionPolicyError
@@ -118,7 +118,7 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
         for row in table.to_pylist():
             if row["state"] != "live" or row["model_deleted"] or row["is_head"]:
                 continue
-            ref = VersionRef(row["model_id"], row["version"], row["saved_at"].replace(tzinfo=timezone.utc),
+            ref = VersionRef(row["model_id"], row["version"], row["saved_at"].replace(tzinfo=UTC),
                              row["logical_size"])
             selected = ((policy.keep_last is None or row["newer_versions"] >= policy.keep_last)
                         and (policy.older_than is None or row["age_days"] * 86400 >= policy.older_than.total_seconds())

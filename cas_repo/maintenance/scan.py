@@ -6,9 +6,9 @@ consults the catalog: it is what the store holds, whatever the catalog says.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
 
 from ..digest import Digest
 from ..errors import IntegrityError, ObjectNotFoundError, StoreError

@@ -5,9 +5,9 @@ Layers, lowest first: ``backend`` (a handful of primitives over one kind of stor
 ``store`` (writes packs, reads and verifies entries).
 """
 
+from ..location import CHUNK, MANIFEST, RECORD, Location
 from .backend import ObjectBackend, ObjectInfo
 from .local import LocalBackend
-from ..location import CHUNK, MANIFEST, RECORD, Location
 from .store import ObjectStore, open_backend
 
 __all__ = [

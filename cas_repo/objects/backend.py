@@ -9,9 +9,9 @@ everything else on these primitives, and every backend passes the same contract 
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Sequence
 
 Buffer = bytes | bytearray | memoryview
 

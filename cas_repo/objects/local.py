@@ -9,9 +9,9 @@ import os
 import secrets
 import stat as stat_mod
 import threading
-from datetime import datetime, timezone
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .. import faults
 from ..errors import ObjectNotFoundError, StoreError
@@ -113,7 +113,7 @@ def _preadv_all(fd: int, views: Sequence[memoryview], offset: int) -> int:
 
 
 def _mtime(st: os.stat_result) -> datetime:
-    return datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+    return datetime.fromtimestamp(st.st_mtime, tz=UTC)
 
 
 class LocalBackend(ObjectBackend):

@@ -19,8 +19,9 @@ import random
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import obstore
 from obstore.exceptions import AlreadyExistsError, PreconditionError
@@ -61,7 +62,7 @@ def _info(key: str, meta: Any) -> ObjectInfo:
     mtime: datetime | None = meta["last_modified"]
     if mtime is None:
         raise StoreError("the S3 server returned an object without Last-Modified")
-    return ObjectInfo(key, meta["size"], mtime if mtime.tzinfo else mtime.replace(tzinfo=timezone.utc))
+    return ObjectInfo(key, meta["size"], mtime if mtime.tzinfo else mtime.replace(tzinfo=UTC))
 
 
 def _join(key: str, parts: Sequence[Buffer]) -> memoryview | bytes:
@@ -103,7 +104,7 @@ class S3Backend(ObjectBackend):
         self._check_bucket()
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> "S3Backend":
+    def from_url(cls, url: str, **options: Any) -> S3Backend:
         """A backend for ``s3://bucket/prefix``; ``options`` override the AWS_* environment."""
         return cls(resolve(url, options, os.environ))
 

@@ -22,9 +22,10 @@ Secrets never appear in ``repr``, in :attr:`S3Config.url` or in error messages.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import StoreError

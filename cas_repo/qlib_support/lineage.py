@@ -120,7 +120,7 @@ def _columns(handler: Any, group: str) -> list[str] | None:
     """The handler's column names in ``group``; from its loader's config before data is loaded."""
     try:
         return [str(c) for c in handler.get_cols(group)]
-    except Exception:  # noqa: BLE001 - a handler without data yet: fall back to the config
+    except Exception:
         return _fields(getattr(handler, "data_loader", None), group, part=1)
 
 

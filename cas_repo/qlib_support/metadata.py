@@ -8,7 +8,7 @@ qlib is imported only by :func:`signal_metrics`, which needs its IC helpers.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..metadata import ModelMetadata
@@ -39,9 +39,7 @@ def hyperparameters_of(model: Any) -> dict[str, Any]:
     for key, value in vars(model).items() if hasattr(model, "__dict__") else ():
         if key.startswith("_") or key in _NOT_SETTINGS or key == "params":
             continue
-        if value is None or isinstance(value, (bool, int, float, str)):
-            out[key] = _plain(value)
-        elif isinstance(value, (list, tuple, dict)) and len(value) <= 64:
+        if value is None or isinstance(value, (bool, int, float, str)) or (isinstance(value, (list, tuple, dict)) and len(value) <= 64):
             out[key] = _plain(value)
     return out
 
@@ -80,7 +78,7 @@ def metadata_for(model: Any, dataset: Any = None, *, model_id: str, experiment_n
         model_type=model_type or model_type_of(model),
         hyperparameters=hyperparameters if hyperparameters is not None else hyperparameters_of(model),
         metrics=metrics,
-        created_at=created_at or datetime.now(timezone.utc),
+        created_at=created_at or datetime.now(UTC),
         tags=dict(tags or {}),
         parents=list(parents or []),
         lineage=lineage_for(dataset) if dataset is not None else {},

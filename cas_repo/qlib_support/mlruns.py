@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import yaml
@@ -69,7 +70,7 @@ class Run:
 def _ms(value: Any) -> datetime | None:
     if value in (None, "", 0):
         return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
 
 def _local_path(uri: str | None) -> Path | None:

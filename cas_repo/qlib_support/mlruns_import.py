@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from .. import serialization
 from ..catalog.recorder import recorder_versions
@@ -34,7 +35,7 @@ from .mlruns import Run, open_runs
 if TYPE_CHECKING:
     from ..repository import ModelStore
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -102,7 +103,7 @@ def _refusal(exc: Exception) -> str:
     return str(exc)
 
 
-def import_runs(store: "ModelStore", runs: Sequence[Run], *, source: str = "",
+def import_runs(store: ModelStore, runs: Sequence[Run], *, source: str = "",
                 artifacts: Iterable[str] | None = None,
                 progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import the saved objects of ``runs`` into ``store``; see the module docstring.
@@ -151,7 +152,7 @@ class _Tally:
         self.already = self.with_objects = self.artifact_bytes = 0
 
 
-def _import_run(store: "ModelStore", run: Run, wanted: set[str] | None,
+def _import_run(store: ModelStore, run: Run, wanted: set[str] | None,
                 done: set[tuple[str, str | None]], t: _Tally) -> None:
     if run.problem:
         t.refused.append(ImportIssue(run.run_id, None, run.problem))
@@ -205,14 +206,14 @@ def _metadata(run: Run, artifact: str, obj: object, data: bytes) -> ModelMetadat
         model_type=model_type_of(obj),
         hyperparameters=dict(run.params),
         metrics=dict(run.metrics),
-        created_at=run.start_time or datetime.now(timezone.utc),
+        created_at=run.start_time or datetime.now(UTC),
         qlib_recorder_id=run.run_id,
         tags=dict(run.tags),
         lineage={"recorder": recorder},
     )
 
 
-def import_mlruns(store: "ModelStore", source: str | Path, *, experiment: str | None = None,
+def import_mlruns(store: ModelStore, source: str | Path, *, experiment: str | None = None,
                   artifacts: Iterable[str] | None = None,
                   progress: Callable[[int], None] | None = None) -> ImportReport:
     """Scan ``source`` (an ``mlruns`` folder or sqlite URI) and import its runs into ``store``."""

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from qlib.model.ens.group import RollingGroup
@@ -80,7 +81,7 @@ class OnlineModel:
     ``load_object("task")`` its task. ``ref`` is ``model_id@version``.
     """
 
-    store: "ModelStore"
+    store: ModelStore
     model_id: str
     version: int
 
@@ -122,7 +123,7 @@ class CasOnlineTool(OnlineTool):
         alias: the alias that marks a model online.
     """
 
-    def __init__(self, store: "ModelStore", experiment: str, alias: str = DEFAULT_ALIAS) -> None:
+    def __init__(self, store: ModelStore, experiment: str, alias: str = DEFAULT_ALIAS) -> None:
         super().__init__()
         self.store, self.experiment, self.alias = store, experiment, alias
         self.preds: dict[str, pd.DataFrame] = {}
@@ -157,7 +158,7 @@ class CasOnlineTool(OnlineTool):
         md = ModelMetadata(
             model_id=model_id, experiment_name=self.experiment, model_type=task["model"]["class"],
             hyperparameters=dict(task["model"].get("kwargs", {})), metrics={},
-            created_at=datetime.now(timezone.utc), qlib_recorder_id=rid,
+            created_at=datetime.now(UTC), qlib_recorder_id=rid,
             tags={"test_start": segments["test"][0] or ""},
             parents=[f"{model_id}@{head}"] if head else [],
             lineage={"task": task_to_json(task), "segments": segments, "qlib_experiment": self.experiment})
@@ -260,7 +261,7 @@ class CasRollingStrategy(RollingStrategy):
     """
 
     def __init__(self, name_id: str, task_template: dict | list[dict], rolling_gen: Any, *,
-                 store: "ModelStore", alias: str = DEFAULT_ALIAS) -> None:
+                 store: ModelStore, alias: str = DEFAULT_ALIAS) -> None:
         super().__init__(name_id, task_template, rolling_gen)
         self.tool = CasOnlineTool(store, self.exp_name, alias)
 

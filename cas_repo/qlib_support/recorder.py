@@ -22,12 +22,18 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.recorder import recorder_versions
-from ..errors import (AmbiguousRecorderError, CasRepoError, QlibNotInitializedError,
-                      QlibRecorderError, RecorderNotFoundError)
+from ..errors import (
+    AmbiguousRecorderError,
+    CasRepoError,
+    QlibNotInitializedError,
+    QlibRecorderError,
+    RecorderNotFoundError,
+)
 from ..metadata import ModelMetadata
 
 if TYPE_CHECKING:
@@ -173,12 +179,12 @@ class RecorderMirror:
         try:
             for key, value in tags.items():
                 recorder.client.set_tag(recorder.id, key, value)
-        except Exception as exc:  # noqa: BLE001 - the outcome of the save is already decided
+        except Exception as exc:
             warnings.warn(f"could not tag Qlib recorder {recorder.id} with {sorted(tags)}: {exc}",
                           RuntimeWarning, stacklevel=4)
 
 
-def find_recorder_version(store: "ModelStore", recorder_id: str,
+def find_recorder_version(store: ModelStore, recorder_id: str,
                           artifact: str | None = None) -> tuple[str, int]:
     """The (model_id, version) first saved from ``recorder_id`` (and ``artifact``).
 

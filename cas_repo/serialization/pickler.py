@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import SerializationError
 from .substitutes import REPLACED

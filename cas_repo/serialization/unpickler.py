@@ -6,7 +6,8 @@ import copyreg
 import io
 import pickle
 import pickletools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import SerializationError, UnsafePickleError
 from .allowlist import is_allowed

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from ..repository import ModelStore
 
 
-def run(store: "ModelStore", host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = True,
-        announce=print) -> None:  # noqa: ANN001 - a callable taking one line
+def run(store: ModelStore, host: str = "127.0.0.1", port: int = 8000, *, open_browser: bool = True,
+        announce=print) -> None:
     """Serve the web view of ``store`` on ``host:port`` until interrupted."""
     from .app import create_app
     from .server import listen, serve, url_of

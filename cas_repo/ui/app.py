@@ -7,8 +7,9 @@ anything else is logged by the server and shown as a bare "internal error".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -43,7 +44,7 @@ def _status(exc: CasRepoError) -> int:
 def create_app(store: ModelStore) -> Starlette:
     """The web view of ``store`` (opened by the caller, who closes it)."""
 
-    def handler(name: str, build: Callable[[Request, datetime | None], dict[str, Any]]):  # noqa: ANN202
+    def handler(name: str, build: Callable[[Request, datetime | None], dict[str, Any]]):
         async def endpoint(request: Request) -> Response:
             params = dict(request.query_params)
             at = None

@@ -6,8 +6,8 @@ templates' autoescaping is the only place a label turns into HTML.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP, RIGHT = 640, 220, 64, 30, 12, 16
 MARKERS = 200
@@ -64,7 +64,7 @@ class BarChart:
     height: int = HEIGHT
 
 
-def _ticks(lo: float, hi: float, fmt) -> tuple[Tick, ...]:  # noqa: ANN001 - a formatter
+def _ticks(lo: float, hi: float, fmt) -> tuple[Tick, ...]:
     h = HEIGHT - TOP - BOTTOM
     return tuple(Tick(TOP + h - h * k / 4, fmt(lo + (hi - lo) * k / 4)) for k in range(5))
 
@@ -87,7 +87,7 @@ def line_chart(title: str, xs: Sequence[int], ys: Sequence[float]) -> LineChart:
     return LineChart(title, points, _ticks(lo, hi, lambda v: f"{v:.4g}"))
 
 
-def bar_chart(title: str, xs: Sequence[int], ys: Sequence[int], fmt) -> BarChart:  # noqa: ANN001
+def bar_chart(title: str, xs: Sequence[int], ys: Sequence[int], fmt) -> BarChart:
     """Non-negative ``ys`` as bars per version."""
     hi = max(max(ys, default=0), 1)
     w, h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM

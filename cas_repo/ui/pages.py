@@ -138,7 +138,7 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
             "sharing": sharing, "diff": diff, "against": against or "", "others": others}
 
 
-def _parent_of(md) -> tuple[str, int] | None:  # noqa: ANN001 - ModelMetadata
+def _parent_of(md) -> tuple[str, int] | None:
     """The version this one is compared with for chunk sharing: its first parent, the
     version it rolled back to, or the version before it."""
     if md.parents:
@@ -179,4 +179,4 @@ def sql_download(store: ModelStore, query: str, fmt: str) -> bytes:
     return tables.csv_bytes(table)
 
 
-__all__ = ["ModelQuery", "models_page", "model_page", "version_page", "store_page", "sql_rows", "sql_download"]
+__all__ = ["ModelQuery", "model_page", "models_page", "sql_download", "sql_rows", "store_page", "version_page"]

@@ -6,7 +6,7 @@ Both work on a catalog file directly (no store, no log): the catalog's own contr
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 import duckdb
 import pytest

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +18,7 @@ from cas_repo import ModelMetadata, ModelStore
 from cas_repo.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def _md(model_id: str, ic: float, **kw) -> ModelMetadata:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -179,7 +179,7 @@ def test_a_live_entry_the_log_lost_is_copied_back_from_the_store(filled, store_d
     """A hand-made commit forgets a live pack (a buggy gc): its entries are unlocated, and
     the forgotten file may go at any time; repair copies them into a new pack."""
     a = locations(filled, "a")[0].pack
-    filled.ledger.commit(lambda st: [ForgetPacks((a.hex,), datetime.now(timezone.utc))])
+    filled.ledger.commit(lambda st: [ForgetPacks((a.hex,), datetime.now(UTC))])
     report = fsck(filled)
     assert {c for c, _ in codes(report)} == {"unlocated", "forgotten-pack"}
     fixed = fsck(filled, repair=True)
@@ -207,7 +207,7 @@ def test_a_damaged_log_commit(filled, store_dir):
 
 def test_a_commit_the_fold_refuses_is_reported(filled):
     # seq 5 does not follow b's seq 1: every replay skips it alike.
-    bad = EventCommit("b", 5, "delete", 1, datetime.now(timezone.utc), "", True, {})
+    bad = EventCommit("b", 5, "delete", 1, datetime.now(UTC), "", True, {})
     log = filled.ledger.log
     assert log.create(3, log.encode(Commit("by hand", (bad,), 3)))
     report = fsck(filled)

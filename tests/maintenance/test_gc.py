@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -351,7 +351,7 @@ def test_two_gcs_on_different_packs_both_drop_theirs(store_dir, tmp_path, make_m
 def test_legacy_event_records_in_an_orphan_pack_are_dropped_like_any_orphan(store, store_dir, make_md):
     """Format 1 kept an event record per event in packs; the log holds history now."""
     store.save_model({"w": np.arange(1000)}, make_md("m"))
-    unseen = EventRecord("delete", "m", 2, 1, datetime.now(timezone.utc)).to_bytes()
+    unseen = EventRecord("delete", "m", 2, 1, datetime.now(UTC)).to_bytes()
     [loc] = store.objects.write([NewEntry(hash_bytes(unseen), RECORD, unseen, compress=False)])
     age(pack_path(store_dir, loc.pack), 3)
     plan = plan_gc(store, grace=timedelta(hours=1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -64,7 +64,7 @@ class BackendContract:
         backend.put(key, [data])
         before = backend.stat(key).mtime
         assert before.tzinfo is not None
-        assert abs(before - datetime.now(timezone.utc)) < timedelta(minutes=5)
+        assert abs(before - datetime.now(UTC)) < timedelta(minutes=5)
         backend.touch(key)
         assert backend.stat(key).mtime >= before
 

@@ -9,7 +9,7 @@ import os
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -145,7 +145,7 @@ def test_put_of_a_present_key_keeps_last_modified_and_touch_refreshes_it(s3, bac
     backend.put(key, [data])
     first = backend.stat(key).mtime
     assert first.tzinfo is not None and first.utcoffset() == timedelta(0)
-    assert abs(first - datetime.now(timezone.utc)) < timedelta(minutes=5)
+    assert abs(first - datetime.now(UTC)) < timedelta(minutes=5)
     time.sleep(1.1)  # Last-Modified has one-second resolution
     assert backend.put(key, [data]) is False
     assert backend.stat(key).mtime == first

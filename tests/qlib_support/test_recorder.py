@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from cas_repo import CasModelRepository, ModelStore
-from cas_repo.errors import (AmbiguousRecorderError, QlibNotInitializedError, QlibRecorderError,
-                             RecorderNotFoundError, StoreError)
+from cas_repo.errors import (
+    AmbiguousRecorderError,
+    QlibNotInitializedError,
+    QlibRecorderError,
+    RecorderNotFoundError,
+    StoreError,
+)
 from cas_repo.objects import LocalBackend
 from cas_repo.qlib_support import synthetic as syn
 from cas_repo.qlib_support.mlruns_import import import_mlruns

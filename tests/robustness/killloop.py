@@ -42,8 +42,8 @@ import os
 import random
 import signal
 import time
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 MIN_SIZE = 1 << 10

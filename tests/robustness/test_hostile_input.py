@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,12 +21,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cas_repo import (InvalidMetadataError, InvalidModelIdError, ModelMetadata,
-                      ModelNotFoundError, ModelStore)
+from cas_repo import InvalidMetadataError, InvalidModelIdError, ModelMetadata, ModelNotFoundError, ModelStore
 from cas_repo.metadata import MAX_METADATA_DEPTH
 
-from .consistency import check_store
 from ..budget import examples
+from .consistency import check_store
 
 # The fuzzers share one store and the last test checks it: keep them on one worker, in order.
 pytestmark = pytest.mark.xdist_group("hostile-input")
@@ -109,7 +108,7 @@ class touched:
 def _md(model_id="m", **over) -> ModelMetadata:
     fields = dict(model_id=model_id, experiment_name="exp", model_type="LGBM",
                   hyperparameters={"a": 1}, metrics={"IC": 0.1},
-                  created_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                  created_at=datetime(2026, 1, 1, tzinfo=UTC))
     fields.update(over)
     return ModelMetadata(**fields)
 

@@ -179,9 +179,8 @@ def test_altered_checkpoint_is_skipped_with_a_warning_and_the_log_replayed(tmp_p
 
 
 def test_tampered_pack_is_refused(victim):
-    with ModelStore(victim, key=KEY) as store:
-        with store.ledger.current() as st:
-            pack = st.entries[st.models["m"].versions[0].manifest].pack.hex
+    with ModelStore(victim, key=KEY) as store, store.ledger.current() as st:
+        pack = st.entries[st.models["m"].versions[0].manifest].pack.hex
     path = victim / "objects" / "packs" / "blake3" / pack[:2] / pack[2:]
     data = bytearray(path.read_bytes())
     data[30] ^= 0xFF

@@ -106,9 +106,8 @@ def test_symlink_planted_at_the_next_log_position_is_never_written_through(tmp_p
     root = _seeded(tmp_path)
     target = outside / "written-through"
     os.symlink(target, root / "objects" / "log" / f"{2:020d}")
-    with ModelStore(root) as store:
-        with pytest.raises(StoreError, match="symlink"):
-            store.save_model(payload(2, 5000), metadata("m"))
+    with ModelStore(root) as store, pytest.raises(StoreError, match="symlink"):
+        store.save_model(payload(2, 5000), metadata("m"))
     assert not target.exists() and _listing(outside) == []
 
 

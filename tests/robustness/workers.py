@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def fingerprint(model) -> str:
 def metadata(model_id: str, **metrics: float) -> ModelMetadata:
     return ModelMetadata(model_id=model_id, experiment_name="robustness", model_type="RAW",
                          hyperparameters={"k": 1}, metrics=metrics or {"IC": 0.1},
-                         created_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+                         created_at=datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def _say(*parts: object) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from cas_repo import ModelMetadata, ModelStore
 from cas_repo.ui.app import create_app
 from cas_repo.ui.server import Background
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 # Text a store may hold that must reach the page as text, never as markup or script.
 HOSTILE_EXPERIMENT = '<script>alert("exp")</script> é ü 数据'

@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.compute
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cas_repo.catalog import Catalog, Session  # noqa: E402
-from cas_repo.catalog.bulk import bulk_import  # noqa: E402
+from cas_repo.catalog import Catalog, Session
+from cas_repo.catalog.bulk import bulk_import
 
 METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 TYPES = ("LGBM", "XGBoost", "MLP", "LSTM", "GRU")

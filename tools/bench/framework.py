@@ -10,12 +10,13 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 #: Packages whose versions a report names (missing ones are reported as "-").
 PACKAGES = ("numpy", "duckdb", "pyarrow", "blake3", "pyfastcdc", "pyqlib", "lightgbm", "mlflow", "pandas")
@@ -379,7 +380,7 @@ def machine_info() -> dict[str, Any]:
     """CPU, cores, memory, the scratch disk, Python and library versions, date, load."""
     scratch_dir = Path(os.environ.get("CAS_BENCH_TMP") or tempfile.gettempdir()).resolve()
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(_mem_total() / 2**30, 1),

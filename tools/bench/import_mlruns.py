@@ -20,17 +20,17 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cas_repo import ModelStore  # noqa: E402
-from cas_repo.qlib_support import synthetic as syn  # noqa: E402
-from cas_repo.qlib_support.mlruns_import import import_mlruns  # noqa: E402
-from cas_repo.qlib_support.recorder import wait_for_logging  # noqa: E402
+from cas_repo import ModelStore
+from cas_repo.qlib_support import synthetic as syn
+from cas_repo.qlib_support.mlruns_import import import_mlruns
+from cas_repo.qlib_support.recorder import wait_for_logging
 
 
 def tree_bytes(root: Path, pattern: str = "*") -> int:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     exclusive_total = tree_bytes(work / "cas_exclusive")
 
     report = {
-        "bench": "import_mlruns", "date": datetime.now(timezone.utc).date().isoformat(),
+        "bench": "import_mlruns", "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
         "runs": args.runs, "trees": [args.rounds, args.rounds + args.extra * (args.runs - 1)],
         "train_seconds": round(train_s, 2), "recorder_seconds": round(recorder_s, 2),

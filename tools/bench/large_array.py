@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import first_release
-from .framework import (Result, Timing, explain, faster_than, measure, relative_to,
-                        scratch)
+from .framework import Result, Timing, explain, faster_than, measure, relative_to, scratch
 from .limits import blake3_single, gbps, memcpy_timing, mmap_verify_timing, write_fsync_timing
 
 TITLE = "Large array model"

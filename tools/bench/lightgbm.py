@@ -16,8 +16,18 @@ from cas_repo.content import to_content
 from cas_repo.digest import hash_bytes
 
 from . import models
-from .framework import (Result, Timing, bytes_on_disk, explain, faster_than, measure, measure_many,
-                        no_slower_than, scratch, within)
+from .framework import (
+    Result,
+    Timing,
+    bytes_on_disk,
+    explain,
+    faster_than,
+    measure,
+    measure_many,
+    no_slower_than,
+    scratch,
+    within,
+)
 from .limits import small_write_timings
 from .phases import breakdown
 from .recorder import open_recorder

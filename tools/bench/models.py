@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -7,7 +7,7 @@ numbers.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .framework import Result
 from .report import Run, close_call

@@ -16,7 +16,8 @@ import inspect
 import threading
 import time
 from collections import defaultdict
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 # (module path, attribute holder, attribute, phase). The holder is the object whose
 # attribute the calling code looks up at call time, so the wrapper is actually reached.
@@ -113,7 +114,7 @@ class PhaseClock:
         return timed
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator["PhaseClock"]:
+    def installed(self) -> Iterator[PhaseClock]:
         import importlib
 
         from cas_repo.catalog.catalog import Catalog

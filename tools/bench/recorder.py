@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cas_repo import ModelMetadata
 from cas_repo.qlib_support.recorder import wait_for_logging

@@ -22,9 +22,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         finally:
             server.stop()
-    header = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cpus, "
+    header = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cpus, "
               f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}, "
               f"command: python -m tools.bench.s3{' --quick' if args.quick else ''}")
     titles = {"clients_small": f"{n_small} PUTs of 16 KiB to new keys",

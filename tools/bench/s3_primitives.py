@@ -19,9 +19,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import obstore
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.setdefault(op, {})[name] = times
             finally:
                 server.stop()
-    header = (f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cpus, "
+    header = (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cpus, "
               f"Python {platform.python_version()}, obstore {obstore.__version__}, {n} calls per figure, "
               f"command: python -m tools.bench.s3_primitives{' --quick' if args.quick else ''}")
     print(header + "\n\n" + _table([_row(op, by) for op, by in results.items()]))
