@@ -22,9 +22,9 @@ from .errors import (
     StoreError,
     UnsafePickleError,
 )
-from .facade import CasModelRepository
+from typing import Any
+
 from .metadata import ModelMetadata
-from .ports import IModelRepository
 from .repository import ModelStore
 from .serialization import allow_globals
 
@@ -52,3 +52,17 @@ __all__ = [
     "UnsafePickleError",
     "allow_globals",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async facade and its port import asyncio (~35 ms): loaded on first use, so that
+    # a CLI call or a process using the synchronous core does not pay for them.
+    if name == "CasModelRepository":
+        from .facade import CasModelRepository
+
+        return CasModelRepository
+    if name == "IModelRepository":
+        from .ports import IModelRepository
+
+        return IModelRepository
+    raise AttributeError(f"module 'cas_repo' has no attribute {name!r}")

@@ -1,10 +1,18 @@
-"""Per-chunk compression with zstd through pyarrow's codecs (pyarrow.compress lives here)."""
+"""Per-chunk compression with zstd through pyarrow's codecs (pyarrow.compress lives here).
+
+pyarrow is imported on the first compression or decompression, not with cas_repo: it
+takes ~0.2 s to import, which every CLI call and every process would otherwise pay.
+"""
 
 from __future__ import annotations
 
-import pyarrow as pa
+from functools import cache
+from typing import TYPE_CHECKING
 
 from .errors import IntegrityError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RAW = 0
 ZSTD = 1
@@ -15,14 +23,11 @@ ZSTD_LEVEL = 1
 # time on every load, and float arrays rarely get below ~0.9.
 MIN_SAVING = 0.10
 
-_codec: pa.Codec | None = None
-
-
+@cache
 def _zstd() -> pa.Codec:
-    global _codec
-    if _codec is None:
-        _codec = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
-    return _codec
+    import pyarrow as pa
+
+    return pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 
 
 def maybe_compress(data: memoryview | bytes) -> tuple[int, memoryview | bytes]:
@@ -46,14 +51,21 @@ def decompress(codec: int, stored: bytes | memoryview, size: int) -> bytes | mem
     if codec == RAW:
         return stored
     if codec == ZSTD:
+        codec_ = _zstd()
         try:
-            out = _zstd().decompress(stored, decompressed_size=size, asbytes=True)
-        except (pa.ArrowException, OSError, ValueError) as exc:
+            out = codec_.decompress(stored, decompressed_size=size, asbytes=True)
+        except (_arrow_error(), OSError, ValueError) as exc:
             raise IntegrityError(f"a zstd chunk does not decompress ({exc})") from exc
         if len(out) != size:
             raise IntegrityError(f"a zstd chunk decompressed to {len(out)} bytes, expected {size}")
         return out
     raise IntegrityError(f"unknown codec {codec} in a pack index")
+
+
+def _arrow_error() -> type[Exception]:
+    import pyarrow as pa  # loaded already by _zstd()
+
+    return pa.ArrowException
 
 
 def compress_all(data: bytes) -> bytes:
