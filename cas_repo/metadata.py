@@ -74,6 +74,22 @@ class ModelMetadata:
             self.lineage = {}
 
 
+def metadata_json(md: ModelMetadata) -> dict[str, Any]:
+    """``md`` as the JSON object a save operation stores (what :func:`check_metadata` admits)."""
+    return {
+        "model_id": md.model_id,
+        "experiment_name": md.experiment_name,
+        "model_type": md.model_type,
+        "hyperparameters": md.hyperparameters,
+        "metrics": md.metrics,
+        "created_at": md.created_at.isoformat(),
+        "qlib_recorder_id": md.qlib_recorder_id,
+        "tags": md.tags,
+        "parents": list(md.parents),
+        "lineage": md.lineage,
+    }
+
+
 def check_metadata(md: ModelMetadata) -> None:
     """Validate ``md`` so what is stored is exactly what a load gives back.
 

@@ -1,20 +1,22 @@
-"""ModelStore's history and SQL methods: thin calls into the catalog, returning values."""
+"""Reads answered by the catalog index: history, events, lineage, diffs, alias moves, SQL.
+
+Each function takes the store's :class:`~cas_repo.catalog.Catalog` (caught up with the
+log on every session) and returns values. The catalog's modules are imported inside the
+functions: a process that only saves and loads never imports DuckDB or Arrow.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .as_of import StoreAsOf
-from .catalog import history
-from .catalog import query as user_sql
-from .catalog.values import ContentDiff, Event, ExportReport, Lineage
+from .catalog.values import AliasChange, ContentDiff, Event, ExportReport, Lineage, StoreStats
 from .errors import InvalidMetadataError, ModelNotFoundError
-from .metadata import ModelMetadata, split_ref, validate_model_id, validate_version
+from .metadata import ModelMetadata, split_ref, validate_alias, validate_model_id, validate_version
+from .rows import to_metadata
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,90 +56,107 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _ref(r: str | tuple[str, int]) -> tuple[str, int | None]:
+def diff_side(r: str | tuple[str, int]) -> tuple[str, int | None]:
     """A diff side as ``get_model_metadata`` arguments; a bare model id is not a version."""
     if isinstance(r, str):
-        model_id, version, alias = split_ref(r)
+        _, version, alias = split_ref(r)
         if version is None and alias is None:
             raise InvalidMetadataError(f"a version reference looks like 'model_id@3' or 'model_id@prod', got {r!r:.80}")
         return (r, None)
     return r
 
 
-class QueryMixin:
-    """SQL, export, time travel, events, lineage and diffs (mixed into ModelStore)."""
+def lineage_target(model_id: str, version: int | None) -> tuple[str, int | None]:
+    """``lineage``'s arguments checked: a version, given or in a reference, is required."""
+    if version is not None:
+        validate_version(version)
+    elif "@" not in model_id:
+        raise InvalidMetadataError(f"lineage needs a version: lineage({model_id!r}, 3) or "
+                                   f"lineage('{model_id}@prod')")
+    return model_id, version
 
-    catalog: Catalog
 
-    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
-        """Run one read-only SQL query over the catalog views (docs/sql.md).
+def history(catalog: Catalog, model_id: str) -> list[ModelMetadata]:
+    """Every version of ``model_id``, oldest first.
 
-        Use ``?`` placeholders with a list, or ``$name`` with a dict: values are bound,
-        never spliced into the text. ``.to_pandas()`` on the result gives a DataFrame.
+    Raises:
+        ModelNotFoundError: no such model_id.
+    """
+    validate_model_id(model_id)
+    with catalog.session() as s:
+        rows = s.history(model_id)
+    if not rows:
+        raise ModelNotFoundError(model_id)
+    return [to_metadata(r) for r in rows]
 
-        Raises:
-            ReadOnlyQueryError: the query would write or change the session.
-            QueryError: the query is malformed or fails.
-        """
-        with self.catalog.reader() as con:
-            return user_sql.run_query(con, query, params)
 
-    def export(self, directory: str | os.PathLike[str]) -> ExportReport:
-        """Write every view as Parquet under ``directory`` from one consistent snapshot."""
-        with self.catalog.reader() as con:
-            return user_sql.export_views(con, Path(directory))
+def stats(catalog: Catalog) -> StoreStats:
+    """Logical vs physical bytes of the whole store."""
+    with catalog.session() as s:
+        return s.stats()
 
-    def as_of(self, at: datetime | str) -> StoreAsOf:
-        """The store as it stood at ``at``: ``.list_models()``, ``.load_model()``, ``.models()``.
 
-        ``at`` is a datetime (naive = local time) or ISO 8601 text; it is inclusive.
-        """
-        return StoreAsOf(self, at)  # type: ignore[arg-type]
+def sql(catalog: Catalog, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+    """One read-only SQL query over the catalog views, values bound (docs/sql.md)."""
+    from .catalog import query as user_sql
 
-    def events(self, model_id: str) -> list[Event]:
-        """Every event of ``model_id``: saves, rollbacks, deletes, undeletes and tag changes.
+    with catalog.reader() as con:
+        return user_sql.run_query(con, query, params)
 
-        Raises:
-            ModelNotFoundError: no such model_id.
-        """
-        validate_model_id(model_id)
-        with self.catalog.session() as s:
-            found = history.events(s, model_id)
-        if not found:
-            raise ModelNotFoundError(model_id)
-        return found
 
-    def lineage(self, model_id: str, version: int | None = None) -> Lineage:
-        """Ancestors and descendants of a version through parent and rollback edges.
+def export(catalog: Catalog, directory: str | os.PathLike[str]) -> ExportReport:
+    """Every view as Parquet under ``directory``, from one consistent snapshot."""
+    from .catalog import query as user_sql
 
-        Give ``(model_id, version)`` or one reference, ``"model@7"`` / ``"model@prod"``.
+    with catalog.reader() as con:
+        return user_sql.export_views(con, Path(directory))
 
-        Raises:
-            ModelNotFoundError: no such version. AliasNotFoundError: no such alias.
-        """
-        if version is not None:
-            validate_version(version)
-        elif "@" not in model_id:
-            raise InvalidMetadataError(f"lineage needs a version: lineage({model_id!r}, 3) or "
-                                       f"lineage('{model_id}@prod')")
-        md = self.get_model_metadata(model_id, version)  # type: ignore[attr-defined]
-        with self.catalog.session() as s:
-            return history.lineage(s, md.model_id, md.version)
 
-    def diff(self, a: str | tuple[str, int], b: str | tuple[str, int]) -> VersionDiff:
-        """Compare two versions (``"model@3"``, ``"model@prod"`` or ``(model_id, version)``): hyperparameters,
-        metrics, and content bytes shared and added (``.content.shared_fraction``).
+def events(catalog: Catalog, model_id: str) -> list[Event]:
+    """Every event of ``model_id``, in order.
 
-        Raises:
-            ModelNotFoundError: either version does not exist.
-        """
-        ma = self.get_model_metadata(*_ref(a))  # type: ignore[attr-defined]
-        mb = self.get_model_metadata(*_ref(b))  # type: ignore[attr-defined]
-        with self.catalog.session() as s:
-            content = history.content_diff(s, ma.digest, mb.digest)
-        ha, hb = _flatten(ma.hyperparameters), _flatten(mb.hyperparameters)
-        hyper = {k: (ha.get(k, ABSENT), hb.get(k, ABSENT)) for k in sorted(ha.keys() | hb.keys())
-                 if ha.get(k, ABSENT) != hb.get(k, ABSENT) or (k in ha) != (k in hb)}
-        metrics = {k: (ma.metrics.get(k), mb.metrics.get(k))
-                   for k in sorted(ma.metrics.keys() | mb.metrics.keys())}
-        return VersionDiff(ma, mb, hyper, metrics, content)
+    Raises:
+        ModelNotFoundError: no such model_id.
+    """
+    from .catalog import history as catalog_history
+
+    validate_model_id(model_id)
+    with catalog.session() as s:
+        found = catalog_history.events(s, model_id)
+    if not found:
+        raise ModelNotFoundError(model_id)
+    return found
+
+
+def lineage(catalog: Catalog, md: ModelMetadata) -> Lineage:
+    """Ancestors and descendants of the version ``md`` describes."""
+    from .catalog import history as catalog_history
+
+    assert md.version is not None
+    with catalog.session() as s:
+        return catalog_history.lineage(s, md.model_id, md.version)
+
+
+def diff(catalog: Catalog, a: ModelMetadata, b: ModelMetadata) -> VersionDiff:
+    """How version ``b`` differs from ``a``: hyperparameters, metrics and content bytes."""
+    from .catalog import history as catalog_history
+
+    assert a.digest is not None and b.digest is not None
+    with catalog.session() as s:
+        content = catalog_history.content_diff(s, a.digest, b.digest)
+    ha, hb = _flatten(a.hyperparameters), _flatten(b.hyperparameters)
+    hyper = {k: (ha.get(k, ABSENT), hb.get(k, ABSENT)) for k in sorted(ha.keys() | hb.keys())
+             if ha.get(k, ABSENT) != hb.get(k, ABSENT) or (k in ha) != (k in hb)}
+    metrics = {k: (a.metrics.get(k), b.metrics.get(k)) for k in sorted(a.metrics.keys() | b.metrics.keys())}
+    return VersionDiff(a, b, hyper, metrics, content)
+
+
+def alias_history(catalog: Catalog, model_id: str, alias: str | None = None) -> list[AliasChange]:
+    """Every recorded move of ``model_id``'s aliases (or of one), in log order."""
+    from .catalog import history as catalog_history
+
+    validate_model_id(model_id)
+    if alias is not None:
+        validate_alias(alias)
+    with catalog.session() as s:
+        return catalog_history.alias_history(s, model_id, alias)

@@ -1,79 +1,57 @@
 """ModelStore: the synchronous core — versioned save, load, rollback, delete, history.
 
-The object store holds everything: packs of content-addressed entries, and the log of
-create-only commits that orders every event. A save is: serialize → chunk → hash (no
-I/O) → write one pack with the entries the store lacks → create the next log commit,
-holding the new version (on a lost race: fold the winner's commit in, re-check, retry).
-A load is: fold in new commits → head → manifest → chunks, each verified. Neither
-touches DuckDB: the catalog is a local index of the log, brought up to date before a
-query (history, SQL, audit, maintenance) and rebuilt by itself when lost or damaged.
+A ModelStore is a composition of role objects; each public method checks the store is
+open and delegates to one operation:
+
+- ``objects`` (:class:`~cas_repo.objects.ObjectStore`): packs of content-addressed
+  entries over a backend (folder or S3);
+- ``ledger`` (:class:`~cas_repo.log.ledger.Ledger`): the log, folded into the current
+  state, and the commit loop;
+- ``reader`` (:class:`~cas_repo.loading.VersionReader`): a version's model, every byte
+  verified;
+- ``catalog`` (:class:`~cas_repo.catalog.Catalog`): the local DuckDB index, opened on
+  first query and caught up by an :class:`~cas_repo.catalog.feed.IndexFeeder`.
+
+The operations live in modules that take what they need and never import this one:
+:mod:`.saving`, :mod:`.loading`, :mod:`.lookup`, :mod:`.edits`, :mod:`.aliases`,
+:mod:`.queries`, :mod:`.as_of`. Saves and loads never touch DuckDB: the index is brought
+up to date before a query (history, SQL, audit, maintenance) and rebuilt by itself when
+lost or damaged.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import faults
-from .aliases import AliasMixin
-from .catalog.values import SaveCommit, StoreStats, VersionRow
-from .content import Content, from_content, to_content
-from .digest import Digest, hash_bytes
-from .edits import EditsMixin
-from .errors import (
-    AliasNotFoundError,
-    IntegrityError,
-    ModelDeletedError,
-    ModelNotFoundError,
-    ModelPurgedError,
-    ObjectNotFoundError,
-    StoreError,
-)
-from .location import Location
+from . import aliases, edits, lookup, queries, saving
+from .catalog.paths import index_path
+from .errors import StoreError
+from .loading import VersionReader
 from .log.ledger import Ledger
-from .log.state import ModelEntry, StoreState, version_row
-from .manifest import Manifest
-from .metadata import ModelMetadata, check_metadata, parse_ref, split_ref, utc, validate_model_id, validate_version
+from .log.legacy import legacy_history
+from .metadata import ModelMetadata, utc
 from .objects import ObjectStore, open_backend
-from .objects.keys import parse_pack_key
-from .objects.store import NewEntry
-from .queries import QueryMixin
-from .rows import metadata_json, packs_of, to_metadata
+from .rows import to_metadata
 from .sealing import StoreKey
 
 if TYPE_CHECKING:
-    from .catalog import Catalog, Session
+    import pyarrow as pa
 
-log = logging.getLogger(__name__)
+    from .as_of import StoreAsOf
+    from .catalog import Catalog
+    from .catalog.values import AliasChange, Event, ExportReport, Lineage, StoreStats
+    from .qlib_support.recorder import RecorderMirror
 
 DEFAULT_ROOT = "data/cas"
-CATALOG_FILE = "catalog.duckdb"
-INDEX_ENV = "CAS_REPO_INDEX_DIR"
 
 
-def default_index_dir() -> Path:
-    """Where catalog indexes live unless told: ``$CAS_REPO_INDEX_DIR``, else the user's cache."""
-    env = os.environ.get(INDEX_ENV)
-    if env:
-        return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "cas-repo" / "index"
-
-
-def index_path(store_url: str) -> Path:
-    """The default catalog file of the store at ``store_url`` (one folder per store, per user)."""
-    return default_index_dir() / hash_bytes(store_url.encode()).hex[:32] / CATALOG_FILE
-
-
-class ModelStore(EditsMixin, AliasMixin, QueryMixin):
+class ModelStore:
     """A versioned, content-addressed store of models (the synchronous core).
 
     Any number of threads, processes and machines may use one store at once: every
@@ -86,7 +64,8 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
             under ``$CAS_REPO_INDEX_DIR`` or ``~/.cache/cas-repo/index``). It is derived
             from the log; deleting it only costs a rebuild.
         exclusive: ignored (kept for callers of the first release, where it kept the
-            catalog locked open); saves and loads no longer touch the catalog.
+            catalog locked open; to be removed in 0.2); saves and loads no longer touch
+            the catalog.
         lock_timeout: seconds to wait for the local index's file lock.
         backend_options: passed to the object backend (e.g. ``fsync=False``, S3 settings).
         use_qlib_recorder: also log every save to Qlib's Recorder (dual track; needs
@@ -112,7 +91,7 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
         if exclusive:
             warnings.warn("ModelStore(exclusive=True) has no effect any more: saves and loads do not use the "
                           "catalog", DeprecationWarning, stacklevel=2)
-        self._key = StoreKey.configured(key)
+        store_key = StoreKey.configured(key)
         text = os.fspath(root)
         if "://" in text and not text.startswith("file://"):
             objects_url = self.url = text
@@ -125,77 +104,39 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
             objects_url, self.url = str(local / "objects"), str(local)
         self._clock = clock
         self.objects = ObjectStore(open_backend(objects_url, **(backend_options or {})))
-        self.ledger = Ledger(self.objects.backend, self._key, legacy=self._legacy_history)
+        self.ledger = Ledger(self.objects.backend, store_key, legacy=partial(legacy_history, self.objects, store_key))
+        self.reader = VersionReader(self.ledger, self.objects)
         self._catalog_path = Path(catalog).absolute() if catalog is not None else index_path(self.url)
         self._lock_timeout = lock_timeout
         self._catalog: Catalog | None = None
         self._closed = False
-        self.recorder = None
+        self.recorder: RecorderMirror | None = None
         if use_qlib_recorder:
             from .qlib_support.recorder import RecorderMirror  # qlib itself loads on first save
 
             self.recorder = RecorderMirror()
-
-    def _legacy_history(self) -> list:
-        from .log.legacy import legacy_history
-
-        return legacy_history(self.objects, self._key)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def _now(self) -> datetime:
         return utc(self._clock()) if self._clock else datetime.now(UTC)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed; open a new ModelStore")
+
     @property
     def catalog(self) -> Catalog:
         """The local DuckDB index (opened on first use, caught up on every session)."""
+        self._check_open()
         if self._catalog is None:
             from .catalog import Catalog
+            from .catalog.feed import IndexFeeder
 
             self._catalog_path.parent.mkdir(parents=True, exist_ok=True)
-            self._catalog = Catalog(self._catalog_path, lock_timeout=self._lock_timeout, feeder=self._feed,
-                                    current=self._indexed_all)
+            self._catalog = Catalog(self._catalog_path, lock_timeout=self._lock_timeout,
+                                    feeder=IndexFeeder(self.ledger))
         return self._catalog
-
-    def _feed(self, s: Session) -> bool:
-        """Fold the commits the index lacks into it (the catalog calls this on every session).
-
-        Returns False, folding nothing, when the index is not one of this store's states
-        (another store's, or this one's before it was recreated): the catalog resets it.
-        """
-        from .catalog import feed
-
-        store_id = self._store_id()
-        have = feed.indexed(s)
-        position = self.ledger.refresh()
-        if have is not None and (have[0] != store_id or have[1] > position):
-            if have[0] == store_id:
-                # Commits are never deleted: an index ahead of the log means the log lost
-                # its newest commits (a restore from an older copy, a deletion by hand).
-                log.warning("the store's log at %s ends at commit %d but its index had folded commit %d: the "
-                            "newest commits are gone (restored from an older copy?); run `cas-repo fsck`",
-                            self.url, position, have[1])
-            return False
-        start = have[1] if have else 0
-        batch: list = []
-        for p, ops in self.ledger.commits_after(start):
-            batch.append((p, ops))
-            if len(batch) >= 2048:
-                feed.fold(s, store_id, batch)
-                batch = []
-        feed.fold(s, store_id, batch)
-        return True
-
-    def _indexed_all(self, have: tuple[str, int] | None) -> bool:
-        """Whether an index at ``have`` (store id, position) holds every commit of this store."""
-        return have is not None and have[0] == self._store_id() and have[1] == self.ledger.refresh()
-
-    def _store_id(self) -> str:
-        """The store's identity: the digest of its first commit (empty store: "")."""
-        if not getattr(self, "_sid", ""):
-            data = self.objects.backend.get("log/" + "1".rjust(20, "0"))
-            self._sid = hash_bytes(data).hex[:32] if data else ""
-        return self._sid
 
     def close(self) -> None:
         """Release the backend; the store cannot be used afterwards."""
@@ -210,7 +151,12 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- saving --------------------------------------------------------------------------
+    def checkpoint(self) -> int:
+        """Store a checkpoint of the log's fold now (new processes start from it); its position."""
+        self._check_open()
+        return self.ledger.write_checkpoint()
+
+    # -- saving and editing history ---------------------------------------------------------
 
     def save_model(self, model: Any, metadata: ModelMetadata, *, dataset: Any = None) -> str:
         """Append version n+1 of ``metadata.model_id`` holding ``model``; returns the model_id.
@@ -228,121 +174,67 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
             QlibRecorderError: the Recorder failed (or qlib is not initialised); nothing saved.
             StoreError: I/O failed; no version was recorded.
         """
-        if dataset is not None:
-            from .qlib_support.lineage import add_dataset_lineage
-
-            add_dataset_lineage(metadata, dataset)
-        check_metadata(metadata)
-        parents = tuple(parse_ref(p) for p in metadata.parents)
-        content = to_content(model)
-        with self.recorder.mirrored(model, metadata) if self.recorder else nullcontext():
-            metadata.version = self._save(metadata, content, parents)
-            metadata.digest = content.digest.hex
-        return metadata.model_id
-
-    def _save(self, md: ModelMetadata, content: Content, parents: tuple[tuple[str, int], ...]) -> int:
         self._check_open()
-        needed = [d.hex for d in content.entries] + [content.digest.hex]
-        with self.ledger.known() as st:
-            have = st.locate(needed)
-        # The bytes go out before the commit, outside the ledger's lock: a large save does
-        # not hold up the loads of other threads.
-        written = self.objects.write(self._entries(content, set(needed) - have.keys()))
-        if faults.ARMED:
-            faults.crash_point("objects-written")
-        meta = metadata_json(md)
-        meta_text = json.dumps(meta, sort_keys=True)
+        return saving.save_model(self.ledger, self.objects, self._now, model, metadata, dataset=dataset,
+                                 recorder=self.recorder)
 
-        def build(st: StoreState) -> list[SaveCommit]:
-            nonlocal written
-            # A gc may have dropped, since we looked, an entry we meant to reuse or even a
-            # pack we just wrote (as unreferenced): store those entries again.
-            written = [l for l in written if l.pack.hex not in st.forgotten]
-            mine = {l.digest.hex: l for l in written}
-            present = st.locate(needed)
-            lacking = set(needed) - present.keys() - mine.keys()
-            if lacking:
-                # A new pack (its nonce makes its name new: never a forgotten one's).
-                written += self.objects.write(self._entries(content, lacking))
-            new = tuple(l for l in written if l.digest.hex not in present)
-            # Each pack as written (entries found present meanwhile included), so the size
-            # the log records is the file's.
-            ours = {l.pack for l in new}
-            e = st.models.get(md.model_id)
-            return [SaveCommit(
-                model_id=md.model_id, version=(e.head_version if e else 0) + 1, seq=(e.seq if e else 0) + 1,
-                kind="save", rollback_of=None, manifest=content.digest.hex, record="", at=self._now(),
-                created_at=md.created_at, experiment_name=md.experiment_name, model_type=md.model_type,
-                qlib_recorder_id=md.qlib_recorder_id, metrics=md.metrics, hyperparameters=md.hyperparameters,
-                lineage=md.lineage, metadata_json=meta_text, logical_size=content.manifest.size,
-                new_bytes=sum(l.stored_size for l in new), tags=dict(md.tags), parents=parents,
-                new_locations=new,
-                manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
-                                 if content.digest.hex not in present else None),
-                new_packs=packs_of(list({(l.pack, l.digest): l for l in written if l.pack in ours}.values())),
-            )]
+    def rollback(self, model_id: str, to_version: int) -> int:
+        """Append a new version whose content and metadata are those of ``to_version``.
 
-        _, ops = self.ledger.commit(build)
-        return ops[0].version
+        Costs one small commit: the content is shared with ``to_version``.
 
-    @staticmethod
-    def _entries(content: Content, digests: set[str]) -> list[NewEntry]:
-        out = [e for d, e in content.entries.items() if d.hex in digests]
-        if content.digest.hex in digests:
-            out.append(content.manifest_entry)
-        return out
+        Returns:
+            The number of the new version.
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError("the store is closed; open a new ModelStore")
-
-    # -- resolving versions ------------------------------------------------------------------
-
-    def _entry(self, st: StoreState, model_id: str) -> ModelEntry:
-        validate_model_id(model_id)
-        e = st.models.get(model_id)
-        if e is None:
-            raise ModelNotFoundError(model_id)
-        return e
-
-    def _row_in(self, st: StoreState, model_id: str, version: int | None) -> VersionRow:
-        """A version's row (the head when ``version`` is None) from the folded state.
-
-        ``model_id`` may be a reference: ``model@7`` or ``model@alias`` (resolved on ``st``,
-        so the version is the one the alias pointed at in this very state).
+        Raises:
+            ModelNotFoundError: no such model or version. ModelDeletedError: undelete first.
+            ModelPurgedError / IntegrityError: the target's content is gone (gc'd or damaged).
         """
-        if "@" in model_id:
-            model_id, version, alias = split_ref(model_id, version)
-            if alias is not None:
-                e = self._entry(st, model_id)
-                if e.deleted:
-                    raise ModelDeletedError(model_id)
-                version = e.aliases.get(alias)
-                if version is None:
-                    raise AliasNotFoundError(model_id, alias)
-        e = self._entry(st, model_id)
-        if version is None:
-            if e.deleted:
-                raise ModelDeletedError(model_id)
-            return e.head_row
-        validate_version(version)
-        if version > e.head_version:
-            raise ModelNotFoundError(model_id, version)
-        if version == e.head_version:
-            return e.head_row
-        ref = e.versions[version - 1]
-        commit = self.ledger.log.read(ref.position)
-        op = next((o for o in (commit.ops if commit else ()) if isinstance(o, SaveCommit)
-                   and o.model_id == model_id and o.version == version), None)
-        if op is None:
-            raise IntegrityError(f"log commit {ref.position} no longer holds version {version}: the log was "
-                                 "altered; run `cas-repo fsck`", model_id=model_id, version=version)
-        return version_row(op, e.deleted, ref.tags)
-
-    def _row(self, model_id: str, version: int | None) -> VersionRow:
         self._check_open()
-        with self.ledger.current() as st:
-            return self._row_in(st, model_id, version)
+        return edits.rollback(self.ledger, self.objects, self._now, model_id, to_version)
+
+    def delete_model(self, model_id: str) -> None:
+        """Tombstone ``model_id``: it leaves ``load_model``/``list_models``; bytes stay until gc.
+
+        Deleting a deleted model does nothing. Raises ModelNotFoundError for an unknown id.
+        """
+        self._check_open()
+        edits.delete_model(self.ledger, self._now, model_id)
+
+    def undelete_model(self, model_id: str) -> None:
+        """Bring back a tombstoned model (its latest version is live again)."""
+        self._check_open()
+        edits.undelete_model(self.ledger, self._now, model_id)
+
+    def set_tags(self, model_id: str, tags: dict[str, str | None], version: int | None = None) -> None:
+        """Set (or, with value None, remove) tags on a version (default: the latest)."""
+        self._check_open()
+        edits.set_tags(self.ledger, self._now, model_id, tags, version)
+
+    def set_alias(self, model_id: str, alias: str, version: int) -> int | None:
+        """Point ``alias`` of ``model_id`` at ``version`` (one log commit; no model bytes).
+
+        Returns:
+            The version the alias pointed at before (None: it is new). Setting it where it
+            already points records nothing.
+
+        Raises:
+            InvalidAliasError: the alias name is not ``[a-z][a-z0-9_-]{0,63}``.
+            AliasTargetError: no such version, or it was purged, or the model is tombstoned.
+        """
+        self._check_open()
+        return aliases.set_alias(self.ledger, self._now, model_id, alias, version)
+
+    def remove_alias(self, model_id: str, alias: str) -> int | None:
+        """Remove ``alias`` of ``model_id``; returns the version it pointed at (None: it was not set).
+
+        Raises:
+            ModelNotFoundError: no such model.
+        """
+        self._check_open()
+        return aliases.remove_alias(self.ledger, self._now, model_id, alias)
+
+    # -- reading from the log ------------------------------------------------------------------
 
     def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata:
         """Metadata of the latest live version (or of ``version``, even if deleted).
@@ -354,9 +246,8 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
             ModelNotFoundError: unknown model_id or version (a ``FileNotFoundError``).
             ModelDeletedError: the model is tombstoned and no version was given.
         """
-        return to_metadata(self._row(model_id, version))
-
-    # -- loading ---------------------------------------------------------------------------
+        self._check_open()
+        return to_metadata(lookup.current_row(self.ledger, model_id, version))
 
     def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]:
         """The model and metadata of the latest live version (or of ``version``).
@@ -371,59 +262,15 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
             IntegrityError: stored bytes were altered or lost (names model and version).
             UnsafePickleError: the pickle names a global outside the allowlist.
         """
-        row = self._row(model_id, version)
-        return self._load_row(row), to_metadata(row)
+        self._check_open()
+        row = lookup.current_row(self.ledger, model_id, version)
+        return self.reader.load(row), to_metadata(row)
 
-    def _load_row(self, row: VersionRow) -> Any:
-        try:
-            try:
-                return self._assemble(row)
-            except _PackGone:
-                # A concurrent gc moved the entries and dropped the pack: its commit is in
-                # the log now, so folding it in gives the new locations.
-                self.ledger.refresh()
-                return self._assemble(row)
-        except _PackGone as gone:
-            raise IntegrityError(f"pack {gone.pack} is missing from the object store", expected=gone.digest,
-                                 actual="missing").with_version(row.model_id, row.version) from None
-        except IntegrityError as exc:
-            raise exc.with_version(row.model_id, row.version) from exc
-
-    def _locate(self, digests: Sequence[Digest | str], row: VersionRow) -> list[Location]:
-        # The state the row came from (a moved pack makes _load_row fold in and retry).
-        with self.ledger.known() as st:
-            found = st.locate(digests)
-            if len(found) < len({d if isinstance(d, str) else d.hex for d in digests}):
-                ref = st.models[row.model_id].versions[row.version - 1] if row.model_id in st.models else None
-                if ref is not None and ref.mark == "purge":
-                    raise ModelPurgedError(row.model_id, row.version, ref.mark_at)
-        out = []
-        for d in digests:
-            h = d if isinstance(d, str) else d.hex
-            if h not in found:
-                raise IntegrityError("the store has no copy of an entry this version needs", expected=h,
-                                     actual="missing")
-            out.append(found[h])
-        return out
-
-    def _assemble(self, row: VersionRow) -> Any:
-        manifest = Manifest.from_bytes(self._read(self._locate([row.manifest], row))[0])
-
-        def read_into(digests: Sequence[Digest], views: Sequence[memoryview]) -> None:
-            try:
-                self.objects.read_into(self._locate(digests, row), views)
-            except ObjectNotFoundError as exc:
-                raise _PackGone(exc.key, digests[0].hex) from exc
-
-        return from_content(manifest, lambda digests: self._read(self._locate(digests, row)), read_into)
-
-    def _read(self, locs: Sequence[Location]) -> list[bytes | memoryview]:
-        try:
-            return self.objects.read_many(locs)
-        except ObjectNotFoundError as exc:
-            gone = parse_pack_key(exc.key)
-            lost = next((l for l in locs if l.pack == gone), locs[0])
-            raise _PackGone(exc.key, lost.digest.hex) from exc
+    def load_models(self, model_ids: Iterable[str], *, max_workers: int = 4) -> list[tuple[Any, ModelMetadata]]:
+        """Load several models (latest versions) with a small thread pool, in order."""
+        self._check_open()
+        rows = [lookup.current_row(self.ledger, m, None) for m in model_ids]
+        return [(m, to_metadata(r)) for m, r in zip(self.reader.load_many(rows, max_workers), rows)]
 
     def load_model_by_recorder(self, recorder_id: str,
                                artifact: str | None = None) -> tuple[Any, ModelMetadata]:
@@ -440,30 +287,25 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
 
         return self.load_model(*find_recorder_version(self, recorder_id, artifact))
 
-    def load_models(self, model_ids: Iterable[str], *, max_workers: int = 4) -> list[tuple[Any, ModelMetadata]]:
-        """Load several models (latest versions) with a small thread pool, in order."""
-        ids = list(model_ids)
-        if not ids:
-            return []
-        rows = [self._row(m, None) for m in ids]
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ids)))) as pool:
-            models = list(pool.map(self._load_row, rows))
-        return [(m, to_metadata(r)) for m, r in zip(models, rows)]
-
-    # -- listing -------------------------------------------------------------------------
-
     def list_models(self, experiment_name: str | None = None, model_type: str | None = None,
                     include_deleted: bool = False) -> list[ModelMetadata]:
         """The latest version of each model, newest first; tombstoned ones only on request."""
         self._check_open()
         with self.ledger.current() as st:
-            rows = [e.head_row for e in st.models.values()
-                    if (include_deleted or not e.deleted)
-                    and (experiment_name is None or e.head_row.metadata["experiment_name"] == experiment_name)
-                    and (model_type is None or e.head_row.metadata["model_type"] == model_type)]
-        rows.sort(key=lambda r: r.model_id)
-        rows.sort(key=lambda r: r.saved_at, reverse=True)
+            rows = lookup.heads(st, experiment_name, model_type, include_deleted)
         return [to_metadata(r) for r in rows]
+
+    def aliases(self, model_id: str) -> dict[str, int]:
+        """The aliases of ``model_id`` as they stand, name -> version (sorted by name).
+
+        Raises:
+            ModelNotFoundError: no such model.
+        """
+        self._check_open()
+        with self.ledger.current() as st:
+            return lookup.aliases_of(st, model_id)
+
+    # -- reading from the index ----------------------------------------------------------------
 
     def history(self, model_id: str) -> list[ModelMetadata]:
         """Every version of ``model_id``, oldest first (``deleted`` reflects the model now).
@@ -471,25 +313,65 @@ class ModelStore(EditsMixin, AliasMixin, QueryMixin):
         Raises:
             ModelNotFoundError: no such model_id.
         """
-        validate_model_id(model_id)
-        with self.catalog.session() as s:
-            rows = s.history(model_id)
-        if not rows:
-            raise ModelNotFoundError(model_id)
-        return [to_metadata(r) for r in rows]
+        return queries.history(self.catalog, model_id)
 
-    # -- accounting --------------------------------------------------------------------------
+    def events(self, model_id: str) -> list[Event]:
+        """Every event of ``model_id``: saves, rollbacks, deletes, undeletes and tag changes.
+
+        Raises:
+            ModelNotFoundError: no such model_id.
+        """
+        return queries.events(self.catalog, model_id)
+
+    def alias_history(self, model_id: str, alias: str | None = None) -> list[AliasChange]:
+        """Every recorded move of ``model_id``'s aliases (or of one), in log order."""
+        return queries.alias_history(self.catalog, model_id, alias)
+
+    def lineage(self, model_id: str, version: int | None = None) -> Lineage:
+        """Ancestors and descendants of a version through parent and rollback edges.
+
+        Give ``(model_id, version)`` or one reference, ``"model@7"`` / ``"model@prod"``.
+
+        Raises:
+            ModelNotFoundError: no such version. AliasNotFoundError: no such alias.
+        """
+        return queries.lineage(self.catalog, self.get_model_metadata(*queries.lineage_target(model_id, version)))
+
+    def diff(self, a: str | tuple[str, int], b: str | tuple[str, int]) -> queries.VersionDiff:
+        """Compare two versions (``"model@3"``, ``"model@prod"`` or ``(model_id, version)``): hyperparameters,
+        metrics, and content bytes shared and added (``.content.shared_fraction``).
+
+        Raises:
+            ModelNotFoundError: either version does not exist.
+        """
+        return queries.diff(self.catalog, self.get_model_metadata(*queries.diff_side(a)),
+                            self.get_model_metadata(*queries.diff_side(b)))
 
     def stats(self) -> StoreStats:
         """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""
-        with self.catalog.session() as s:
-            return s.stats()
+        return queries.stats(self.catalog)
 
-    def checkpoint(self) -> int:
-        """Store a checkpoint of the log's fold now (new processes start from it); its position."""
-        return self.ledger.write_checkpoint()
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+        """Run one read-only SQL query over the catalog views (docs/sql.md).
 
+        Use ``?`` placeholders with a list, or ``$name`` with a dict: values are bound,
+        never spliced into the text. ``.to_pandas()`` on the result gives a DataFrame.
 
-class _PackGone(Exception):
-    def __init__(self, key: str, digest: str) -> None:
-        self.pack, self.digest = key, digest
+        Raises:
+            ReadOnlyQueryError: the query would write or change the session.
+            QueryError: the query is malformed or fails.
+        """
+        return queries.sql(self.catalog, query, params)
+
+    def export(self, directory: str | os.PathLike[str]) -> ExportReport:
+        """Write every view as Parquet under ``directory`` from one consistent snapshot."""
+        return queries.export(self.catalog, directory)
+
+    def as_of(self, at: datetime | str) -> StoreAsOf:
+        """The store as it stood at ``at``: ``.list_models()``, ``.load_model()``, ``.models()``.
+
+        ``at`` is a datetime (naive = local time) or ISO 8601 text; it is inclusive.
+        """
+        from .as_of import StoreAsOf  # imports the catalog
+
+        return StoreAsOf(self.catalog, self.reader.load, self.url, at)

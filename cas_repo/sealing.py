@@ -19,9 +19,9 @@ import json
 import os
 from dataclasses import dataclass
 
+from .canonical import canonical_json
 from .digest import derive_key, hash_bytes
 from .errors import IntegrityError, StoreError
-from .manifest import canonical_json
 
 KEY_ENV = "CAS_REPO_KEY"
 # derive_key's context string separates this use of the secret from any other.

@@ -20,12 +20,12 @@ from cas_repo import (
     ModelStore,
     compression,
 )
-from cas_repo.catalog.values import MarkCommit
+from cas_repo.log.ops import MarkOp
 from cas_repo.log import checkpoint
 from cas_repo.log.ops import AliasMove, op_from_json, op_to_json
 from cas_repo.log.state import Head, admit
 from cas_repo.maintenance import RetentionPolicy, apply_retention, audit, run_gc
-from cas_repo.manifest import canonical_json
+from cas_repo.canonical import canonical_json
 from cas_repo.metadata import split_ref
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -186,8 +186,8 @@ def test_the_shared_rule_admits_a_move_only_from_where_the_alias_is():
     assert not ok(AliasMove("x", "prod", 1, None, at, "w"))  # no model
     assert ok(AliasMove("m", "prod", None, 2, at, "w"))  # removal
     assert not ok(AliasMove("m", "prod", 1, 2, at, "w"), {"m": Head(3, 3, True, {"prod": 2})})  # tombstoned
-    assert not ok(MarkCommit("m", 4, "purge", 2, at, ""))  # prod pins version 2
-    assert ok(MarkCommit("m", 4, "purge", 1, at, ""))
+    assert not ok(MarkOp("m", 4, "purge", 2, at, ""))  # prod pins version 2
+    assert ok(MarkOp("m", 4, "purge", 1, at, ""))
     op = AliasMove("m", "prod", None, 2, at, "host/1/ab")
     assert op_from_json(op_to_json(op)) == op
 

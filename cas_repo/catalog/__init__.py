@@ -1,16 +1,21 @@
-"""The DuckDB catalog: versions, lineage, tags, events and object locations (all SQL lives here).
+"""The DuckDB catalog: the local, derived index of a store's log (all SQL lives here).
 
-The package resolves ``Catalog`` and ``Session`` lazily: the pure values in
-:mod:`.values` are used by the log and the save path, which must not pay for importing
-DuckDB (~0.1 s) and never open it.
+The package resolves ``Catalog`` and ``Session`` lazily: :mod:`.values` and :mod:`.paths`
+are light, and a process that only saves and loads never imports DuckDB (~0.1 s).
+
+| module | what it holds |
+|---|---|
+| ``catalog``, ``lock``, ``migrations`` | the index file: sessions under a file lock, schema migrations |
+| ``feed``, ``bulk_fold``, ``writes`` | folding the log's commits into the tables |
+| ``history``, ``browse``, ``query``, ``tables`` | reads: history, time travel, the view's pages, users' SQL |
+| ``audit``, ``checks``, ``maintenance``, ``retention``, ``recorder``, ``bulk`` | the SQL half of maintenance tools |
 """
 
 from typing import Any
 
-from .values import EventCommit, MarkCommit, ModelState, SaveCommit, StoreStats, VersionRow
+from .values import StoreStats
 
-__all__ = ["Catalog", "EventCommit", "MarkCommit", "ModelState", "SaveCommit", "Session", "StoreStats",
-           "VersionRow"]
+__all__ = ["Catalog", "Session", "StoreStats"]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from .catalog import Session, _translate
+from .catalog import Session, translate_error
 from .maintenance import MARKS_CTE
 
 AUDIT_WITH = "WITH " + MARKS_CTE + """,
@@ -54,7 +54,8 @@ AUDIT_QUERIES: dict[str, str] = {
     (SELECT count(*) FROM objects WHERE kind = 1) AS manifests,
     (SELECT count(*) FROM objects WHERE kind = 2) AS records,
     (SELECT coalesce(sum(size), 0) FROM objects WHERE digest IN (SELECT digest FROM refs)) AS content_bytes,
-    (SELECT coalesce(sum(stored_size), 0) FROM objects WHERE digest IN (SELECT digest FROM refs)) AS content_stored_bytes,
+    (SELECT coalesce(sum(stored_size), 0) FROM objects
+     WHERE digest IN (SELECT digest FROM refs)) AS content_stored_bytes,
     (SELECT coalesce(sum(stored_size), 0) FROM objects WHERE digest IN (SELECT record FROM events)) AS history_bytes,
     -- header 8 + nonce 16 + tail 12, and a 58-byte index record per entry (objects/pack.py;
     -- packs of a store upgraded from format 1 have no nonce and show 16 bytes unreferenced).
@@ -127,5 +128,5 @@ def audit_tables(s: Session) -> dict[str, list[dict[str, Any]]]:
             cols = [d[0] for d in cur.description]
             out[name] = [dict(zip(cols, r)) for r in cur.fetchall()]
         except duckdb.Error as exc:
-            raise _translate(exc, f"the audit query {name!r}") from exc
+            raise translate_error(exc, f"the audit query {name!r}") from exc
     return out

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from .catalog import Session, naive_utc
+from .catalog import Session
+from .convert import aware_utc, naive_utc
 
 # Sort keys a caller may name, mapped to SQL we wrote; a caller's text never reaches SQL.
 SORTS = {
@@ -74,10 +75,6 @@ class VersionFacts:
     parents: tuple[str, ...] = ()
 
 
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC)
-
-
 def model_page(s: Session, *, at: datetime | None = None, experiment: str | None = None,
                model_type: str | None = None, tag_key: str | None = None, tag_value: str | None = None,
                include_deleted: bool = False, sort: str = "saved_at", metric: str | None = None,
@@ -110,7 +107,7 @@ def model_page(s: Session, *, at: datetime | None = None, experiment: str | None
                       "WHERE t.model_id = v.model_id AND t.version = v.version AND t.key = $tag_key "
                       "AND ($tag_value IS NULL OR t.value = $tag_value)))")
     # `heads`, `tag_filter`, `order` and `direction` are our own text above.
-    rows = s._all(
+    rows = s.rows(
         f"WITH h AS ({heads}) "
         "SELECT v.model_id, v.version, v.experiment_name, v.model_type, h.deleted, v.saved_at, "
         "v.metrics, v.tags, count(*) OVER () AS total "
@@ -126,14 +123,14 @@ def model_page(s: Session, *, at: datetime | None = None, experiment: str | None
         tags = {(r[0], r[1]): dict(r[7] or {}) for r in rows}
     else:  # the tags each version had then, not its tags now
         tags = {(r[0], r[1]): {} for r in rows}
-        for mid, ver, key, value in s._all(
+        for mid, ver, key, value in s.rows(
                 "SELECT model_id, version, key, value FROM tags_as_of(?) "
                 "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY key",
                 [naive_utc(at), [r[0] for r in rows]]):
             if (mid, ver) in tags:
                 tags[(mid, ver)][key] = value
     listing = tuple(
-        ModelListing(r[0], r[1], r[2], r[3], bool(r[4]), _aware(r[5]),
+        ModelListing(r[0], r[1], r[2], r[3], bool(r[4]), aware_utc(r[5]),
                      {k: float(v) for k, v in (r[6] or {}).items()}, tags[(r[0], r[1])])
         for r in rows)
     return ModelPage(listing, int(total), offset, limit)
@@ -142,7 +139,7 @@ def model_page(s: Session, *, at: datetime | None = None, experiment: str | None
 def _heads_cached(s: Session) -> bool:
     """Whether every model's head columns hold its head version (migration 0002 keeps them;
     NULL means not cached, and readers join the versions table instead)."""
-    return not s._all("SELECT 1 FROM models WHERE head_saved_at IS NULL OR head_metrics IS NULL "
+    return not s.rows("SELECT 1 FROM models WHERE head_saved_at IS NULL OR head_metrics IS NULL "
                       "OR head_tags IS NULL LIMIT 1")
 
 
@@ -159,7 +156,7 @@ def _page_from_heads(s: Session, params: dict[str, Any], metric: str | None, sor
     # the caller sends other metric names through the join.
     order = ("TRY_CAST(head_metrics ->> $metric AS DOUBLE)" if metric
              else _HEAD_SORTS.get(sort, _HEAD_SORTS["saved_at"]))
-    rows = s._all(
+    rows = s.rows(
         "SELECT model_id, head_version, experiment_name, model_type, deleted, head_saved_at, head_metrics, "
         "head_tags, count(*) OVER () AS total FROM models "
         "WHERE ($experiment IS NULL OR experiment_name = $experiment) "
@@ -168,7 +165,7 @@ def _page_from_heads(s: Session, params: dict[str, Any], metric: str | None, sor
         "AND ($tag_value IS NULL OR head_tags[$tag_key] = $tag_value))) "
         f"ORDER BY {order} {direction} NULLS LAST, model_id LIMIT $limit OFFSET $offset", params)
     listing = tuple(
-        ModelListing(r[0], r[1], r[2], r[3], bool(r[4]), _aware(r[5]),
+        ModelListing(r[0], r[1], r[2], r[3], bool(r[4]), aware_utc(r[5]),
                      {k: float(v) for k, v in json.loads(r[6]).items() if isinstance(v, (int, float))},
                      dict(r[7] or {}))
         for r in rows)
@@ -177,13 +174,13 @@ def _page_from_heads(s: Session, params: dict[str, Any], metric: str | None, sor
 
 def facets(s: Session) -> Facets:
     """Every experiment, model type and metric name in the store (for the filters)."""
-    exps = tuple(r[0] for r in s._all("SELECT DISTINCT experiment_name FROM models ORDER BY 1"))
-    types = tuple(r[0] for r in s._all("SELECT DISTINCT model_type FROM models ORDER BY 1"))
+    exps = tuple(r[0] for r in s.rows("SELECT DISTINCT experiment_name FROM models ORDER BY 1"))
+    types = tuple(r[0] for r in s.rows("SELECT DISTINCT model_type FROM models ORDER BY 1"))
     if _heads_cached(s):
-        metrics = tuple(r[0] for r in s._all(
+        metrics = tuple(r[0] for r in s.rows(
             "SELECT DISTINCT unnest(json_keys(head_metrics)) AS k FROM models ORDER BY 1"))
     else:
-        metrics = tuple(r[0] for r in s._all(
+        metrics = tuple(r[0] for r in s.rows(
             "SELECT DISTINCT unnest(map_keys(v.metrics)) AS k FROM models m JOIN versions v "
             "ON v.model_id = m.model_id AND v.version = m.head_version ORDER BY 1"))
     return Facets(exps, types, metrics)
@@ -191,15 +188,15 @@ def facets(s: Session) -> Facets:
 
 def version_facts(s: Session, model_id: str, at: datetime | None = None) -> list[VersionFacts]:
     """Every version of ``model_id`` (saved by ``at``, when given), oldest first."""
-    rows = s._all(
+    rows = s.rows(
         "SELECT version, kind, rollback_of, saved_at, manifest, logical_size, new_bytes, metrics, "
         "hyperparameters, parents FROM versions WHERE model_id = ? ORDER BY version", [model_id])
     if at is not None:
-        made = {r[0] for r in s._all(
+        made = {r[0] for r in s.rows(
             "SELECT version FROM events WHERE model_id = ? AND kind IN ('save', 'rollback') "
             "AND event_at <= ?", [model_id, naive_utc(at)])}
         rows = [r for r in rows if r[0] in made]
-    return [VersionFacts(r[0], r[1], r[2], _aware(r[3]), r[4], int(r[5]), int(r[6]),
+    return [VersionFacts(r[0], r[1], r[2], aware_utc(r[3]), r[4], int(r[5]), int(r[6]),
                          {k: float(v) for k, v in (r[7] or {}).items()},
                          json.loads(r[8]) if isinstance(r[8], str) else dict(r[8] or {}),
                          tuple(r[9] or ()))
@@ -210,7 +207,7 @@ def lineage_edges(s: Session, refs: list[tuple[str, int]]) -> list[tuple[str, in
     """Lineage edges whose child is one of ``refs``: ``(model, version, parent_model, parent_version, relation)``."""
     if not refs:
         return []
-    return [tuple(r) for r in s._all(
+    return [tuple(r) for r in s.rows(
         "SELECT l.model_id, l.version, l.parent_model, l.parent_version, l.relation FROM lineage l "
         "JOIN (SELECT unnest(?::VARCHAR[]) AS model_id, unnest(?::INTEGER[]) AS version) n "
         "ON l.model_id = n.model_id AND l.version = n.version ORDER BY ALL",

@@ -1,10 +1,10 @@
 """Bulk import: Arrow tables of catalog rows in one transaction, heads derived after.
 
-The path for anything that adds many rows at once — rebuilding the catalog from the
-event records in the packs, importing another store, generating benchmark catalogs —
-at DuckDB's Arrow insert speed (millions of rows a second) rather than one commit per
-version. The ``models`` head table is never imported: it is derived from the imported
-versions and events, so it cannot disagree with them.
+The path for anything that adds many rows at once — folding a long run of log commits
+(:mod:`.bulk_fold`), generating benchmark catalogs — at DuckDB's Arrow insert speed
+(millions of rows a second) rather than one transaction per version. The ``models``
+head table is never imported: it is derived from the imported versions and events, so
+it cannot disagree with them.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def bulk_import(s: Session, tables: Mapping[str, pa.Table]) -> dict[str, int]:
 
     All or nothing: one transaction. Afterwards each touched model's head row is derived
     from its versions and events (head = newest version; deleted = its last non-tag event
-    is a delete), with the head table's cached copy of the head version. Objects already present are kept (the first location wins).
+    is a delete), with the head table's cached copy of the head version. Objects already
+    present are kept (the first location wins).
 
     Returns:
         Rows inserted per table.

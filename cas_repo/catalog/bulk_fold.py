@@ -1,6 +1,6 @@
 """Folding a long run of saves (and deletes/undeletes) into the catalog at Arrow speed.
 
-Row for row what :meth:`Session.commit_save` and :meth:`Session.commit_event` write,
+Row for row what :func:`.writes.fold_save` and :func:`.writes.fold_event` write,
 built as Arrow tables and inserted by :func:`~cas_repo.catalog.bulk.bulk_import`, which
 derives each touched model's head row from its versions and events the way the
 commits keep it. One commit per operation costs ~10 statements (~20 ms on a new index);
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from ..log.ops import EventOp, SaveOp
 from .bulk import bulk_import
 from .catalog import Session
 from .convert import naive_utc
-from .values import EventCommit, SaveCommit
 
 # Below this many operations a run is applied one commit call at a time.
 BULK_MIN = 64
@@ -26,7 +26,7 @@ BULK_MIN = 64
 
 def bulkable(op: object) -> bool:
     """Saves, rollbacks, deletes and undeletes; tag events and the rest go one by one."""
-    return isinstance(op, SaveCommit) or (isinstance(op, EventCommit) and not op.set_tags
+    return isinstance(op, SaveOp) or (isinstance(op, EventOp) and not op.set_tags
                                           and op.kind in ("delete", "undelete"))
 
 
@@ -34,10 +34,10 @@ def _ts() -> pa.DataType:
     return pa.timestamp("us")
 
 
-def fold_run(s: Session, ops: Sequence[SaveCommit | EventCommit], alias_moves: Sequence[tuple] = ()) -> None:
+def fold_run(s: Session, ops: Sequence[SaveOp | EventOp], alias_moves: Sequence[tuple] = ()) -> None:
     """Insert the rows of ``ops`` (all admitted, in log order) and ``alias_moves`` (rows of
     :func:`cas_repo.catalog.feed.alias_row`) in one bulk import."""
-    saves = [o for o in ops if isinstance(o, SaveCommit)]
+    saves = [o for o in ops if isinstance(o, SaveOp)]
     packs: dict[str, tuple] = {}
     objects: dict[str, tuple] = {}
     chunks: dict[str, tuple] = {}
@@ -68,7 +68,7 @@ def fold_run(s: Session, ops: Sequence[SaveCommit | EventCommit], alias_moves: S
                        [pa.string(), pa.int32(), pa.string(), pa.string()]),
         "versions": _versions(saves),
         "events": _table(["model_id", "seq", "kind", "version", "event_at", "record"],
-                         [(o.model_id, o.seq, o.kind, o.version, naive_utc(o.at), o.record) for o in ops],
+                         [(o.model_id, o.seq, o.kind, o.version, naive_utc(o.at), o.event_id) for o in ops],
                          [pa.string(), pa.int32(), pa.string(), pa.int32(), _ts(), pa.string()]),
         "event_tags": _table(["model_id", "seq", "version", "key", "value"],
                              [(c.model_id, c.seq, c.version, k, c.tags[k]) for c in saves for k in sorted(c.tags)],
@@ -80,7 +80,7 @@ def fold_run(s: Session, ops: Sequence[SaveCommit | EventCommit], alias_moves: S
             list(alias_moves), [pa.int64(), pa.int32(), pa.string(), pa.string(), pa.int32(), pa.int32(), _ts(),
                                 pa.string()])
     # Deletes and undeletes only add events: bulk_import derives the head's tombstone
-    # from the last non-tag event, as commit_event sets it.
+    # from the last non-tag event, as fold_event sets it.
     bulk_import(s, tables)
 
 
@@ -89,10 +89,10 @@ def _table(names: list[str], rows: list[tuple], types: list[pa.DataType]) -> pa.
     return pa.table({n: pa.array(list(c), t) for n, c, t in zip(names, cols, types)})
 
 
-def _versions(saves: Sequence[SaveCommit]) -> pa.Table:
+def _versions(saves: Sequence[SaveOp]) -> pa.Table:
     metrics = pa.array([[(k, float(v)) for k, v in c.metrics.items()] for c in saves],
                        pa.map_(pa.string(), pa.float64()))
-    rows = [(c.model_id, c.version, c.manifest, c.record, c.kind, c.rollback_of, c.experiment_name, c.model_type,
+    rows = [(c.model_id, c.version, c.manifest, c.event_id, c.kind, c.rollback_of, c.experiment_name, c.model_type,
              naive_utc(c.created_at), naive_utc(c.at), c.qlib_recorder_id, c.logical_size, c.new_bytes,
              json.dumps(c.hyperparameters), json.dumps(c.lineage), c.metadata_json) for c in saves]
     names = ["model_id", "version", "manifest", "record", "kind", "rollback_of", "experiment_name", "model_type",

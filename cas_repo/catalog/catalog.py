@@ -10,26 +10,24 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
-from ..digest import Digest
 from ..errors import CatalogCorruptError, CatalogError, ConcurrentModificationError
 from ..location import Location
-from .convert import naive_utc  # noqa: F401 - re-exported for the catalog's other modules
+from ..log.state import VersionRow, parents_of
+from .convert import aware_utc, location_of
 from .lock import CatalogLock
 from .migrations import migrate
-from .values import HeadBatch, ModelState, StoreStats, VersionRow
-from .writes import SessionWrites
+from .values import StoreStats
 
 log = logging.getLogger(__name__)
 
-CATALOG_FILE = "catalog.duckdb"
 # Users' SQL runs where it cannot write the catalog, touch files, or load code.
 _READER_CONFIG = {
     "enable_external_access": False,
@@ -53,7 +51,7 @@ _HEAD_COLS_ONE = _HEAD_COLS.replace("coalesce(head_tags::JSON::VARCHAR, '{}')", 
 
 # Parents come from the metadata, not v.parents: fetching a LIST column row by row
 # through the index cost more than the rest of a 1,000-version history together.
-_VERSION_COLS = (
+VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
     "v.metadata_json, m.deleted, v.tags, v.record"
 )
@@ -62,14 +60,6 @@ _VERSION_COLS = (
 def _parse_many(texts: list[str]) -> list[Any]:
     # One parse of a JSON array is ~40% cheaper than a json.loads call per document.
     return json.loads("[" + ",".join(texts) + "]") if texts else []
-
-
-def _refs(parents: Sequence[str]) -> tuple[str, ...]:
-    """``model@version`` references normalized and ordered as the lineage table has them."""
-    if not parents:
-        return ()
-    split = {(ref.rpartition("@")[0], int(ref.rpartition("@")[2])) for ref in parents}
-    return tuple(f"{m}@{v}" for m, v in sorted(split))
 
 
 # DuckDB reports damage in these words; such a catalog must never be used further.
@@ -83,7 +73,8 @@ def _is_corruption(exc: duckdb.Error) -> bool:
     return any(marker in text for marker in _CORRUPTION)
 
 
-def _translate(exc: duckdb.Error, what: str, path: Path | None = None) -> CatalogError:
+def translate_error(exc: duckdb.Error, what: str, path: Path | None = None) -> CatalogError:
+    """A DuckDB error as the catalog error a caller can act on (damage, conflict, full disk)."""
     if _is_corruption(exc):
         return CatalogCorruptError(str(path) if path else "file", f"{what} failed: {exc}")
     if isinstance(exc, (duckdb.ConstraintException, duckdb.TransactionException)):
@@ -101,6 +92,18 @@ def _size(path: Path) -> int:
         return 0
 
 
+class Feeder(Protocol):
+    """What keeps an index caught up with its log (:class:`~cas_repo.catalog.feed.IndexFeeder`)."""
+
+    def catch_up(self, s: Session) -> bool:
+        """Fold in what the index lacks; False if it indexes another store (it is then reset)."""
+        ...
+
+    def is_current(self, have: tuple[str, int] | None) -> bool:
+        """Whether an index at ``have`` (store id, position) holds every commit."""
+        ...
+
+
 class Catalog:
     """The DuckDB index of one store: a local file, derived from the log and disposable.
 
@@ -111,12 +114,9 @@ class Catalog:
     with a warning: it holds nothing the log does not.
     """
 
-    def __init__(self, path: Path, *, lock_timeout: float = 60.0,
-                 feeder: Callable[[Session], bool] | None = None,
-                 current: Callable[[tuple[str, int] | None], bool] | None = None) -> None:
+    def __init__(self, path: Path, *, lock_timeout: float = 60.0, feeder: Feeder | None = None) -> None:
         self.path = path
         self.feeder = feeder
-        self.current = current
         self.lock = CatalogLock(path.with_name(path.name + ".lock"), timeout=lock_timeout)
         self._migrated = False
         self._closed = False
@@ -242,7 +242,7 @@ class Catalog:
                 return s
             self._feeding.on = True
             try:
-                if self.feeder(s):
+                if self.feeder.catch_up(s):
                     return s
                 s.con.close()
                 self._remove()
@@ -265,7 +265,7 @@ class Catalog:
         """A read-only connection for users' SQL, with file access and extensions disabled.
 
         The index is brought up to date first, in a writing session of its own, unless
-        it already is (``current`` says so of the position it records): then the one
+        it already is (the feeder says so of the position it records): then the one
         read-only connection is all a query costs. Damage found by the query sets the
         index aside (the next call rebuilds it).
         """
@@ -300,7 +300,7 @@ class Catalog:
         first); anything DuckDB objects to sends the caller down the writing path, which
         knows how to heal it.
         """
-        if self.current is None or not self._migrated or _size(self.path.with_name(self.path.name + ".wal")):
+        if self.feeder is None or not self._migrated or _size(self.path.with_name(self.path.name + ".wal")):
             return None
         try:
             con = duckdb.connect(str(self.path), read_only=True, config=dict(_READER_CONFIG))
@@ -308,7 +308,7 @@ class Catalog:
             return None
         try:
             rows = con.execute("SELECT store_id, position FROM log_index").fetchall()
-            if self.current((rows[0][0], rows[0][1]) if rows else None):
+            if self.feeder.is_current((rows[0][0], rows[0][1]) if rows else None):
                 return con
         except duckdb.Error:
             pass
@@ -364,21 +364,24 @@ class _Attached:
             self._catalog._drop_host()
 
 
-class Session(SessionWrites):
-    """Catalog operations on one open connection; every mutation is one transaction."""
+class Session:
+    """Catalog operations on one open connection; every mutation is one transaction.
+
+    The catalog's modules take a session and run their SQL through :meth:`rows` and
+    :meth:`transaction`; :mod:`.writes` holds the inserts of the fold.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None = None) -> None:
         self.con = con
         self.path = path
         self._in_transaction = False
 
-    # -- helpers -------------------------------------------------------------------
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Every row of ``sql`` with ``params`` bound; DuckDB's errors translated."""
         try:
             return self.con.execute(sql, params).fetchall()
         except duckdb.Error as exc:
-            raise _translate(exc, "a catalog query", self.path) from exc
+            raise translate_error(exc, "a catalog query", self.path) from exc
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[None]:
@@ -396,7 +399,7 @@ class Session(SessionWrites):
         except duckdb.Error as exc:
             self._in_transaction = False
             self._rollback()
-            raise _translate(exc, what, self.path) from exc
+            raise translate_error(exc, what, self.path) from exc
         except BaseException:
             self._in_transaction = False
             self._rollback()
@@ -410,136 +413,71 @@ class Session(SessionWrites):
 
     # -- reads -----------------------------------------------------------------------
 
-    def model_state(self, model_id: str) -> ModelState | None:
-        rows = self._all(
-            "SELECT model_id, head_version, last_seq, deleted, experiment_name, model_type "
-            "FROM models WHERE model_id = ?", [model_id])
-        return ModelState(*rows[0]) if rows else None
-
-    def state_and_present(self, model_id: str, digests: Sequence[str]) -> tuple[ModelState | None, dict[str, Location]]:
-        """:meth:`model_state` and :meth:`present` in one round trip (the save path)."""
-        rows = self._all(
-            "SELECT 0, model_id, head_version, last_seq, deleted::INTEGER, experiment_name, model_type "
-            "FROM models WHERE model_id = ? UNION ALL "
-            'SELECT 1, digest, kind, "offset", stored_size, pack, size || \',\' || codec FROM objects '
-            "WHERE digest IN (SELECT unnest(?::VARCHAR[]))", [model_id, list(set(digests))])
-        state = None
-        present = {}
-        for r in rows:
-            if r[0] == 0:
-                state = ModelState(r[1], r[2], r[3], bool(r[4]), r[5], r[6])
-            else:
-                size, codec = r[6].split(",")
-                present[r[1]] = Location(Digest.from_hex(r[1]), r[2], Digest.from_hex(r[5]), r[3], r[4],
-                                         int(size), int(codec))
-        return state, present
-
-    def sealed_record(self, model_id: str, version: int) -> tuple[str, Location | None, dict[str, Any]]:
-        """A version's event record digest, where it is stored, and the metadata the catalog claims."""
-        rows = self._all("SELECT record, metadata_json FROM versions WHERE model_id = ? AND version = ?",
-                         [model_id, version])
-        if not rows:
-            return "", None, {}
-        record, meta = rows[0]
-        return record, self.present([record]).get(record), json.loads(meta)
-
-    def present(self, digests: Sequence[str]) -> dict[str, Location]:
-        """The locations of those ``digests`` the catalog knows."""
-        if not digests:
-            return {}
-        rows = self._all(
-            'SELECT digest, kind, pack, "offset", stored_size, size, codec FROM objects '
-            "WHERE digest IN (SELECT unnest(?::VARCHAR[]))", [list(set(digests))])
-        return {
-            r[0]: Location(Digest.from_hex(r[0]), r[1], Digest.from_hex(r[2]), r[3], r[4], r[5], r[6])
-            for r in rows
-        }
-
     def content_locations(self, manifest: str) -> tuple[Location | None, dict[str, Location]]:
-        """The location of a manifest and of every chunk it lists, in one round trip."""
-        rows = self._all(
+        """The location of a manifest and of every chunk it lists, in one round trip (tests, tools/bench)."""
+        rows = self.rows(
             'SELECT digest, kind, pack, "offset", stored_size, size, codec FROM objects WHERE digest = ? '
             'UNION ALL SELECT o.digest, o.kind, o.pack, o."offset", o.stored_size, o.size, o.codec '
             "FROM objects o WHERE o.digest IN (SELECT chunk FROM manifest_chunks WHERE manifest = ?)",
             [manifest, manifest])
-        locs = {
-            r[0]: Location(Digest.from_hex(r[0]), r[1], Digest.from_hex(r[2]), r[3], r[4], r[5], r[6])
-            for r in rows
-        }
+        locs = {r[0]: location_of(r) for r in rows}
         return locs.pop(manifest, None), locs
 
-    def manifest_chunk_digests(self, manifest: str) -> list[str]:
-        return [r[0] for r in self._all(
-            "SELECT DISTINCT chunk FROM manifest_chunks WHERE manifest = ?", [manifest])]
-
     def version_row(self, model_id: str, version: int | None) -> VersionRow | None:
-        """A version (the head when ``version`` is None), or None if it does not exist."""
+        """A version (the head when ``version`` is None), or None if it does not exist (tests, tools/bench)."""
         if version is None:
             # Every commit keeps the head table's copy of the head version (migration 0002).
-            head = self._all(f"SELECT {_HEAD_COLS_ONE} FROM models WHERE model_id = ?", [model_id])
-            return self._heads_to_versions(head)[0] if head else None
-        rows = self._all(
-            f"SELECT {_VERSION_COLS} FROM versions v JOIN models m USING (model_id) "
+            head = self.rows(f"SELECT {_HEAD_COLS_ONE} FROM models WHERE model_id = ?", [model_id])
+            return _head_versions(head)[0] if head else None
+        rows = self.rows(
+            f"SELECT {VERSION_COLS} FROM versions v JOIN models m USING (model_id) "
             "WHERE v.model_id = ? AND v.version = ?", [model_id, version])
-        return self._rows_to_versions(rows)[0] if rows else None
+        return versions_from_rows(rows)[0] if rows else None
 
     def history(self, model_id: str) -> list[VersionRow]:
         # Two single-filter queries: DuckDB uses the model_id index only for a scan whose
         # one filter is model_id, and a join would scan every version.
-        state = self._all("SELECT deleted FROM models WHERE model_id = ?", [model_id])
+        state = self.rows("SELECT deleted FROM models WHERE model_id = ?", [model_id])
         if not state:
             return []
-        rows = self._all(
-            f"SELECT {_VERSION_COLS.replace('m.deleted', '?')} FROM versions v "
+        rows = self.rows(
+            f"SELECT {VERSION_COLS.replace('m.deleted', '?')} FROM versions v "
             "WHERE v.model_id = ? ORDER BY v.version", [state[0][0], model_id])
-        return self._rows_to_versions(rows)
-
-    def head_batch(self, experiment_name: str | None, model_type: str | None,
-                   include_deleted: bool) -> HeadBatch:
-        """The head version of each model, newest first, from the head table's copies."""
-        rows = self._all(
-            f"SELECT {_HEAD_COLS} FROM models WHERE (? IS NULL OR experiment_name = ?) "
-            "AND (? IS NULL OR model_type = ?) AND (? OR NOT deleted) ORDER BY head_saved_at DESC, model_id",
-            [experiment_name, experiment_name, model_type, model_type, include_deleted])
-        cols: list[Any] = list(zip(*rows)) if rows else [()] * 17
-        for i in (9, 10, 14, 15, 16):
-            cols[i] = _parse_many(list(cols[i]))
-        return HeadBatch(*cols)
-
-    @staticmethod
-    def _heads_to_versions(rows: list[tuple]) -> list[VersionRow]:
-        """Rows of _HEAD_COLS_ONE as values; ``metadata`` holds what ModelMetadata needs."""
-        hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (14, 15, 16))
-        return [
-            VersionRow(
-                model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
-                saved_at=r[5].replace(tzinfo=UTC), logical_size=r[6],
-                metadata={"experiment_name": r[11], "model_type": r[12], "hyperparameters": h,
-                          "metrics": m, "created_at": r[7], "qlib_recorder_id": r[13], "lineage": ln},
-                tags=r[9], parents=tuple(r[10]), deleted=r[8],
-            )
-            for r, h, m, ln in zip(rows, hyper, metrics, lineage)
-        ]
-
-    @staticmethod
-    def _rows_to_versions(rows: list[tuple]) -> list[VersionRow]:
-        """Rows of _VERSION_COLS as values (tags from the version's copy, parents from its metadata)."""
-        return [
-            VersionRow(
-                model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
-                saved_at=r[5].replace(tzinfo=UTC), logical_size=r[6],
-                metadata=md, tags=r[9], parents=_refs(md.get("parents", ())), deleted=r[8],
-                record=r[10],
-            )
-            for r, md in zip(rows, _parse_many([r[7] for r in rows]))
-        ]
+        return versions_from_rows(rows)
 
     def stats(self) -> StoreStats:
-        (models, versions, logical), = self._all(
+        (models, versions, logical), = self.rows(
             "SELECT (SELECT count(*) FROM models), count(*), coalesce(sum(logical_size), 0) FROM versions")
-        (unique,), = self._all(
+        (unique,), = self.rows(
             "SELECT coalesce(sum(size), 0) FROM (SELECT DISTINCT chunk, size FROM manifest_chunks "
             "WHERE manifest IN (SELECT manifest FROM versions))")
-        (physical, packs), = self._all("SELECT coalesce(sum(size), 0), count(*) FROM packs")
-        (objects,), = self._all("SELECT count(*) FROM objects")
+        (physical, packs), = self.rows("SELECT coalesce(sum(size), 0), count(*) FROM packs")
+        (objects,), = self.rows("SELECT count(*) FROM objects")
         return StoreStats(models, versions, logical, unique, physical, packs, objects)
+
+
+def _head_versions(rows: list[tuple]) -> list[VersionRow]:
+    """Rows of _HEAD_COLS_ONE as values; ``metadata`` holds what ModelMetadata needs."""
+    hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (14, 15, 16))
+    return [
+        VersionRow(
+            model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
+            saved_at=aware_utc(r[5]), logical_size=r[6],
+            metadata={"experiment_name": r[11], "model_type": r[12], "hyperparameters": h,
+                      "metrics": m, "created_at": r[7], "qlib_recorder_id": r[13], "lineage": ln},
+            tags=r[9], parents=tuple(r[10]), deleted=r[8],
+        )
+        for r, h, m, ln in zip(rows, hyper, metrics, lineage)
+    ]
+
+def versions_from_rows(rows: list[tuple]) -> list[VersionRow]:
+    """Rows of VERSION_COLS as values (tags from the version's copy, parents from its metadata)."""
+    return [
+        VersionRow(
+            model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
+            saved_at=aware_utc(r[5]), logical_size=r[6],
+            metadata=md, tags=r[9], parents=parents_of(md.get("parents") or ()), deleted=r[8],
+            event_id=r[10],
+        )
+        for r, md in zip(rows, _parse_many([r[7] for r in rows]))
+    ]

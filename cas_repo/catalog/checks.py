@@ -8,8 +8,9 @@ from pathlib import Path
 import duckdb
 
 from ..location import Location
-from .catalog import Session, _translate
-from .maintenance import _LOC_COLS, MARKS_CTE, _loc
+from .catalog import Session, translate_error
+from .convert import LOCATION_COLS, location_of
+from .maintenance import MARKS_CTE
 
 # Every table the fold of the log writes (not the migrations' own bookkeeping).
 INDEX_TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks",
@@ -21,13 +22,13 @@ INDEX_TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags",
 
 def all_locations(s: Session) -> list[Location]:
     """Every ``objects`` row."""
-    return [_loc(r) for r in s._all(f'SELECT {_LOC_COLS} FROM objects o ORDER BY o.pack, o."offset"')]
+    return [location_of(r) for r in s.rows(f'SELECT {LOCATION_COLS} FROM objects o ORDER BY o.pack, o."offset"')]
 
 
 def stored_manifests(s: Session) -> dict[str, set[int]]:
     """Manifest digest -> the logical sizes recorded by the unpurged versions using it."""
     out: dict[str, set[int]] = {}
-    for manifest, size in s._all(
+    for manifest, size in s.rows(
             f"WITH {MARKS_CTE} SELECT DISTINCT v.manifest, v.logical_size FROM versions v "
             "LEFT JOIN marks k ON k.model_id = v.model_id AND k.version = v.version "
             "WHERE k.state IS DISTINCT FROM 'purge'"):
@@ -38,7 +39,7 @@ def stored_manifests(s: Session) -> dict[str, set[int]]:
 def manifest_chunk_lists(s: Session, manifests: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
     """The ``manifest_chunks`` rows of each manifest, in order."""
     out: dict[str, list[tuple[str, int]]] = {m: [] for m in manifests}
-    for manifest, chunk, size in s._all(
+    for manifest, chunk, size in s.rows(
             "SELECT manifest, chunk, size FROM manifest_chunks WHERE manifest IN (SELECT unnest(?::VARCHAR[])) "
             "ORDER BY manifest, seq", [list(manifests)]):
         out[manifest].append((chunk, size))
@@ -49,7 +50,7 @@ def users_of(s: Session, digests: Sequence[str]) -> dict[str, list[str]]:
     """For each digest, the ``model@version`` of every version that needs it."""
     if not digests:
         return {}
-    rows = s._all(
+    rows = s.rows(
         "WITH cand AS (SELECT unnest(?::VARCHAR[]) AS digest) "
         "SELECT c.digest, v.model_id || '@' || v.version FROM cand c JOIN versions v ON v.manifest = c.digest "
         "UNION SELECT c.digest, v.model_id || '@' || v.version FROM cand c "
@@ -63,14 +64,14 @@ def users_of(s: Session, digests: Sequence[str]) -> dict[str, list[str]]:
 
 def counts(s: Session) -> tuple[int, int]:
     """(models, events) in the catalog."""
-    (models,), = s._all("SELECT count(*) FROM models")
-    (events,), = s._all("SELECT count(*) FROM events")
+    (models,), = s.rows("SELECT count(*) FROM models")
+    (events,), = s.rows("SELECT count(*) FROM events")
     return models, events
 
 
 def index_counts(s: Session) -> dict[str, int]:
     """How many models, events, objects and packs the catalog holds."""
-    (models, events, objects, packs), = s._all(
+    (models, events, objects, packs), = s.rows(
         "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM events), (SELECT count(*) FROM objects), "
         "(SELECT count(*) FROM packs)")
     return {"models": models, "events": events, "objects": objects, "packs": packs}
@@ -105,12 +106,12 @@ def differences(s: Session, fresh: Path) -> dict[str, tuple[int, int]]:
     try:
         s.con.execute("ATTACH ? AS fresh_fold (READ_ONLY)", [str(fresh)])
     except duckdb.Error as exc:
-        raise _translate(exc, "opening the fresh fold of the log", fresh) from exc
+        raise translate_error(exc, "opening the fresh fold of the log", fresh) from exc
     try:
         for table in INDEX_TABLES:  # names from this module only
-            (ours,), = s._all(f"SELECT count(*) FROM (SELECT * FROM main.{table} "
+            (ours,), = s.rows(f"SELECT count(*) FROM (SELECT * FROM main.{table} "
                               f"EXCEPT ALL SELECT * FROM fresh_fold.{table})")
-            (theirs,), = s._all(f"SELECT count(*) FROM (SELECT * FROM fresh_fold.{table} "
+            (theirs,), = s.rows(f"SELECT count(*) FROM (SELECT * FROM fresh_fold.{table} "
                                 f"EXCEPT ALL SELECT * FROM main.{table})")
             if ours or theirs:
                 out[table] = (ours, theirs)

@@ -8,30 +8,75 @@ transaction with the new position, so an interrupted catch-up leaves no half of 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
-from ..log.ops import AdoptEntries, AliasMove, ForgetPacks, MoveEntries, Op
+from ..log.ledger import Ledger
+from ..log.ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MoveEntries, Op, SaveOp
 from ..log.state import Head, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
 from .convert import naive_utc
-from .maintenance import _IN_LIST, _forget_rows
-from .retention import _insert_marks
-from .values import EventCommit, MarkCommit, SaveCommit
+from .maintenance import IN_PACKS, forget_rows
+from .retention import insert_marks
+from .writes import fold_event, fold_save, insert_locations, insert_rows
+
+log = logging.getLogger(__name__)
+
+
+# Commits folded into the index per transaction while catching up.
+_BATCH = 2048
+
+
+class IndexFeeder:
+    """Keeps a catalog index caught up with one store's log (the catalog calls it per session)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def catch_up(self, s: Session) -> bool:
+        """Fold the commits the index lacks into it.
+
+        Returns False, folding nothing, when the index is not one of this store's states
+        (another store's, or this one's before it was recreated): the catalog resets it.
+        """
+        store_id = self.ledger.log.store_id()
+        have = indexed(s)
+        position = self.ledger.refresh()
+        if have is not None and (have[0] != store_id or have[1] > position):
+            if have[0] == store_id:
+                # Commits are never deleted: an index ahead of the log means the log lost
+                # its newest commits (a restore from an older copy, a deletion by hand).
+                log.warning("the store's log at %s ends at commit %d but its index had folded commit %d: the "
+                            "newest commits are gone (restored from an older copy?); run `cas-repo fsck`",
+                            self.ledger.log.backend.url, position, have[1])
+            return False
+        batch: list[tuple[int, Sequence[Op]]] = []
+        for p, ops in self.ledger.commits_after(have[1] if have else 0):
+            batch.append((p, ops))
+            if len(batch) >= _BATCH:
+                fold(s, store_id, batch)
+                batch = []
+        fold(s, store_id, batch)
+        return True
+
+    def is_current(self, have: tuple[str, int] | None) -> bool:
+        """Whether an index at ``have`` (store id, position) holds every commit of this store."""
+        return have is not None and have[0] == self.ledger.log.store_id() and have[1] == self.ledger.refresh()
 
 
 def indexed(s: Session) -> tuple[str, int] | None:
     """``(store_id, position)`` this catalog indexes, or None for a new catalog."""
-    rows = s._all("SELECT store_id, position FROM log_index")
+    rows = s.rows("SELECT store_id, position FROM log_index")
     return (rows[0][0], rows[0][1]) if rows else None
 
 
 def _heads(s: Session, model_ids: Iterable[str]) -> dict[str, Head]:
     ids = sorted(set(model_ids))
-    rows = s._all("SELECT model_id, head_version, last_seq, deleted FROM models "
+    rows = s.rows("SELECT model_id, head_version, last_seq, deleted FROM models "
                   "WHERE model_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
     heads = {m: Head(v, q, d) for m, v, q, d in rows}
-    for m, alias, version in s._all("SELECT model_id, alias, version FROM v_aliases "
+    for m, alias, version in s.rows("SELECT model_id, alias, version FROM v_aliases "
                                     "WHERE model_id IN (SELECT unnest(?::VARCHAR[]))", [ids]):
         heads[m].aliases[alias] = version
     return heads
@@ -84,20 +129,20 @@ def _flush(s: Session, run: list, moves: list[tuple]) -> None:
         for op in run:
             apply(s, op)
         for row in moves:
-            s._insert_rows("alias_moves", [row])
+            insert_rows(s, "alias_moves", [row])
 
 
 def apply(s: Session, op: Op) -> None:
     """One admitted operation, inside the caller's transaction."""
-    if isinstance(op, SaveCommit):
-        s.commit_save(op)
-    elif isinstance(op, EventCommit):
-        s.commit_event(op)
-    elif isinstance(op, MarkCommit):
-        _insert_marks(s, [op], (), (), op.at)
+    if isinstance(op, SaveOp):
+        fold_save(s, op)
+    elif isinstance(op, EventOp):
+        fold_event(s, op)
+    elif isinstance(op, MarkOp):
+        insert_marks(s, [op])
     elif isinstance(op, AdoptEntries):
-        s._insert_locations(op.locations, op.new_packs, op.at)
-        s._insert_rows("manifest_chunks", [(m, i, d, n) for m, chunks in op.manifests
+        insert_locations(s, op.locations, op.new_packs, op.at)
+        insert_rows(s, "manifest_chunks", [(m, i, d, n) for m, chunks in op.manifests
                                            for i, (d, n) in enumerate(chunks)], or_ignore=True)
     elif isinstance(op, ForgetPacks):
         _drop_packs(s, list(op.packs))
@@ -108,12 +153,12 @@ def apply(s: Session, op: Op) -> None:
 
 
 def _drop_packs(s: Session, packs: list[str]) -> None:
-    _forget_rows(s, packs)
-    s.con.execute(f"DELETE FROM packs WHERE {_IN_LIST}", [packs])
+    forget_rows(s, packs)
+    s.con.execute(f"DELETE FROM packs WHERE {IN_PACKS}", [packs])
 
 
 def _move(s: Session, op: MoveEntries) -> None:
-    s._insert_rows("packs", [(p, size, n, naive_utc(op.at)) for p, size, n in op.new_packs], or_ignore=True)
+    insert_rows(s, "packs", [(p, size, n, naive_utc(op.at)) for p, size, n in op.new_packs], or_ignore=True)
     moved = op.locations
     s.con.execute(
         'UPDATE objects SET pack = n.pack, "offset" = n.off, stored_size = n.stored, codec = n.codec '

@@ -7,36 +7,34 @@ users' SQL over the same views answers.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import datetime
 
-from .catalog import _VERSION_COLS, Session, naive_utc
-from .values import AliasChange, ContentDiff, Event, Lineage, LineageNode, ModelAt, VersionRow
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC)
+from ..log.state import VersionRow
+from .catalog import VERSION_COLS, Session, versions_from_rows
+from .convert import aware_utc, naive_utc
+from .values import AliasChange, ContentDiff, Event, Lineage, LineageNode, ModelAt
 
 
 def events(s: Session, model_id: str) -> list[Event]:
     """Every event of ``model_id`` in order, with the tags each one set."""
     tags: dict[int, dict[str, str | None]] = {}
-    for seq, key, value in s._all(
+    for seq, key, value in s.rows(
             "SELECT seq, key, value FROM event_tags WHERE model_id = ? ORDER BY seq, key", [model_id]):
         tags.setdefault(seq, {})[key] = value
     return [
-        Event(model_id, seq, kind, version, _aware(at), tags.get(seq, {}))
-        for seq, kind, version, at in s._all(
+        Event(model_id, seq, kind, version, aware_utc(at), tags.get(seq, {}))
+        for seq, kind, version, at in s.rows(
             "SELECT seq, kind, version, event_at FROM events WHERE model_id = ? ORDER BY seq", [model_id])
     ]
 
 
 def models_at(s: Session, at: datetime, model_id: str | None = None) -> list[ModelAt]:
     """The state of each model (or of one) at ``at``, replayed from the event log."""
-    rows = s._all(
+    rows = s.rows(
         "SELECT model_id, version, deleted, last_seq, last_event_at FROM models_as_of(?) "
         "WHERE ? IS NULL OR model_id = ? ORDER BY model_id",
         [naive_utc(at), model_id, model_id])
-    return [ModelAt(m, v, d, q, _aware(t)) for m, v, d, q, t in rows if v is not None]
+    return [ModelAt(m, v, d, q, aware_utc(t)) for m, v, d, q, t in rows if v is not None]
 
 
 def versions_at(s: Session, at: datetime, *, model_id: str | None = None, version: int | None = None,
@@ -50,20 +48,19 @@ def versions_at(s: Session, at: datetime, *, model_id: str | None = None, versio
     t = naive_utc(at)
     pick = "v.version = a.version" if version is None else "v.version = ?"
     params: list = [t] + ([] if version is None else [version])
-    rows = s._all(
-        f"SELECT {_VERSION_COLS.replace('m.deleted', 'a.deleted')} "
+    rows = s.rows(
+        f"SELECT {VERSION_COLS.replace('m.deleted', 'a.deleted')} "
         "FROM models_as_of(?) a JOIN versions v ON v.model_id = a.model_id AND " + pick + " "
         "WHERE v.version <= a.version AND (? IS NULL OR a.model_id = ?) "
         "AND (? IS NULL OR v.experiment_name = ?) AND (? IS NULL OR v.model_type = ?) "
         "AND (? OR NOT a.deleted) ORDER BY v.saved_at DESC, v.model_id",
-        params + [model_id, model_id, experiment_name, experiment_name, model_type, model_type,
-                  include_deleted])
-    found = s._rows_to_versions(rows)
+        [*params, model_id, model_id, experiment_name, experiment_name, model_type, model_type, include_deleted])
+    found = versions_from_rows(rows)
     if not found:
         return []
     ids = sorted({r.model_id for r in found})
     tags: dict[tuple[str, int], dict[str, str]] = {}
-    for mid, ver, key, value in s._all(
+    for mid, ver, key, value in s.rows(
             "SELECT model_id, version, key, value FROM tags_as_of(?) "
             "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY key", [t, ids]):
         tags.setdefault((mid, ver), {})[key] = value
@@ -74,7 +71,7 @@ def lineage(s: Session, model_id: str, version: int) -> Lineage:
     """Ancestors and descendants of ``model_id@version`` (nearest first)."""
     def walk(macro: str) -> tuple[LineageNode, ...]:
         # `macro` is one of the two names below, never a caller's text.
-        return tuple(LineageNode(*r) for r in s._all(
+        return tuple(LineageNode(*r) for r in s.rows(
             f"SELECT model_id, version, depth, relation FROM {macro}(?, ?)", [model_id, version]))
 
     return Lineage(model_id, version, walk("lineage_ancestors"), walk("lineage_descendants"))
@@ -82,7 +79,7 @@ def lineage(s: Session, model_id: str, version: int) -> Lineage:
 
 def content_diff(s: Session, manifest_a: str, manifest_b: str) -> ContentDiff:
     """Distinct chunk bytes shared by two manifests, added in ``b`` and dropped from ``a``."""
-    (shared, added, removed, n_shared, n_added, n_removed), = s._all(
+    (shared, added, removed, n_shared, n_added, n_removed), = s.rows(
         "WITH a AS (SELECT DISTINCT chunk, size FROM manifest_chunks WHERE manifest = ?), "
         "b AS (SELECT DISTINCT chunk, size FROM manifest_chunks WHERE manifest = ?), "
         "j AS (SELECT a.chunk IS NOT NULL AS in_a, b.chunk IS NOT NULL AS in_b, "
@@ -98,13 +95,13 @@ def content_diff(s: Session, manifest_a: str, manifest_b: str) -> ContentDiff:
 
 def alias_history(s: Session, model_id: str, alias: str | None = None) -> list[AliasChange]:
     """Every recorded move of ``model_id``'s aliases (or of ``alias``), in log order."""
-    rows = s._all("SELECT model_id, alias, from_version, to_version, moved_at, moved_by, log_position "
+    rows = s.rows("SELECT model_id, alias, from_version, to_version, moved_at, moved_by, log_position "
                   "FROM v_alias_history WHERE model_id = ? AND (?::VARCHAR IS NULL OR alias = ?) "
                   "ORDER BY log_position, alias", [model_id, alias, alias])
-    return [AliasChange(m, a, f, t, at.replace(tzinfo=UTC), by, p) for m, a, f, t, at, by, p in rows]
+    return [AliasChange(m, a, f, t, aware_utc(at), by, p) for m, a, f, t, at, by, p in rows]
 
 
 def aliases_at(s: Session, at: datetime, model_id: str) -> dict[str, int]:
     """``model_id``'s aliases as they stood at ``at`` (inclusive), name -> version."""
-    return dict(s._all("SELECT alias, version FROM aliases_as_of(?) WHERE model_id = ? ORDER BY alias",
+    return dict(s.rows("SELECT alias, version FROM aliases_as_of(?) WHERE model_id = ? ORDER BY alias",
                        [naive_utc(at), model_id]))

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from ..digest import Digest
 from ..location import MANIFEST, Location
-from .catalog import Session, naive_utc
+from .catalog import Session
+from .convert import LOCATION_COLS, aware_utc, location_of, naive_utc
 
 MARK_KINDS = ("retire", "restore", "purge")
 
@@ -45,18 +45,11 @@ live AS (
     SELECT manifest AS digest FROM kept
     UNION SELECT chunk FROM manifest_chunks WHERE manifest IN (SELECT manifest FROM kept))"""
 
-_IN_LIST = "pack IN (SELECT unnest(?::VARCHAR[]))"
+IN_PACKS = "pack IN (SELECT unnest(?::VARCHAR[]))"
 
 
 def _purging_params(purging: Sequence[tuple[str, int]]) -> list[list]:
     return [[m for m, _ in purging], [v for _, v in purging]]
-
-
-def _loc(r: tuple) -> Location:
-    return Location(Digest.from_hex(r[0]), r[1], Digest.from_hex(r[2]), r[3], r[4], r[5], r[6])
-
-
-_LOC_COLS = 'o.digest, o.kind, o.pack, o."offset", o.stored_size, o.size, o.codec'
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +84,7 @@ class PurgeCandidate:
 
 def pack_usage(s: Session, purging: Sequence[tuple[str, int]] = ()) -> dict[str, PackUsage]:
     """Rows and live rows of every pack the ``objects`` table points at."""
-    rows = s._all(
+    rows = s.rows(
         f"WITH {_LIVE_CTES} SELECT o.pack, count(*), count(l.digest), "
         "coalesce(sum(o.stored_size) FILTER (WHERE l.digest IS NOT NULL), 0) "
         "FROM objects o LEFT JOIN live l ON l.digest = o.digest GROUP BY o.pack",
@@ -101,7 +94,7 @@ def pack_usage(s: Session, purging: Sequence[tuple[str, int]] = ()) -> dict[str,
 
 def unlocated_live(s: Session, purging: Sequence[tuple[str, int]] = ()) -> list[str]:
     """Live digests the ``objects`` table has no location for (the log lost track of them)."""
-    return [r[0] for r in s._all(
+    return [r[0] for r in s.rows(
         f"WITH {_LIVE_CTES} SELECT l.digest FROM live l "
         "WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.digest = l.digest) ORDER BY 1",
         _purging_params(purging))]
@@ -109,29 +102,29 @@ def unlocated_live(s: Session, purging: Sequence[tuple[str, int]] = ()) -> list[
 
 def live_digests(s: Session) -> set[str]:
     """Every live digest."""
-    return {r[0] for r in s._all(f"WITH {_LIVE_CTES} SELECT digest FROM live", [[], []])}
+    return {r[0] for r in s.rows(f"WITH {_LIVE_CTES} SELECT digest FROM live", [[], []])}
 
 
 def live_locations(s: Session, packs: Sequence[str],
                    purging: Sequence[tuple[str, int]] = ()) -> dict[str, list[Location]]:
     """The live rows pointing at each of ``packs`` (what a repack must copy)."""
     out: dict[str, list[Location]] = {p: [] for p in packs}
-    for r in s._all(
-            f"WITH {_LIVE_CTES} SELECT {_LOC_COLS} FROM objects o "
-            f"WHERE o.{_IN_LIST} AND o.digest IN (SELECT digest FROM live) "
-            'ORDER BY o.pack, o."offset"', _purging_params(purging) + [list(packs)]):
-        out[r[2]].append(_loc(r))
+    for r in s.rows(
+            f"WITH {_LIVE_CTES} SELECT {LOCATION_COLS} FROM objects o "
+            f"WHERE o.{IN_PACKS} AND o.digest IN (SELECT digest FROM live) "
+            'ORDER BY o.pack, o."offset"', [*_purging_params(purging), list(packs)]):
+        out[r[2]].append(location_of(r))
     return out
 
 
 def catalog_packs(s: Session) -> dict[str, int]:
     """Every pack the log mentions and has not forgotten, with the size recorded when it was written."""
-    return dict(s._all("SELECT pack, size FROM packs"))
+    return dict(s.rows("SELECT pack, size FROM packs"))
 
 
 def pack_entries(s: Session) -> dict[str, int]:
     """How many entries each pack the ``packs`` table lists holds."""
-    return dict(s._all("SELECT pack, entries FROM packs"))
+    return dict(s.rows("SELECT pack, entries FROM packs"))
 
 
 # -- what gc's commit must re-check (see maintenance/guard.py) -----------------------------
@@ -141,7 +134,7 @@ def rows_in_packs(s: Session, packs: Sequence[str]) -> dict[str, str]:
     """``digest -> pack`` of every ``objects`` row pointing at one of ``packs``."""
     if not packs:
         return {}
-    return dict(s._all(f"SELECT digest, pack FROM objects WHERE {_IN_LIST}", [list(packs)]))
+    return dict(s.rows(f"SELECT digest, pack FROM objects WHERE {IN_PACKS}", [list(packs)]))
 
 
 def chunks_in_packs(s: Session, packs: Sequence[str]) -> dict[str, set[str]]:
@@ -149,9 +142,9 @@ def chunks_in_packs(s: Session, packs: Sequence[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     if not packs:
         return out
-    for manifest, chunk in s._all(
+    for manifest, chunk in s.rows(
             "SELECT DISTINCT mc.manifest, mc.chunk FROM manifest_chunks mc JOIN objects o ON o.digest = mc.chunk "
-            f"WHERE o.{_IN_LIST}", [list(packs)]):
+            f"WHERE o.{IN_PACKS}", [list(packs)]):
         out.setdefault(manifest, set()).add(chunk)
     return out
 
@@ -160,14 +153,14 @@ def version_manifests(s: Session, refs: Sequence[tuple[str, int]]) -> dict[tuple
     """The manifest of each ``(model_id, version)`` among ``refs``."""
     if not refs:
         return {}
-    rows = s._all("SELECT v.model_id, v.version, v.manifest FROM versions v JOIN (SELECT unnest(?::VARCHAR[]) AS m, "
+    rows = s.rows("SELECT v.model_id, v.version, v.manifest FROM versions v JOIN (SELECT unnest(?::VARCHAR[]) AS m, "
                   "unnest(?::INTEGER[]) AS n) r ON v.model_id = r.m AND v.version = r.n", _purging_params(refs))
     return {(m, v): d for m, v, d in rows}
 
 
 def manifest_rows(s: Session) -> set[str]:
     """Every manifest digest the ``objects`` table locates."""
-    return {r[0] for r in s._all(f"SELECT digest FROM objects WHERE kind = {MANIFEST}")}
+    return {r[0] for r in s.rows(f"SELECT digest FROM objects WHERE kind = {MANIFEST}")}
 
 
 # -- purges ---------------------------------------------------------------------------------
@@ -176,7 +169,7 @@ def manifest_rows(s: Session) -> set[str]:
 def purge_candidates(s: Session, deleted_before: datetime, retired_before: datetime) -> list[PurgeCandidate]:
     """Versions of models tombstoned before ``deleted_before`` and versions retired before
     ``retired_before`` whose content is still stored, except those an alias points at."""
-    rows = s._all(
+    rows = s.rows(
         f"WITH {MARKS_CTE}, "
         "tomb AS (SELECT model_id, max(event_at) AS at FROM events WHERE kind = 'delete' GROUP BY model_id) "
         "SELECT v.model_id, v.version, CASE WHEN m.deleted THEN 'model deleted' ELSE 'version retired' END, "
@@ -189,16 +182,16 @@ def purge_candidates(s: Session, deleted_before: datetime, retired_before: datet
         "AND ((m.deleted AND t.at <= ?) "
         "OR (NOT m.deleted AND k.state = 'retire' AND k.since <= ?)) ORDER BY 1, 2",
         [naive_utc(deleted_before), naive_utc(retired_before)])
-    return [PurgeCandidate(r[0], r[1], r[2], r[3].replace(tzinfo=UTC), r[4], r[5], r[6]) for r in rows]
+    return [PurgeCandidate(r[0], r[1], r[2], aware_utc(r[3]), r[4], r[5], r[6]) for r in rows]
 
 
 # -- applying gc's log operations (the fold, catalog/feed.py) ---------------------------------
 
 
-def _forget_rows(s: Session, packs: Sequence[str]) -> None:
+def forget_rows(s: Session, packs: Sequence[str]) -> None:
     # A manifest's chunk list lives exactly as long as its objects row: the fold inserts
     # a chunk list only with a manifest the store did not hold.
     s.con.execute(
         "DELETE FROM manifest_chunks WHERE manifest IN "
-        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {_IN_LIST})", [list(packs)])
-    s.con.execute(f"DELETE FROM objects WHERE {_IN_LIST}", [list(packs)])
+        f"(SELECT digest FROM objects WHERE kind = {MANIFEST} AND {IN_PACKS})", [list(packs)])
+    s.con.execute(f"DELETE FROM objects WHERE {IN_PACKS}", [list(packs)])

@@ -28,7 +28,7 @@ def recorder_versions(s: Session, recorder_ids: Sequence[str] | None = None) -> 
     ids = None if recorder_ids is None else sorted(set(recorder_ids))
     if ids is not None and not ids:
         return []
-    rows = s._all(
+    rows = s.rows(
         "SELECT qlib_recorder_id, lineage->>'$.recorder.artifact', model_id, version, kind "
         "FROM versions WHERE qlib_recorder_id IS NOT NULL "
         "AND (?::VARCHAR[] IS NULL OR qlib_recorder_id IN (SELECT unnest(?::VARCHAR[]))) "

@@ -9,16 +9,16 @@ can read that table and nothing else, and can change nothing that matters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
 
 from ..errors import RetentionPolicyError
-from ..location import Location
-from .catalog import Session, _translate, naive_utc
+from ..log.ops import MarkOp
+from .catalog import Session, translate_error
+from .convert import aware_utc, naive_utc
 from .maintenance import MARKS_CTE
-from .values import MarkCommit
 
 # The sandbox's v_versions: the catalog view of that name plus what a policy needs
 # (docs/maintenance.md lists the columns).
@@ -56,7 +56,7 @@ def candidates(s: Session, now: datetime, event_tags: Sequence[tuple[str, int, s
     try:
         return s.con.sql(_CANDIDATES, params=params).to_arrow_table()
     except duckdb.Error as exc:
-        raise _translate(exc, "listing retention candidates") from exc
+        raise translate_error(exc, "listing retention candidates") from exc
 
 
 def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
@@ -93,19 +93,17 @@ def select_versions(table: pa.Table, predicate: str) -> set[tuple[str, int]]:
 
 def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
     """``(model_id, version) -> (state, since)`` for every version with a retention mark."""
-    return {(r[0], r[1]): (r[2], r[3].replace(tzinfo=UTC))
-            for r in s._all(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
+    return {(r[0], r[1]): (r[2], aware_utc(r[3]))
+            for r in s.rows(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
 
 
-def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequence[Location],
-                  new_packs: Sequence[tuple[str, int, int]], at: datetime) -> None:
+def insert_marks(s: Session, marks: Sequence[MarkOp]) -> None:
     """Fold retire/restore/purge events in (the caller holds the transaction)."""
-    s._insert_locations(new_locations, new_packs, at)
     s.con.execute(
         "INSERT INTO events SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
         "unnest(?::INTEGER[]), unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
         [[m.model_id for m in marks], [m.seq for m in marks], [m.kind for m in marks],
-         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.record for m in marks]])
+         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.event_id for m in marks]])
     # A rebuilt catalog cannot size a version whose manifest is gone; the purge record
     # carries what the version was.
     sized = [m for m in marks if m.kind == "purge" and m.logical_size is not None]
@@ -128,8 +126,8 @@ def _insert_marks(s: Session, marks: Sequence[MarkCommit], new_locations: Sequen
         [[m for m, _, _ in latest], [q for _, q, _ in latest], [naive_utc(w) for _, _, w in latest]])
 
 
-def _latest(marks: Sequence[MarkCommit]) -> list[tuple[str, int, datetime]]:
-    top: dict[str, MarkCommit] = {}
+def _latest(marks: Sequence[MarkOp]) -> list[tuple[str, int, datetime]]:
+    top: dict[str, MarkOp] = {}
     for m in marks:
         if m.model_id not in top or m.seq > top[m.model_id].seq:
             top[m.model_id] = m

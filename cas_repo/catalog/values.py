@@ -1,102 +1,9 @@
-"""Values the catalog takes and returns (no SQL rows leak out)."""
+"""Values the catalog's queries return (no SQL rows leak out); what it folds in is :mod:`cas_repo.log.ops`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from ..location import Location
-
-
-@dataclass(frozen=True, slots=True)
-class ModelState:
-    """The head of one model_id."""
-
-    model_id: str
-    head_version: int
-    last_seq: int
-    deleted: bool
-    experiment_name: str
-    model_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRow:
-    """One version as the catalog knows it."""
-
-    model_id: str
-    version: int
-    manifest: str
-    kind: str
-    rollback_of: int | None
-    saved_at: datetime
-    logical_size: int
-    metadata: dict[str, Any]
-    tags: dict[str, str]
-    parents: tuple[str, ...]
-    deleted: bool
-    record: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SaveCommit:
-    """Everything one save or rollback adds to the catalog, applied in one transaction."""
-
-    model_id: str
-    version: int
-    seq: int
-    kind: str
-    rollback_of: int | None
-    manifest: str
-    record: str
-    at: datetime
-    created_at: datetime
-    experiment_name: str
-    model_type: str
-    qlib_recorder_id: str | None
-    metrics: dict[str, float]
-    hyperparameters: Any
-    lineage: Any
-    metadata_json: str
-    logical_size: int
-    new_bytes: int
-    tags: dict[str, str]
-    parents: tuple[tuple[str, int], ...]
-    new_locations: tuple[Location, ...] = ()
-    #: The manifest's chunk list, given only when the manifest itself is new.
-    manifest_chunks: tuple[tuple[str, int], ...] | None = None
-    new_packs: tuple[tuple[str, int, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class EventCommit:
-    """A delete, undelete or tag event."""
-
-    model_id: str
-    seq: int
-    kind: str
-    version: int
-    at: datetime
-    record: str
-    deleted: bool
-    set_tags: dict[str, str | None] = field(default_factory=dict)
-    new_locations: tuple[Location, ...] = ()
-    new_packs: tuple[tuple[str, int, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MarkCommit:
-    """One retire, restore or purge event to record."""
-
-    model_id: str
-    seq: int
-    kind: str
-    version: int
-    at: datetime
-    record: str
-    logical_size: int | None = None
-    new_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,36 +102,6 @@ class ExportReport:
     exported_at: datetime
     rows: dict[str, int]
     bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class HeadBatch:
-    """The head versions of many models, column by column (index i = one model).
-
-    One value instead of a VersionRow per model: listing 100,000 models is dominated by
-    object construction, so the columns go straight into ModelMetadata.
-    """
-
-    model_id: tuple[str, ...]
-    version: tuple[int, ...]
-    manifest: tuple[str, ...]
-    kind: tuple[str, ...]
-    rollback_of: tuple[int | None, ...]
-    saved_at: tuple[datetime, ...]
-    logical_size: tuple[int, ...]
-    created_at: tuple[str, ...]
-    deleted: tuple[bool, ...]
-    tags: list[dict[str, str]]
-    parents: list[list[str]]
-    experiment_name: tuple[str, ...]
-    model_type: tuple[str, ...]
-    qlib_recorder_id: tuple[str | None, ...]
-    hyperparameters: list[Any]
-    metrics: list[Any]
-    lineage: list[Any]
-
-    def __len__(self) -> int:
-        return len(self.model_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from .. import compression
-from ..catalog.values import VersionRow
+from ..canonical import canonical_json
 from ..digest import Digest
 from ..errors import IntegrityError
 from ..location import Location
-from ..manifest import canonical_json
 from ..sealing import StoreKey
-from .state import ModelEntry, StoreState, VersionRef
+from .state import ModelEntry, StoreState, VersionRow, VersionState
 
 CHECKPOINT_FORMAT = "cas-repo/checkpoint/2"
 # Format 1 (before aliases) is still read: it is format 2 with no aliases.
@@ -28,7 +27,7 @@ _MAGIC = b"CASCKPT1"
 
 def _row(r: VersionRow) -> list[Any]:
     return [r.model_id, r.version, r.manifest, r.kind, r.rollback_of, r.saved_at.isoformat(), r.logical_size,
-            r.metadata, r.tags, list(r.parents), r.deleted, r.record]
+            r.metadata, r.tags, list(r.parents), r.deleted, r.event_id]
 
 
 def _unrow(x: list[Any]) -> VersionRow:
@@ -49,7 +48,8 @@ def encode(state: StoreState, key: StoreKey | None = None) -> bytes:
     raw = canonical_json({"format": CHECKPOINT_FORMAT, "position": state.position, "models": models,
                           "packs": list(packs), "entries": entries, "forgotten": sorted(state.forgotten),
                           "refused": state.refused,
-                          "aliases": [[m, a, v] for m, e in state.models.items() for a, v in sorted(e.aliases.items())]})
+                          "aliases": [[m, a, v] for m, e in state.models.items()
+                                      for a, v in sorted(e.aliases.items())]})
     if key:
         raw = key.seal(raw)
     return _MAGIC + compression.compress_all(raw)
@@ -73,7 +73,7 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
         st = StoreState()
         st.position = int(obj["position"])
         for mid, row, seq, deleted, versions in obj["models"]:
-            refs = [VersionRef(m, p, n, t, mk, datetime.fromisoformat(at) if at else None)
+            refs = [VersionState(m, p, n, t, mk, datetime.fromisoformat(at) if at else None)
                     for m, p, n, t, mk, at in versions]
             st.models[mid] = ModelEntry(mid, _unrow(row), seq, deleted, refs)
         packs = [Digest.from_hex(p) for p in obj["packs"]]

@@ -18,9 +18,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from ..canonical import canonical_json
 from ..errors import IntegrityError
-from ..manifest import canonical_json
-from .ops import Op, op_from_json, op_to_json, record_digest
+from .ops import Op, event_id_of, op_from_json, op_to_json
 
 COMMIT_FORMAT = "cas-repo/commit/1"
 
@@ -31,10 +31,10 @@ def new_writer_id() -> str:
     return f"{host}/{os.getpid()}/{secrets.token_hex(6)}"
 
 
-def with_record(op_json: dict[str, Any]) -> dict[str, Any]:
-    """``op_json`` with its ``record`` digest filled in (events only)."""
+def with_event_id(op_json: dict[str, Any]) -> dict[str, Any]:
+    """``op_json`` with its event id (JSON key ``record``) filled in: save, event and mark operations."""
     if op_json["op"] in ("save", "event", "mark"):
-        op_json = dict(op_json, record=record_digest(op_json))
+        op_json = dict(op_json, record=event_id_of(op_json))
     return op_json
 
 
@@ -48,7 +48,7 @@ class Commit:
 
     def to_bytes(self) -> bytes:
         return canonical_json({"format": COMMIT_FORMAT, "position": self.position, "writer": self.writer,
-                               "ops": [with_record(op_to_json(o)) for o in self.ops]})
+                               "ops": [with_event_id(op_to_json(o)) for o in self.ops]})
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> Commit:

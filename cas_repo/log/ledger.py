@@ -63,7 +63,7 @@ class Ledger:
             yield self._refresh()
 
     @contextmanager
-    def known(self) -> Iterator[StoreState]:
+    def cached(self) -> Iterator[StoreState]:
         """The state as last folded, without looking for new commits (no I/O once started).
 
         For guesses that a commit's ``build`` re-checks anyway, such as which entries a

@@ -9,20 +9,85 @@ it), preceded by one operation adopting every entry of every pack.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from ..catalog.values import EventCommit, MarkCommit, SaveCommit
+from ..canonical import canonical_json, parse_object
+from ..digest import Digest
 from ..errors import CasRepoError, IntegrityError
 from ..location import MANIFEST, RECORD, Location
-from ..manifest import EventRecord, Manifest
+from ..manifest import Manifest
 from ..metadata import parse_ref
 from ..objects.store import ObjectStore
 from ..sealing import StoreKey
-from .ops import AdoptEntries, Op
+from .ops import AdoptEntries, EventOp, MarkOp, Op, SaveOp
 
 _MARKS = ("retire", "restore", "purge")
+RECORD_FORMAT = "cas-repo/record/1"
+# retire/restore: a retention policy's version tombstone and its undo; purge: gc freed the
+# content of a version (its history stays).
+EVENT_KINDS = ("save", "rollback", "delete", "undelete", "tag", *_MARKS)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One entry of a model's history, as stored in the object store.
+
+    ``seq`` numbers a model's events 1, 2, 3…; ``version`` is the version a save or
+    rollback created, or the head version a delete/undelete/tag applied to.
+    """
+
+    kind: str
+    model_id: str
+    seq: int
+    version: int
+    at: datetime
+    manifest: Digest | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parents: tuple[str, ...] = ()
+    rollback_of: int | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({
+            "format": RECORD_FORMAT,
+            "kind": self.kind,
+            "model_id": self.model_id,
+            "seq": self.seq,
+            "version": self.version,
+            "at": self.at.isoformat(),
+            "manifest": self.manifest.hex if self.manifest else None,
+            "metadata": self.metadata,
+            "parents": list(self.parents),
+            "rollback_of": self.rollback_of,
+            "tags": self.tags,
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> EventRecord:
+        obj = parse_object(data, "event record")
+        if obj.get("format") != RECORD_FORMAT:
+            raise IntegrityError(f"unknown event record format {obj.get('format')!r}")
+        try:
+            rec = cls(
+                kind=obj["kind"],
+                model_id=obj["model_id"],
+                seq=int(obj["seq"]),
+                version=int(obj["version"]),
+                at=datetime.fromisoformat(obj["at"]),
+                manifest=Digest.from_hex(obj["manifest"]) if obj["manifest"] else None,
+                metadata=dict(obj["metadata"]),
+                parents=tuple(obj["parents"]),
+                rollback_of=obj["rollback_of"],
+                tags=dict(obj["tags"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"malformed event record ({exc!r})") from exc
+        if rec.kind not in EVENT_KINDS:
+            raise IntegrityError(f"unknown event kind {rec.kind!r}")
+        return rec
 
 
 def legacy_history(objects: ObjectStore, key: StoreKey | None = None) -> list[Op]:
@@ -77,23 +142,18 @@ def _events(records: Sequence[EventRecord], manifests: dict[str, Manifest],
             fresh = [d for d in ([m] + [c.digest.hex for c in manifests[m].chunks()] if m in manifests else [])
                      if d not in seen and d in locs]
             seen.update(fresh)
-            meta = rec.metadata
-            out.append(SaveCommit(
-                model_id=rec.model_id, version=rec.version, seq=rec.seq, kind=rec.kind,
-                rollback_of=rec.rollback_of, manifest=m, record="", at=rec.at,
-                created_at=datetime.fromisoformat(meta["created_at"]), experiment_name=meta["experiment_name"],
-                model_type=meta["model_type"], qlib_recorder_id=meta.get("qlib_recorder_id"),
-                metrics=meta["metrics"], hyperparameters=meta["hyperparameters"], lineage=meta.get("lineage", {}),
-                metadata_json=json.dumps(meta, sort_keys=True), logical_size=size,
-                new_bytes=sum(locs[d].stored_size for d in fresh), tags=dict(meta.get("tags", {})),
+            out.append(SaveOp.from_metadata_json(
+                rec.metadata, model_id=rec.model_id, version=rec.version, seq=rec.seq, kind=rec.kind,
+                rollback_of=rec.rollback_of, manifest=m, at=rec.at, logical_size=size,
+                new_bytes=sum(locs[d].stored_size for d in fresh),
                 parents=tuple(parse_ref(p) for p in rec.parents)))
         elif rec.kind in _MARKS:
-            out.append(MarkCommit(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, "",
+            out.append(MarkOp(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, "",
                                   rec.metadata.get("logical_size"), rec.metadata.get("new_bytes")))
         else:
             if rec.kind != "tag":
                 deleted[rec.model_id] = rec.kind == "delete"
-            out.append(EventCommit(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, "",
+            out.append(EventOp(rec.model_id, rec.seq, rec.kind, rec.version, rec.at, "",
                                    deleted.get(rec.model_id, False), dict(rec.tags)))
     return out
 

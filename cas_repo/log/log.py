@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from ..digest import hash_bytes
 from ..errors import IntegrityError
 from ..objects.backend import ObjectBackend
 from ..objects.keys import CHECKPOINTS, LOG, checkpoint_key, log_key, parse_checkpoint_key, parse_log_key
@@ -29,6 +30,18 @@ class Log:
     def __init__(self, backend: ObjectBackend, key: StoreKey | None = None) -> None:
         self.backend = backend
         self.key = key
+        self._store_id = ""
+
+    def store_id(self) -> str:
+        """The store's identity: the digest of its first commit ("" while the log is empty).
+
+        A catalog index records it, so an index of another store (or of this one before
+        it was recreated) is recognised and rebuilt.
+        """
+        if not self._store_id:
+            data = self.backend.get(log_key(1))
+            self._store_id = hash_bytes(data).hex[:32] if data else ""
+        return self._store_id
 
     # -- commits ------------------------------------------------------------------------
 

@@ -1,22 +1,127 @@
-"""What a log commit holds: operations, each the whole of one change to the store's history.
+"""The operations a log commit holds, and their canonical JSON (pure, no I/O).
 
-An operation is a value the catalog already knows how to apply (``SaveCommit``,
-``EventCommit``, ``MarkCommit``) or one of gc's pack changes (``ForgetPacks``,
-``MoveEntries``). This module turns them into canonical JSON and back (pure, no I/O).
+A commit (:mod:`.commit`) is the unit of atomicity; it holds one or more operations,
+each the whole of one change to the store's history:
+
+| operation      | JSON ``op`` | what it records                                      |
+|----------------|-------------|------------------------------------------------------|
+| ``SaveOp``     | ``save``    | a new version: a save, or a rollback to an old one   |
+| ``EventOp``    | ``event``   | a delete, undelete or tag change of a model          |
+| ``MarkOp``     | ``mark``    | retention's retire, restore or purge of a version    |
+| ``AliasMove``  | ``alias``   | an alias set, moved or removed                       |
+| ``ForgetPacks``| ``forget``  | gc dropped packs no version needs                    |
+| ``MoveEntries``| ``move``    | gc repacked live entries out of sparse packs         |
+| ``AdoptEntries``| ``adopt``  | a format-1 store's entries, taken into the log       |
+
+Whether an operation applies is decided by one rule, :func:`cas_repo.log.state.admit`,
+for every replay alike. The save, event and mark operations carry an ``event_id``: the
+BLAKE3 of their canonical JSON, filled in when the commit is encoded (JSON key
+``record``; the catalog's ``record`` columns hold it).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Any
 
-from ..catalog.values import EventCommit, MarkCommit, SaveCommit
+from ..canonical import canonical_json
 from ..digest import Digest, hash_bytes
 from ..errors import IntegrityError
 from ..location import KIND_NAMES, Location
-from ..manifest import canonical_json
+from ..metadata import ModelMetadata, metadata_json, parse_ref
+
+
+@dataclass(frozen=True, slots=True)
+class SaveOp:
+    """A new version of ``model_id``: a save (new content) or a rollback (an old version's).
+
+    ``metadata_json`` is the version's metadata as stored; the fields from
+    ``created_at`` to ``parents`` are parsed from it once (see :meth:`from_metadata_json`,
+    the one constructor every writer and reader goes through).
+    """
+
+    model_id: str
+    version: int
+    seq: int
+    kind: str
+    rollback_of: int | None
+    manifest: str
+    event_id: str
+    at: datetime
+    created_at: datetime
+    experiment_name: str
+    model_type: str
+    qlib_recorder_id: str | None
+    metrics: dict[str, float]
+    hyperparameters: Any
+    lineage: Any
+    metadata_json: str
+    logical_size: int
+    new_bytes: int
+    tags: dict[str, str]
+    parents: tuple[tuple[str, int], ...]
+    new_locations: tuple[Location, ...] = ()
+    #: The manifest's chunk list, given only when the manifest itself is new.
+    manifest_chunks: tuple[tuple[str, int], ...] | None = None
+    new_packs: tuple[tuple[str, int, int], ...] = ()
+
+    @classmethod
+    def from_metadata_json(cls, meta: dict[str, Any], *, model_id: str, version: int, seq: int, kind: str,
+                           manifest: str, at: datetime, logical_size: int, new_bytes: int,
+                           rollback_of: int | None = None, event_id: str = "",
+                           parents: tuple[tuple[str, int], ...] | None = None,
+                           new_locations: tuple[Location, ...] = (),
+                           manifest_chunks: tuple[tuple[str, int], ...] | None = None,
+                           new_packs: tuple[tuple[str, int, int], ...] = ()) -> SaveOp:
+        """A save operation whose metadata is ``meta`` (the JSON object stored in its commit).
+
+        ``parents`` defaults to the parsed ``meta["parents"]``.
+        """
+        return cls(
+            model_id=model_id, version=version, seq=seq, kind=kind, rollback_of=rollback_of, manifest=manifest,
+            event_id=event_id, at=at, created_at=datetime.fromisoformat(meta["created_at"]),
+            experiment_name=meta["experiment_name"], model_type=meta["model_type"],
+            qlib_recorder_id=meta.get("qlib_recorder_id"), metrics=meta["metrics"],
+            hyperparameters=meta["hyperparameters"], lineage=meta.get("lineage", {}),
+            metadata_json=json.dumps(meta, sort_keys=True), logical_size=logical_size, new_bytes=new_bytes,
+            tags=dict(meta.get("tags") or {}),
+            parents=tuple(parse_ref(p) for p in meta.get("parents") or ()) if parents is None else parents,
+            new_locations=new_locations, manifest_chunks=manifest_chunks, new_packs=new_packs)
+
+    @classmethod
+    def from_metadata(cls, md: ModelMetadata, **fields: Any) -> SaveOp:
+        """A save operation recording ``md`` (see :meth:`from_metadata_json` for ``fields``)."""
+        return cls.from_metadata_json(metadata_json(md), model_id=md.model_id, **fields)
+
+
+@dataclass(frozen=True, slots=True)
+class EventOp:
+    """A delete, undelete or tag change; ``set_tags`` maps a key to its value (None: removed)."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    event_id: str
+    deleted: bool
+    set_tags: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOp:
+    """Retention's retire, restore or purge of one version (a purge records what it freed)."""
+
+    model_id: str
+    seq: int
+    kind: str
+    version: int
+    at: datetime
+    event_id: str
+    logical_size: int | None = None
+    new_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +176,10 @@ class AliasMove:
     by: str
 
 
-Op = Union[SaveCommit, EventCommit, MarkCommit, ForgetPacks, MoveEntries, AdoptEntries, AliasMove]
+Op = SaveOp | EventOp | MarkOp | ForgetPacks | MoveEntries | AdoptEntries | AliasMove
 
 
-def record_digest(op_json: dict[str, Any]) -> str:
+def event_id_of(op_json: dict[str, Any]) -> str:
     """The identity of one event: the BLAKE3 of its canonical JSON without the ``record`` field."""
     return hash_bytes(canonical_json({k: v for k, v in op_json.items() if k != "record"})).hex
 
@@ -104,22 +209,22 @@ def _opt_int(v: Any) -> int | None:
 
 
 def op_to_json(op: Op) -> dict[str, Any]:
-    if isinstance(op, SaveCommit):
+    if isinstance(op, SaveOp):
         return {
             "op": "save", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
             "at": op.at.isoformat(), "manifest": op.manifest, "rollback_of": op.rollback_of,
             "metadata": json.loads(op.metadata_json), "logical_size": op.logical_size,
             "new_bytes": op.new_bytes, "objects": [_loc(l) for l in op.new_locations],
             "chunks": None if op.manifest_chunks is None else [list(c) for c in op.manifest_chunks],
-            "packs": [list(p) for p in op.new_packs], "record": op.record,
+            "packs": [list(p) for p in op.new_packs], "record": op.event_id,
         }
-    if isinstance(op, EventCommit):
+    if isinstance(op, EventOp):
         return {"op": "event", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
-                "at": op.at.isoformat(), "deleted": op.deleted, "tags": op.set_tags, "record": op.record}
-    if isinstance(op, MarkCommit):
+                "at": op.at.isoformat(), "deleted": op.deleted, "tags": op.set_tags, "record": op.event_id}
+    if isinstance(op, MarkOp):
         return {"op": "mark", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
                 "at": op.at.isoformat(), "logical_size": op.logical_size, "new_bytes": op.new_bytes,
-                "record": op.record}
+                "record": op.event_id}
     if isinstance(op, ForgetPacks):
         return {"op": "forget", "packs": list(op.packs), "at": op.at.isoformat()}
     if isinstance(op, MoveEntries):
@@ -135,27 +240,18 @@ def op_to_json(op: Op) -> dict[str, Any]:
     raise TypeError(f"not a log operation: {type(op).__name__}")
 
 
-def _save(o: dict[str, Any]) -> SaveCommit:
-    from ..metadata import parse_ref
-
+def _save(o: dict[str, Any]) -> SaveOp:
     md = o["metadata"]
     if not isinstance(md, dict):
         raise ValueError("metadata is not an object")
-    return SaveCommit(
-        model_id=o["model_id"], version=int(o["version"]), seq=int(o["seq"]), kind=o["kind"],
-        rollback_of=o["rollback_of"], manifest=Digest.from_hex(o["manifest"]).hex, record=o["record"],
-        at=datetime.fromisoformat(o["at"]), created_at=datetime.fromisoformat(md["created_at"]),
-        experiment_name=md["experiment_name"], model_type=md["model_type"],
-        qlib_recorder_id=md.get("qlib_recorder_id"), metrics=md["metrics"],
-        hyperparameters=md["hyperparameters"], lineage=md.get("lineage", {}),
-        metadata_json=json.dumps(md, sort_keys=True), logical_size=int(o["logical_size"]),
-        new_bytes=int(o["new_bytes"]), tags=dict(md.get("tags") or {}),
-        parents=tuple(parse_ref(p) for p in md.get("parents", ())),
+    return SaveOp.from_metadata_json(
+        md, model_id=o["model_id"], version=int(o["version"]), seq=int(o["seq"]), kind=o["kind"],
+        rollback_of=o["rollback_of"], manifest=Digest.from_hex(o["manifest"]).hex, event_id=o["record"],
+        at=datetime.fromisoformat(o["at"]), logical_size=int(o["logical_size"]), new_bytes=int(o["new_bytes"]),
         new_locations=tuple(_unloc(x) for x in o["objects"]),
         manifest_chunks=None if o["chunks"] is None else tuple((Digest.from_hex(d).hex, int(n))
                                                               for d, n in o["chunks"]),
-        new_packs=_packs(o["packs"]),
-    )
+        new_packs=_packs(o["packs"]))
 
 
 def op_from_json(o: Any) -> Op:
@@ -169,10 +265,10 @@ def op_from_json(o: Any) -> Op:
         if kind == "save":
             return _save(o)
         if kind == "event":
-            return EventCommit(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
+            return EventOp(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
                                datetime.fromisoformat(o["at"]), o["record"], bool(o["deleted"]), dict(o["tags"]))
         if kind == "mark":
-            return MarkCommit(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
+            return MarkOp(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
                               datetime.fromisoformat(o["at"]), o["record"], o["logical_size"], o["new_bytes"])
         if kind == "forget":
             return ForgetPacks(tuple(Digest.from_hex(p).hex for p in o["packs"]), datetime.fromisoformat(o["at"]))

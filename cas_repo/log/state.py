@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ..catalog.values import EventCommit, MarkCommit, SaveCommit, VersionRow
 from ..digest import Digest
 from ..location import Location
-from .ops import AdoptEntries, AliasMove, ForgetPacks, MoveEntries, Op
+from ..metadata import parse_ref
+from .ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MoveEntries, Op, SaveOp
 
 # Save and rollback start a version; the event and mark kinds annotate an existing one.
 SAVE_KINDS = ("save", "rollback")
@@ -46,7 +46,7 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
     h = heads.get(op.model_id)
     if isinstance(op, AliasMove):
         return _admit_alias(op, h)
-    if isinstance(op, SaveCommit):
+    if isinstance(op, SaveOp):
         if op.kind not in SAVE_KINDS:
             return False
         version, seq = (h.version, h.seq) if h else (0, 0)
@@ -58,7 +58,7 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
         return True
     if h is None or op.seq != h.seq + 1 or not 1 <= op.version <= h.version:
         return False
-    if isinstance(op, EventCommit):
+    if isinstance(op, EventOp):
         if op.kind not in ("delete", "undelete", "tag"):
             return False
         h.deleted = op.deleted
@@ -84,23 +84,44 @@ def _admit_alias(op: AliasMove, h: Head | None) -> bool:
     return True
 
 
-def parents_of(metadata: dict[str, Any]) -> tuple[str, ...]:
-    """``model@version`` references, normalized and ordered as the catalog's lineage has them."""
-    split = {(r.rpartition("@")[0], int(r.rpartition("@")[2])) for r in metadata.get("parents") or ()}
-    return tuple(f"{m}@{v}" for m, v in sorted(split))
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One version as readers take it: from the fold, a checkpoint, or the catalog index.
+
+    ``metadata`` is the stored metadata JSON (the catalog's head copy holds only what
+    :class:`~cas_repo.metadata.ModelMetadata` needs); ``tags`` are the version's tags now.
+    """
+
+    model_id: str
+    version: int
+    manifest: str
+    kind: str
+    rollback_of: int | None
+    saved_at: datetime
+    logical_size: int
+    metadata: dict[str, Any]
+    tags: dict[str, str]
+    parents: tuple[str, ...]
+    deleted: bool
+    event_id: str = ""
 
 
-def version_row(c: SaveCommit, deleted: bool, tags: dict[str, str] | None = None) -> VersionRow:
-    """The version ``c`` made, as the load and metadata paths take it."""
-    md = json.loads(c.metadata_json)
-    return VersionRow(model_id=c.model_id, version=c.version, manifest=c.manifest, kind=c.kind,
-                      rollback_of=c.rollback_of, saved_at=c.at, logical_size=c.logical_size, metadata=md,
-                      tags=dict(c.tags if tags is None else tags), parents=parents_of(md), deleted=deleted,
-                      record=c.record)
+def parents_of(parents: Iterable[str]) -> tuple[str, ...]:
+    """``model@version`` references, distinct and ordered as the catalog's lineage has them."""
+    return tuple(f"{m}@{v}" for m, v in sorted({parse_ref(r) for r in parents}))
+
+
+def version_row(op: SaveOp, deleted: bool, tags: dict[str, str] | None = None) -> VersionRow:
+    """The version ``op`` made, as the load and metadata paths take it."""
+    md = json.loads(op.metadata_json)
+    return VersionRow(model_id=op.model_id, version=op.version, manifest=op.manifest, kind=op.kind,
+                      rollback_of=op.rollback_of, saved_at=op.at, logical_size=op.logical_size, metadata=md,
+                      tags=dict(op.tags if tags is None else tags), parents=parents_of(md.get("parents") or ()),
+                      deleted=deleted, event_id=op.event_id)
 
 
 @dataclass(slots=True)
-class VersionRef:
+class VersionState:
     """One version: enough to load it; the rest of its metadata is in its commit."""
 
     manifest: str
@@ -119,7 +140,7 @@ class ModelEntry:
     head_row: VersionRow
     seq: int
     deleted: bool
-    versions: list[VersionRef] = field(default_factory=list)
+    versions: list[VersionState] = field(default_factory=list)
     aliases: dict[str, int] = field(default_factory=dict)  # alias -> version
 
     @property
@@ -138,9 +159,6 @@ class StoreState:
         self.refused: list[tuple[int, int]] = []  # (position, op index) of operations not admitted
 
     # -- folding ------------------------------------------------------------------------
-
-    def heads(self) -> dict[str, Head]:
-        return {m: Head(e.head_version, e.seq, e.deleted, dict(e.aliases)) for m, e in self.models.items()}
 
     def apply(self, position: int, ops: Sequence[Op]) -> list[Op]:
         """Fold the commit at ``position`` (the next one) in; returns the operations admitted."""
@@ -163,9 +181,9 @@ class StoreState:
         return Head(e.head_version, e.seq, e.deleted, dict(e.aliases)) if e else None
 
     def _fold(self, position: int, op: Op) -> None:
-        if isinstance(op, SaveCommit):
+        if isinstance(op, SaveOp):
             self._add_locations(op.new_locations)
-            ref = VersionRef(op.manifest, position, op.logical_size, dict(sorted(op.tags.items())))
+            ref = VersionState(op.manifest, position, op.logical_size, dict(sorted(op.tags.items())))
             e = self.models.get(op.model_id)
             row = version_row(op, deleted=False, tags=ref.tags)
             if e is None:
@@ -173,7 +191,7 @@ class StoreState:
             else:
                 e.versions.append(ref)
                 e.head_row, e.seq, e.deleted = row, op.seq, False
-        elif isinstance(op, EventCommit):
+        elif isinstance(op, EventOp):
             e = self.models[op.model_id]
             e.seq, e.deleted = op.seq, op.deleted
             if op.set_tags:
@@ -186,7 +204,7 @@ class StoreState:
                         tags[k] = v
                 ref.tags = dict(sorted(tags.items()))
             e.head_row = replace(e.head_row, deleted=e.deleted, tags=e.versions[-1].tags)
-        elif isinstance(op, MarkCommit):
+        elif isinstance(op, MarkOp):
             e = self.models[op.model_id]
             e.seq = op.seq
             ref = e.versions[op.version - 1]

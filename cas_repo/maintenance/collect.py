@@ -8,7 +8,7 @@ The protocol (safe against writers and other gcs on any machine, with no lock):
 2. **Copy first.** The live entries of the packs to repack are read (verified) and
    written into new packs (each pack's nonce gives it a name no pack ever had).
 3. **One commit**, built by ``build(state)`` at whatever position it lands: the purges
-   (``MarkCommit``, ``seq`` = the model's next one; a purge whose reason went away — an
+   (``MarkOp``, ``seq`` = the model's next one; a purge whose reason went away — an
    undelete, a restore — is left out), then ``ForgetPacks`` for the drops and
    ``MoveEntries`` for the repacks. Before that, ``build`` reads every commit after
    ``P`` (:class:`.guard.Guard`): a save whose new pack is a planned orphan, or whose
@@ -54,14 +54,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..catalog.values import MarkCommit
 from ..digest import Digest
 from ..errors import GcRefusedError, ObjectNotFoundError
 from ..location import Location
-from ..log.ops import ForgetPacks, MoveEntries, Op
-from ..log.state import ModelEntry, StoreState, VersionRef
+from ..log.ops import ForgetPacks, MarkOp, MoveEntries, Op
+from ..log.state import ModelEntry, StoreState, VersionState
+from ..objects.pack import packs_of
 from ..repository import ModelStore
-from ..rows import packs_of
 from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
 from .gc import DEFAULT_REPACK_BELOW, GcPlan, PackRef, TempFile, plan_gc
 from .guard import guard_at
@@ -171,7 +170,7 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
     why = STALE if unsafe is None else UNSAFE
     skipped += [(p, why) for p in sorted(set(planned) - dropped - sources)]
     return GcReport(plan, False, position if ops else None,
-                    tuple((m.model_id, m.version) for m in ops if isinstance(m, MarkCommit)),
+                    tuple((m.model_id, m.version) for m in ops if isinstance(m, MarkOp)),
                     tuple(deleted), tuple(r for r in plan.repack if r.pack in sources), tuple(sorted(new)),
                     sum(size for o in moved for _, size, _ in o.new_packs), temps, tuple(skipped))
 
@@ -186,7 +185,7 @@ def _purge_check(plan: GcPlan) -> Check:
     cutoff = plan.at - (plan.purge_older_than or timedelta(0))
     seqs = {(c.model_id, c.version): c.seq for c in plan.purge}
 
-    def check(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
+    def check(e: ModelEntry, ref: VersionState, r: MarkRequest) -> bool:
         if ref.mark == "purge" or r.version in e.aliases.values():
             return False  # an alias set since the plan pins the version (its content stays)
         if e.deleted:

@@ -14,8 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..catalog.values import SaveCommit
-from ..log.ops import AdoptEntries, ForgetPacks, MoveEntries, Op
+from ..log.ops import AdoptEntries, ForgetPacks, MoveEntries, Op, SaveOp
 
 if TYPE_CHECKING:
     from ..catalog import Session
@@ -66,7 +65,7 @@ class Guard:
                     unsafe |= {l.pack.hex for l in op.locations} & planned
                 if isinstance(op, AdoptEntries):
                     learned.update((m, [d for d, _ in chunks]) for m, chunks in op.manifests)
-                if not isinstance(op, SaveCommit):
+                if not isinstance(op, SaveOp):
                     continue  # events and marks point at no entry
                 # A save whose own new pack is a planned orphan (it was in flight at P).
                 unsafe |= {l.pack.hex for l in op.new_locations} & planned

@@ -63,7 +63,7 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
         found.add("log-gap", log_key(gap), f"commit {gap} is missing; every reader stops before it, so the "
                   f"{listed[-1] - gap} commit(s) listed after it are invisible")
     checkpoints = set(store.ledger.log.checkpoints())
-    store_id = store._store_id()
+    store_id = store.ledger.log.store_id()
     st = facts.state
     batch: list[tuple[int, Sequence[Op]]] = []
     stopped = False
@@ -137,6 +137,6 @@ def _fold_more(store: ModelStore, fresh: Catalog, facts: LogFacts, position: int
         facts.state.apply(p, ops)
         batch.append((p, ops))
     with fresh.session() as s:
-        feed.fold(s, store._store_id(), batch)
+        feed.fold(s, store.ledger.log.store_id(), batch)
     facts.folded = facts.state.position
     facts.commits = max(facts.commits, facts.folded)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..catalog.values import MarkCommit
-from ..log.state import ModelEntry, StoreState, VersionRef
+from ..log.ops import MarkOp
+from ..log.state import ModelEntry, StoreState, VersionState
 from ..repository import ModelStore
 
 
@@ -29,10 +29,10 @@ class MarkRequest:
     new_bytes: int | None = None
 
 
-Check = Callable[[ModelEntry, VersionRef, MarkRequest], bool]
+Check = Callable[[ModelEntry, VersionState, MarkRequest], bool]
 
 
-def still_valid(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
+def still_valid(e: ModelEntry, ref: VersionState, r: MarkRequest) -> bool:
     """Whether ``r`` still means what it meant: retire a live older version of a live model
     that no alias points at, restore a retired one, purge an unaliased one not purged yet."""
     if r.kind == "retire":
@@ -44,7 +44,7 @@ def still_valid(e: ModelEntry, ref: VersionRef, r: MarkRequest) -> bool:
 
 
 def mark_ops(st: StoreState, requests: Sequence[MarkRequest], at: datetime,
-             check: Check = still_valid) -> list[MarkCommit]:
+             check: Check = still_valid) -> list[MarkOp]:
     """The mark operations for those ``requests`` that ``check`` passes on ``st``, in order."""
     seqs: dict[str, int] = {}
     out = []
@@ -55,15 +55,15 @@ def mark_ops(st: StoreState, requests: Sequence[MarkRequest], at: datetime,
         if not check(e, e.versions[r.version - 1], r):
             continue
         seqs[r.model_id] = seqs.get(r.model_id, e.seq) + 1
-        out.append(MarkCommit(r.model_id, seqs[r.model_id], r.kind, r.version, at, "", r.logical_size,
+        out.append(MarkOp(r.model_id, seqs[r.model_id], r.kind, r.version, at, "", r.logical_size,
                               r.new_bytes))
     return out
 
 
 def commit_marks(store: ModelStore, requests: Sequence[MarkRequest], at: datetime,
-                 check: Check = still_valid) -> list[MarkCommit]:
+                 check: Check = still_valid) -> list[MarkOp]:
     """Commit the marks of ``requests`` that still hold, in one log commit; returns them."""
     if not requests:
         return []
     _, ops = store.ledger.commit(lambda st: mark_ops(st, requests, at, check))
-    return [o for o in ops if isinstance(o, MarkCommit)]
+    return [o for o in ops if isinstance(o, MarkOp)]

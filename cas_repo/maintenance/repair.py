@@ -29,9 +29,9 @@ from ..log.ops import AdoptEntries, MoveEntries, Op
 from ..log.state import StoreState
 from ..manifest import Manifest
 from ..objects.keys import pack_key
+from ..objects.pack import packs_of
 from ..objects.store import NewEntry
 from ..repository import ModelStore
-from ..rows import packs_of
 from .common import utcnow
 from .findings import Found
 from .fsck import Facts

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..digest import Digest
@@ -88,3 +89,13 @@ def decode_index(pack: Digest, index: bytes, index_start: int) -> list[Location]
             raise IntegrityError(f"pack {pack.hex} has an index entry out of bounds")
         out.append(Location(Digest(digest), kind, pack, offset, stored, size, codec))
     return out
+
+
+def packs_of(locs: Sequence[Location]) -> tuple[tuple[str, int, int], ...]:
+    """(pack, size, entries) of the packs holding ``locs`` — all written by one call."""
+    packs: dict[Digest, list[int]] = {}
+    for l in locs:
+        acc = packs.setdefault(l.pack, [0, 0])
+        acc[0] += l.stored_size
+        acc[1] += 1
+    return tuple((p.hex, pack_size(stored, n), n) for p, (stored, n) in packs.items())

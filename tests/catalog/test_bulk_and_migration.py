@@ -11,20 +11,12 @@ from datetime import datetime
 import duckdb
 import pytest
 
-from cas_repo import ModelMetadata
 from cas_repo.catalog import Catalog
 from cas_repo.catalog.bulk import bulk_import
 from cas_repo.catalog.migrations import available
 from cas_repo.errors import CatalogError
+from cas_repo.rows import to_metadata
 from tools.bench.catalog_scale import generate
-
-
-def _metadata(batch, i) -> ModelMetadata:
-    return ModelMetadata(model_id=batch.model_id[i], experiment_name=batch.experiment_name[i],
-                         model_type=batch.model_type[i], hyperparameters=batch.hyperparameters[i],
-                         metrics=batch.metrics[i], created_at=datetime.fromisoformat(batch.created_at[i]),
-                         tags=batch.tags[i], version=batch.version[i], parents=batch.parents[i],
-                         deleted=batch.deleted[i])
 
 
 def test_bulk_import_matches_the_generated_rows(tmp_path):
@@ -38,8 +30,8 @@ def test_bulk_import_matches_the_generated_rows(tmp_path):
         for v in versions:
             heads[v["model_id"]] = max(heads.get(v["model_id"], 0), v["version"])
         dead = {e["model_id"] for e in tables["events"].to_pylist() if e["kind"] == "delete"}
-        batch = s.head_batch(None, None, True)
-        listed = {batch.model_id[i]: _metadata(batch, i) for i in range(len(batch))}
+        # Every model's head as the head table's cached copy gives it.
+        listed = {m: to_metadata(s.version_row(m, None)) for m in heads}
         assert {k: (m.version, m.deleted) for k, m in listed.items()} == \
             {k: (h, k in dead) for k, h in heads.items()}
         tags = {(t["model_id"], t["version"]): {t["key"]: t["value"]} for t in tables["tags"].to_pylist()}
@@ -67,7 +59,7 @@ def test_bulk_import_is_all_or_nothing(tmp_path):
             bulk_import(s, {"tags": tables["versions"]})
         with pytest.raises(CatalogError, match="importable"):
             bulk_import(s, {"models": tables["versions"]})
-        assert s._all("SELECT count(*) FROM v_versions") == [(20,)]
+        assert s.rows("SELECT count(*) FROM v_versions") == [(20,)]
 
 
 def test_migration_0002_fills_copies_of_a_catalog_written_before_it(tmp_path):
@@ -104,5 +96,5 @@ def test_migration_0002_fills_copies_of_a_catalog_written_before_it(tmp_path):
         assert [h.tags for h in s.history("m")] == [{"stage": "dev"}, {"a": "b", "stage": "prod"}]
         rows = s.con.execute("SELECT version, parents FROM v_versions ORDER BY version").fetchall()
         assert [r[1] for r in rows] == [[], ["m@1"]]
-        tag_events = s._all("SELECT seq, key, value FROM v_tag_events ORDER BY ALL")
+        tag_events = s.rows("SELECT seq, key, value FROM v_tag_events ORDER BY ALL")
         assert tag_events == [(1, "stage", "dev"), (2, "a", "b"), (2, "stage", "prod")]

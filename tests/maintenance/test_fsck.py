@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cas_repo import ModelStore
-from cas_repo.catalog import Catalog, EventCommit
+from cas_repo.catalog import Catalog
+from cas_repo.log.ops import EventOp
 from cas_repo.digest import Digest, hash_bytes
 from cas_repo.location import CHUNK
 from cas_repo.log import checkpoint
@@ -207,7 +208,7 @@ def test_a_damaged_log_commit(filled, store_dir):
 
 def test_a_commit_the_fold_refuses_is_reported(filled):
     # seq 5 does not follow b's seq 1: every replay skips it alike.
-    bad = EventCommit("b", 5, "delete", 1, datetime.now(UTC), "", True, {})
+    bad = EventOp("b", 5, "delete", 1, datetime.now(UTC), "", True, {})
     log = filled.ledger.log
     assert log.create(3, log.encode(Commit("by hand", (bad,), 3)))
     report = fsck(filled)

@@ -14,7 +14,7 @@ from cas_repo.errors import GcRefusedError, ModelPurgedError
 from cas_repo.location import CHUNK, RECORD
 from cas_repo.maintenance import collect_garbage, fsck, plan_gc, run_gc
 from cas_repo.maintenance.collect import STALE, UNSAFE
-from cas_repo.manifest import EventRecord
+from cas_repo.log.legacy import EventRecord
 from cas_repo.objects.local import TEMP_PREFIX
 from cas_repo.objects.store import NewEntry
 
@@ -387,7 +387,7 @@ def test_a_load_holding_old_locations_survives_a_repack_of_its_pack(store, store
     store.save_model({"s": shared, "own": rng.standard_normal(1_000)}, make_md("b"))  # dedups onto a's pack
     store.delete_model("a")
     old = locations(store, "a", 1)[0].pack
-    real_locate, ran = store._locate, []
+    real_locate, ran = store.reader.locate, []
 
     def gc_after_locating(digests, row):
         locs = real_locate(digests, row)
@@ -395,7 +395,7 @@ def test_a_load_holding_old_locations_survives_a_repack_of_its_pack(store, store
             ran.append(run_gc(store, grace=NO_GRACE, purge_older_than=NO_GRACE))
         return locs
 
-    monkeypatch.setattr(store, "_locate", gc_after_locating)
+    monkeypatch.setattr(store.reader, "locate", gc_after_locating)
     model, _ = store.load_model("b")
     monkeypatch.undo()
     [gc] = ran

@@ -19,7 +19,7 @@ import pytest
 
 from cas_repo import IntegrityError, ModelStore, StoreError
 from cas_repo.log import checkpoint
-from cas_repo.manifest import canonical_json
+from cas_repo.canonical import canonical_json
 from cas_repo.sealing import KEY_ENV, StoreKey
 
 from .consistency import check_store

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
-from cas_repo.repository import INDEX_ENV
+from cas_repo.catalog.paths import INDEX_ENV
 
 from .framework import Result, machine_info
 from .notes import notes

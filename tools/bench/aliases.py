@@ -41,5 +41,5 @@ def run(quick: bool) -> list[Result]:
                                   note=f"difference of medians {1e3 * (t['alias'].median - t['version'].median):+.3f} ms")
             rows.append(explain(within(r, "load by version", t["version"], ALLOWANCE_MS),
                                 "the reference is parsed and looked up under the load's own lock: profile "
-                                "`split_ref` and `ModelStore._row_in`"))
+                                "`split_ref` and `lookup.row_in`"))
     return rows

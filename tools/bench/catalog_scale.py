@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cas_repo.catalog import Catalog, Session
 from cas_repo.catalog.bulk import bulk_import
+from cas_repo.catalog.catalog import versions_from_rows
 
 METRICS = ("IC", "ICIR", "Rank IC", "Rank ICIR")
 TYPES = ("LGBM", "XGBoost", "MLP", "LSTM", "GRU")
@@ -202,20 +203,20 @@ def sorted_history(s: Session, model_id: str, index_scan: bool = True) -> list[A
     thresholds set to 0), so it scans the table and skips, by their min/max, the row groups
     that cannot hold the model: on rows clustered by model that reads one row group.
     """
-    from cas_repo.catalog.catalog import _VERSION_COLS
+    from cas_repo.catalog.catalog import VERSION_COLS
 
-    state = s._all("SELECT deleted FROM models WHERE model_id = ?", [model_id])
+    state = s.rows("SELECT deleted FROM models WHERE model_id = ?", [model_id])
     if not index_scan:
         s.con.execute("SET index_scan_max_count = 0")
         s.con.execute("SET index_scan_percentage = 0")
     try:
-        rows = s._all(f"SELECT {_VERSION_COLS.replace('m.deleted', '?')} FROM versions_by_model v "
+        rows = s.rows(f"SELECT {VERSION_COLS.replace('m.deleted', '?')} FROM versions_by_model v "
                       "WHERE v.model_id = ? ORDER BY v.version", [state[0][0], model_id])
     finally:
         if not index_scan:
             s.con.execute("RESET index_scan_max_count")
             s.con.execute("RESET index_scan_percentage")
-    return s._rows_to_versions(rows)
+    return versions_from_rows(rows)
 
 
 def add_sorted_copy(s: Session) -> float:
@@ -230,7 +231,7 @@ def measure(catalog: Catalog, lookups: int = 2000, big_model: str = "m000000") -
     """Time the catalog's operations; raw samples (seconds) per operation."""
     rnd = random.Random(1)
     with catalog.session() as s:
-        live = [r[0] for r in s._all("SELECT model_id FROM models WHERE NOT deleted ORDER BY model_id")]
+        live = [r[0] for r in s.rows("SELECT model_id FROM models WHERE NOT deleted ORDER BY model_id")]
         ids = [rnd.choice(live) for _ in range(lookups)]
         for mid in ids[:100]:  # warm the indexes and caches
             s.version_row(mid, None)
@@ -240,9 +241,7 @@ def measure(catalog: Catalog, lookups: int = 2000, big_model: str = "m000000") -
         n_versions = len(s.history(big_model))
         hist_cpu: list[float] = []
         hist = _time(lambda: s.history(big_model), 30, hist_cpu)
-        heads: list[int] = []
-        head_batch = _time(lambda: heads.append(len(s.head_batch(None, None, True))), 3)
-        has_sorted = bool(s._all("SELECT 1 FROM duckdb_tables() WHERE table_name = 'versions_by_model'"))
+        has_sorted = bool(s.rows("SELECT 1 FROM duckdb_tables() WHERE table_name = 'versions_by_model'"))
         sorted_hist = _time(lambda: sorted_history(s, big_model), 30) if has_sorted else []
         sorted_scan = _time(lambda: sorted_history(s, big_model, index_scan=False), 30) if has_sorted else []
         small = rnd.choice([m for m in live if m != big_model])
@@ -256,7 +255,7 @@ def measure(catalog: Catalog, lookups: int = 2000, big_model: str = "m000000") -
         con.sql(BEST_IC_SQL).fetchall()
         query = _time(lambda: con.sql(BEST_IC_SQL).fetchall(), 5)
     return {"head": head, "head_cpu": head_cpu, "history": hist, "history_cpu": hist_cpu,
-            "history_versions": n_versions, "head_batch": head_batch, "heads": heads[0],
+            "history_versions": n_versions,
             "sorted_history": sorted_hist, "sorted_scan": sorted_scan, "small_history": small_hist,
             "small_scan": small_scan, "small_versions": len(s_small), "best_ic": query}
 
@@ -270,7 +269,7 @@ ABOUT = (
     "20,000 versions of 2,000 models, built in a temp folder). It is opened as a `Catalog` "
     "without a feeder — no store and no log behind it — and timed on one session: the head "
     "lookup `Session.version_row(id, None)` over 2,000 random live models, `Session.history` "
-    "of the 1,000-version model, every head (`head_batch`, what the catalog's listing reads), "
+    "of the 1,000-version model, "
     "and the best Rank IC per experiment over `v_versions`. *Ordered copy*: the same "
     "history query, and its conversion to values, against `versions_by_model`, a copy of the "
     "versions table ordered by (model_id, version) with the same model_id index, to show what "
@@ -368,9 +367,7 @@ def run(quick: bool) -> list:
                      "catalog_scale", f"history() of a {m['small_versions']}-version model (ordered copy, zone maps)")]
     else:
         rows.append(bounded(hist, "<=", HISTORY_MS))
-    rows += [Timing(tuple(m["head_batch"])).result("catalog_scale", f"every head ({m['heads']:,} models, "
-                                                                    "head_batch)", unit="s"),
-             Timing(tuple(m["best_ic"])).result("catalog_scale", "best Rank IC per experiment (SQL over v_versions)"),
+    rows += [Timing(tuple(m["best_ic"])).result("catalog_scale", "best Rank IC per experiment (SQL over v_versions)"),
              Result("catalog_scale", "catalog file", size / 2**20, "MiB")]
     return rows
 
@@ -403,7 +400,6 @@ def main(argv: list[str] | None = None) -> int:
             "history_ordered_copy_p50_ms": round(statistics.median(m["sorted_history"]) * 1000, 2),
             "history_ordered_copy_no_index_scan_p50_ms": round(statistics.median(m["sorted_scan"]) * 1000, 2),
             "ordered_copy_s": round(sorted_s, 1),
-            "head_batch_all_s": round(min(m["head_batch"]), 3), "heads": m["heads"],
             "best_rank_ic_per_experiment_ms": round(min(m["best_ic"]) * 1000, 1),
             "catalog_mib": round(path.stat().st_size / 2**20, 1),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",

@@ -115,9 +115,9 @@ def _why_load(load_ms: float, loads_ms: float, phases: dict[str, list[float]]) -
     top = ", ".join(f"{p} {_median_ms(phases, p):.2f} ms" for p in names[:5])
     return (f"the phase rows ({top}): besides unpickling (LightGBM re-parsing its text model, which "
             f"pickle.loads pays too: {loads_ms:.2f} ms), a load decompresses the ~30 zstd chunks of the "
-            "text model, verifies each with BLAKE3 and reassembles the stream; the log catch-up runs once "
-            "per read batch (`ModelStore._locate` uses `ledger.current()`, which looks for new commits "
-            "each time) where once per load would do.")
+            "text model, verifies each with BLAKE3 and reassembles the stream; the log is looked at "
+            "once per load (`lookup.current_row`), reads take locations from the state as folded "
+            "(`VersionReader.locate` uses `ledger.cached()`).")
 
 
 def run(quick: bool) -> list[Result]:
