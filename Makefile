@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test check bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,18 @@ test: $(STAMP)
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
 		echo "could not install chromium: the browser tests will skip"; \
 	fi
+	$(MAKE) --no-print-directory check
 	$(PY) -m pytest -q -n 4 --dist loadgroup
+
+# The house checks (configured in pyproject.toml): the linter, the type checker, and the
+# import layers; `make test` runs them first and fails on any finding.
+check: $(STAMP)
+	$(VENV)/bin/ruff check cas_repo tests tools
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(PY) -m tools.bench
 
 clean:
-	rm -rf $(VENV) data/cas .pytest_cache .hypothesis
+	rm -rf $(VENV) data/cas .pytest_cache .hypothesis .mypy_cache .ruff_cache

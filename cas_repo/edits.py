@@ -60,7 +60,7 @@ def rollback(ledger: Ledger, objects: ObjectStore, now: Callable[[], datetime], 
     validate_version(to_version)
     _, ops = ledger.commit(lambda st: rollback_ops(st, ledger.log, objects, model_id, to_version, now()))
     op = ops[0]
-    assert isinstance(op, SaveOp)
+    assert isinstance(op, SaveOp)  # what rollback_ops returns
     return op.version
 
 

@@ -85,7 +85,9 @@ def commit_content(ledger: Ledger, objects: ObjectStore, now: Callable[[], datet
         )]
 
     _, ops = ledger.commit(build)
-    return ops[0].version
+    op = ops[0]
+    assert isinstance(op, SaveOp)  # what build returns
+    return op.version
 
 
 def entries_for(content: Content, digests: Set[str]) -> list[NewEntry]:

@@ -1,12 +1,12 @@
-"""Keyed integrity: event records sealed with a BLAKE3 keyed MAC, checked before a load.
+"""Keyed integrity: commits and checkpoints sealed with a BLAKE3 keyed MAC, checked before use.
 
-Unkeyed, a version is as trustworthy as the catalog row naming its manifest digest:
-every byte below that digest is verified, but whoever can write the catalog (or the
-packs a catalog rebuild replays) can point a version at other content. With a key,
-each event record — model_id, version, manifest digest and full metadata — carries a
-MAC only a key holder can compute, and a load accepts a version only if its record's
-seal verifies and says exactly what the catalog row says. The chunks are bound to the
-record through the manifest's digests, so nothing below needs a MAC of its own.
+Unkeyed, a version is as trustworthy as the log commit naming its manifest digest: every
+byte below that digest is verified, but whoever can write the log can change what a
+commit says. With a key, each commit — its position, writer and operations, so every
+version's model_id, manifest digest and full metadata — carries a MAC only a key holder
+can compute, and every reader checks it before folding the commit in. The chunks are
+bound to the commit through the manifest's digests, so nothing below needs a MAC of its
+own. Checkpoints are sealed the same way (and a format-1 store's event records were).
 
 The key comes from ``ModelStore(key=...)`` or the ``CAS_REPO_KEY`` environment
 variable; it is never stored. See docs/security.md for what this does not protect.
@@ -24,7 +24,8 @@ from .digest import derive_key, hash_bytes
 from .errors import IntegrityError, StoreError
 
 KEY_ENV = "CAS_REPO_KEY"
-# derive_key's context string separates this use of the secret from any other.
+# derive_key's context string separates this use of the secret from any other (it names
+# the first format's event records; changing it would change every store's key).
 _CONTEXT = "cas-repo 2026-01 event record seal v1"
 MIN_SECRET = 16
 
@@ -55,14 +56,14 @@ class StoreKey:
     def _mac(self, body: bytes) -> str:
         return hash_bytes(body, key=self.mac_key).hex
 
-    def seal(self, record: bytes) -> bytes:
-        """The record with a ``mac`` field over its canonical bytes."""
-        obj = json.loads(record)
-        obj["mac"] = self._mac(record)
+    def seal(self, body: bytes) -> bytes:
+        """``body`` (a canonical JSON object) with a ``mac`` field over its bytes."""
+        obj = json.loads(body)
+        obj["mac"] = self._mac(body)
         return canonical_json(obj)
 
     def check(self, data: bytes | memoryview) -> None:
-        """Verify a sealed record's MAC.
+        """Verify the MAC of a sealed object (a commit, a checkpoint).
 
         Raises:
             IntegrityError: no seal, or one made without this key (expected/actual are MACs).
@@ -71,12 +72,12 @@ class StoreKey:
             obj = json.loads(bytes(data))
             stored = obj.pop("mac", None)
         except (ValueError, AttributeError) as exc:
-            raise IntegrityError(f"a sealed record is not a JSON object ({exc})") from exc
+            raise IntegrityError(f"a sealed object is not a JSON object ({exc})") from exc
         expected = self._mac(canonical_json(obj))
         if not isinstance(stored, str):
-            raise IntegrityError("the version's record carries no seal, but this store is keyed: it was "
-                                 "saved without the key, or the seal was stripped. Do not load it "
-                                 "unless you can vouch for it", expected=expected, actual="missing")
+            raise IntegrityError("it carries no seal, but this store is keyed: it was written without the "
+                                 "key, or the seal was stripped. Do not use it unless you can vouch for it",
+                                 expected=expected, actual="missing")
         if not hmac.compare_digest(stored, expected):
-            raise IntegrityError("the version's record is sealed with another key, or was forged",
+            raise IntegrityError("it is sealed with another key, or was forged",
                                  expected=expected, actual=stored)

@@ -10,11 +10,11 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import duckdb
 
@@ -26,7 +26,7 @@ from .lock import CatalogLock
 from .migrations import migrate
 from .values import StoreStats
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Users' SQL runs where it cannot write the catalog, touch files, or load code.
 _READER_CONFIG = {
@@ -130,13 +130,14 @@ class Catalog:
             self._set_aside(exc)
             return self._open()
 
-    def _open(self) -> _Attached:
+    def _open(self) -> duckdb.DuckDBPyConnection:
         wal = self.path.with_name(self.path.name + ".wal")
         if wal.is_symlink() or self.path.is_symlink():
             raise CatalogError(f"{self.path} or its WAL is a symlink; refusing to let the catalog write through it")
         pending = _size(wal)  # a WAL left behind means the last session did not close
         try:
-            con = _Attached(self._host_instance(), self)
+            # The attachment forwards every other attribute to the host connection.
+            con = cast(duckdb.DuckDBPyConnection, _Attached(self._host_instance(), self))
         except duckdb.Error as exc:
             raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
         try:
@@ -199,8 +200,8 @@ class Catalog:
             if p.exists():
                 os.replace(p, p.with_name(f"{p.name}.damaged-{stamp}"))
         self._migrated = False
-        log.warning("the catalog index %s was damaged (%s); it was moved aside and is rebuilt from the "
-                    "store's log", self.path, exc.args[0] if exc.args else exc)
+        logger.warning("the catalog index %s was damaged (%s); it was moved aside and is rebuilt from the "
+                       "store's log", self.path, exc.args[0] if exc.args else exc)
 
     def reset(self) -> None:
         """Delete the index; the next session rebuilds it from the log."""
@@ -246,8 +247,8 @@ class Catalog:
                     return s
                 s.con.close()
                 self._remove()
-                log.warning("the catalog index %s indexed another store (or this one before it was "
-                            "recreated); rebuilding it from the log", self.path)
+                logger.warning("the catalog index %s indexed another store (or this one before it was "
+                               "recreated); rebuilding it from the log", self.path)
             except CatalogCorruptError as exc:
                 s.con.close()
                 if attempt == 2:
@@ -330,8 +331,9 @@ class _Attached:
         self._con = host
         self._catalog = catalog
         self._attached = False
-        if host.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
-                        [self.ALIAS]).fetchone()[0]:
+        found = host.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                             [self.ALIAS]).fetchone()
+        if found is not None and found[0]:
             return  # a session inside a session of this thread: the outer one detaches
         path = str(catalog.path).replace("'", "''")
         host.execute(f"ATTACH '{path}' AS {self.ALIAS}")
@@ -376,7 +378,7 @@ class Session:
         self.path = path
         self._in_transaction = False
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def rows(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
         """Every row of ``sql`` with ``params`` bound; DuckDB's errors translated."""
         try:
             return self.con.execute(sql, params).fetchall()

@@ -21,7 +21,7 @@ from .maintenance import IN_PACKS, forget_rows
 from .retention import insert_marks
 from .writes import fold_event, fold_save, insert_locations, insert_rows
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 # Commits folded into the index per transaction while catching up.
@@ -47,9 +47,9 @@ class IndexFeeder:
             if have[0] == store_id:
                 # Commits are never deleted: an index ahead of the log means the log lost
                 # its newest commits (a restore from an older copy, a deletion by hand).
-                log.warning("the store's log at %s ends at commit %d but its index had folded commit %d: the "
-                            "newest commits are gone (restored from an older copy?); run `cas-repo fsck`",
-                            self.ledger.log.backend.url, position, have[1])
+                logger.warning("the store's log at %s ends at commit %d but its index had folded commit %d: the "
+                               "newest commits are gone (restored from an older copy?); run `cas-repo fsck`",
+                               self.ledger.log.backend.url, position, have[1])
             return False
         batch: list[tuple[int, Sequence[Op]]] = []
         for p, ops in self.ledger.commits_after(have[1] if have else 0):

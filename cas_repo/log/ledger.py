@@ -25,7 +25,7 @@ from .log import Log
 from .ops import Op
 from .state import StoreState
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # A checkpoint every this many commits bounds what a new process replays.
 CHECKPOINT_EVERY = 1000
@@ -99,18 +99,18 @@ class Ledger:
                 if data is not None:
                     return checkpoint.decode(data, self.key)
             except (IntegrityError, StoreError) as exc:
-                log.warning("checkpoint %d of %s is unusable (%s); trying an older one", position,
-                            self.log.backend.url, exc)
+                logger.warning("checkpoint %d of %s is unusable (%s); trying an older one", position,
+                               self.log.backend.url, exc)
         if self._legacy is not None and self.log.read(1) is None:
             self._upgrade()
         return StoreState()
 
     def _upgrade(self) -> None:
         """Write a format-1 store's history (records in packs) as the log's first commit."""
-        ops = self._legacy()
+        ops = self._legacy() if self._legacy is not None else ()
         if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops), 1))):
-            log.warning("upgraded %s to the log format: %d events from its packs are commit 1",
-                        self.log.backend.url, len(ops))
+            logger.warning("upgraded %s to the log format: %d events from its packs are commit 1",
+                           self.log.backend.url, len(ops))
 
     def commits_after(self, position: int) -> Iterator[tuple[int, tuple[Op, ...]]]:
         """Every commit after ``position`` up to the folded one (from memory where it can)."""
@@ -167,7 +167,7 @@ class Ledger:
             for old in self.log.checkpoints()[:-CHECKPOINTS_KEPT]:
                 self.log.delete_checkpoint(old)
         except Exception as exc:
-            log.warning("could not write checkpoint %d of %s: %s", st.position, self.log.backend.url, exc)
+            logger.warning("could not write checkpoint %d of %s: %s", st.position, self.log.backend.url, exc)
 
     def write_checkpoint(self) -> int:
         """Store a checkpoint of the current state now; returns its position (0: empty log)."""

@@ -165,8 +165,11 @@ class StoreState:
         if position != self.position + 1:
             raise ValueError(f"commit {position} applied at position {self.position}")
         admitted = []
-        heads = {o.model_id: self._head(o.model_id) for o in ops if hasattr(o, "model_id")}
-        heads = {m: h for m, h in heads.items() if h is not None}
+        heads: dict[str, Head] = {}
+        for o in ops:
+            model_id = getattr(o, "model_id", None)
+            if model_id is not None and model_id not in heads and (h := self._head(model_id)) is not None:
+                heads[model_id] = h
         for i, op in enumerate(ops):
             if not admit(op, heads):
                 self.refused.append((position, i))

@@ -1,0 +1,21 @@
+"""The log: the store's one source of truth, and the words used for it everywhere.
+
+- **commit** — the bytes created once at one **position** of the log (``log/<20 digits>``,
+  positions 1, 2, 3 … with no gaps), by a create-only write; the unit of atomicity
+  (:mod:`.commit`, :mod:`.log`).
+- **operation** — one change a commit holds: a save, an event, a mark, an alias move, or
+  one of gc's pack changes (:mod:`.ops`). A commit holds one or more.
+- **admit** — the one rule deciding whether an operation applies after the ones before
+  it (:func:`.state.admit`); every replay, in memory or into the catalog index, uses it.
+- **fold** — applying commits in position order to a state: :class:`.state.StoreState`
+  in memory, or the DuckDB index (:mod:`cas_repo.catalog.feed`).
+- **checkpoint** — a stored fold as of one position, so a new process starts there
+  instead of at commit 1 (:mod:`.checkpoint`); derived, and skipped when unusable.
+- **ledger** — a process's current fold and its commit loop: build operations on the
+  state at position p, create p + 1, fold a lost race's winner in and build again
+  (:mod:`.ledger`).
+- **legacy** — the one-time upgrade of a format-1 store (event records in packs) into
+  the log's first commit (:mod:`.legacy`).
+
+This package imports :mod:`cas_repo.objects` and the leaf modules, never the catalog.
+"""
