@@ -38,6 +38,7 @@ SCENARIOS = [
     "catalog_scale",
     "ui",
     "aliases",
+    "startup",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
