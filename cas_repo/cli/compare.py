@@ -75,7 +75,9 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
         return 0
     rows = [[name, n.ref, n.depth, n.relation] for name, nodes in groups for n in nodes]
     if not rows:
-        out.line(f"{model_id}@{version} has no {'ancestors or descendants' if len(groups) == 2 else groups[0][0] + 's'}")
+        missing = "ancestors or descendants" if len(groups) == 2 else f"{groups[0][0]}s"
+        out.line(f"{lin.model_id}@{lin.version} has no {missing} "
+                 "(lineage comes from the parents given at save time and from rollbacks)")
         return 0
     out.table(["direction", "version", "depth", "relation"], rows)
     return 0
