@@ -14,6 +14,7 @@ from ..catalog.tables import csv_bytes, rows_of, write_parquet
 from .render import Output, human_bytes
 
 FORMATS = ("table", "csv", "json", "parquet")
+_PARQUET_NEEDS_OUT = "--format parquet needs --out FILE"
 
 
 def _cell(v: Any) -> Any:
@@ -23,6 +24,10 @@ def _cell(v: Any) -> Any:
 def write_table(table: pa.Table, fmt: str, out: Output, path: str | None) -> None:
     """Render ``table`` as ``fmt`` to ``path`` (or stdout; Parquet needs a path)."""
     if fmt == "parquet":
+        if path is None:  # Parquet is binary: never onto a terminal's text stream
+            from . import UsageError
+
+            raise UsageError(_PARQUET_NEEDS_OUT)
         write_parquet(table, path)
         return
     if fmt == "table":
@@ -46,7 +51,7 @@ def cmd_sql(args: argparse.Namespace, out: Output) -> int:
 
     fmt = "json" if out.json_mode and args.format is None else (args.format or "table")
     if fmt == "parquet" and not args.out:
-        raise UsageError("--format parquet needs --out FILE")
+        raise UsageError(_PARQUET_NEEDS_OUT)
     try:
         params = json.loads(args.params) if args.params else None
     except json.JSONDecodeError as exc:
