@@ -18,7 +18,7 @@ from ..text import cell_text
 def _default(obj: Any) -> Any:
     if isinstance(obj, datetime):
         return obj.isoformat()
-    if is_dataclass(obj):
+    if is_dataclass(obj) and not isinstance(obj, type):  # an instance; a dataclass itself is a str
         return asdict(obj)
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)

@@ -27,7 +27,8 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[bool]) -> str:
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int]) -> str:
+    # `numeric`: 1 for a right-aligned (number) column, else 0; digits line up under the headers.
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f'<td class="n">{escape(str(v))}</td>' if numeric[i] else f"<td>{escape(str(v))}</td>"

@@ -46,7 +46,7 @@ _RESCUED = ("pack-missing", "pack-damaged", "row-mismatch", "entry-corrupt", "pa
 def repair_findings(store: ModelStore, facts: Facts, found: Found) -> None:
     """Mark each finding that was fixed as repaired (in place in ``found``)."""
     restored = _restore_misplaced(store, found)
-    copies = entry_copies(facts.scans)
+    copies = entry_copies(facts.scans.values())
     fixed: set[str] = set()  # packs whose live entries were moved
     for code in _RESCUED:
         for finding, _, payload in found.items:

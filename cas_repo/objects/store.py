@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from .. import compression
 from ..digest import Digest, hash_bytes, hash_many
@@ -32,7 +33,7 @@ class NewEntry:
     compress: bool = True
 
 
-def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBackend:
+def open_backend(url: str | os.PathLike[str], **options: Any) -> ObjectBackend:
     """A backend for ``url``: a folder path (or ``file://``) or ``s3://bucket/prefix``."""
     text = os.fspath(url)
     if text.startswith("s3://"):
@@ -40,10 +41,10 @@ def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBacken
             from .s3 import S3Backend
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise StoreError(f"s3:// stores need obstore: pip install obstore ({exc})") from exc
-        return S3Backend.from_url(text, **options)  # type: ignore[arg-type]
+        return S3Backend.from_url(text, **options)
     if "://" in text and not text.startswith("file://"):
         raise StoreError(f"unsupported store URL {text!r}: use a folder path or s3://bucket/prefix")
-    return LocalBackend(text.removeprefix("file://"), **options)  # type: ignore[arg-type]
+    return LocalBackend(text.removeprefix("file://"), **options)
 
 
 class ObjectStore:

@@ -67,7 +67,7 @@ def make_frame(n_instruments: int = 50, n_days: int = 300, n_features: int = 20,
     return pd.DataFrame(values, index=index, columns=columns)
 
 
-def _dates(frame: pd.DataFrame) -> pd.DatetimeIndex:
+def _dates(frame: pd.DataFrame) -> pd.Index:
     return frame.index.get_level_values("datetime").unique().sort_values()
 
 
@@ -144,9 +144,10 @@ def quiet_recorder(*modules: str) -> Iterator[_NullRecorder]:
     stand_in = _NullRecorder()
     with contextlib.ExitStack() as undo:
         for name in modules or ("qlib.contrib.model.gbdt",):
-            module = importlib.import_module(name)
-            undo.callback(setattr, module, "R", module.R)
-            module.R = stand_in
+            # The module's globals: its functions look `R` up there on every call.
+            namespace = vars(importlib.import_module(name))
+            undo.callback(namespace.__setitem__, "R", namespace["R"])
+            namespace["R"] = stand_in
         yield stand_in
 
 
