@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from .errors import IntegrityError
@@ -15,14 +17,11 @@ ZSTD_LEVEL = 1
 # time on every load, and float arrays rarely get below ~0.9.
 MIN_SAVING = 0.10
 
-_codec: pa.Codec | None = None
 
 
+@functools.cache
 def _zstd() -> pa.Codec:
-    global _codec
-    if _codec is None:
-        _codec = pa.Codec("zstd", compression_level=ZSTD_LEVEL)
-    return _codec
+    return pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 
 
 def maybe_compress(data: memoryview | bytes) -> tuple[int, memoryview | bytes]:

@@ -82,6 +82,9 @@ class _Trusted:
     def __eq__(self, other):
         return isinstance(other, _Trusted) and other.x == self.x
 
+    def __hash__(self):
+        return hash(self.x)
+
 
 def test_unknown_classes_are_refused_until_allowed_in_code():
     ser = dumps(_Trusted(3))

@@ -71,7 +71,7 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"unknown direction {args.direction!r}")
     if out.json_mode:
         out.json({"model_id": lin.model_id, "version": lin.version,
-                  **{f"{name}s": [n for n in nodes] for name, nodes in groups}})
+                  **{f"{name}s": list(nodes) for name, nodes in groups}})
         return 0
     rows = [[name, n.ref, n.depth, n.relation] for name, nodes in groups for n in nodes]
     if not rows:

@@ -103,8 +103,8 @@ def gather(store: ModelStore, fresh: Catalog, log: LogFacts, cutoff: datetime, p
     disk = classify(listing, set(listed) | set(by_pack), log.state.forgotten)
     scans = {d.hex: sc for d, sc in scan_packs(store.objects, listing, progress=progress,
                                                label="fsck: reading pack indexes").items()}
-    return Facts(log, fresh, {l.digest.hex: l for l in locs}, by_pack, listed, live, manifests, chunk_lists, disk, scans,
-                 cutoff, events)
+    return Facts(log, fresh, {l.digest.hex: l for l in locs}, by_pack, listed, live, manifests, chunk_lists, disk,
+                 scans, cutoff, events)
 
 
 def _check_packs(f: Facts, found: Found) -> None:

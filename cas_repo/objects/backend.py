@@ -110,7 +110,7 @@ class ObjectBackend(abc.ABC):
         that can read into caller memory (``preadv``) override this to skip a copy.
         """
         filled: builtins.list[int] = []
-        for (offset, views), data in zip(ranges, self.read_ranges(key, [(o, sum(len(v) for v in vs))
+        for (_offset, views), data in zip(ranges, self.read_ranges(key, [(o, sum(len(v) for v in vs))
                                                                           for o, vs in ranges])):
             pos = 0
             for v in views:
@@ -128,8 +128,8 @@ class ObjectBackend(abc.ABC):
         """Leftovers of interrupted writes (temp files); none where puts are atomic."""
         return iter(())
 
-    def remove_incomplete(self, info: ObjectInfo) -> None:
+    def remove_incomplete(self, info: ObjectInfo) -> None:  # noqa: B027 - optional: backends with no leftovers keep this no-op
         """Delete one leftover reported by :meth:`list_incomplete`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend that holds nothing open keeps this no-op
         """Release connections or handles."""

@@ -419,7 +419,7 @@ class LocalBackend(ObjectBackend):
         self._in_dir(key, "touch", lambda name, d: os.utime(name, dir_fd=d, follow_symlinks=False))
 
     def list_incomplete(self) -> Iterator[ObjectInfo]:
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        for dirpath, _dirnames, filenames in os.walk(self.root, followlinks=False):
             for name in filenames:
                 if name.startswith(TEMP_PREFIX):
                     full = os.path.join(dirpath, name)

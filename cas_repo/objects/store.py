@@ -129,11 +129,11 @@ class ObjectStore:
             end = loc.offset + loc.stored_size
             if groups and loc.offset - groups[-1][1] <= _COALESCE_GAP:
                 start, prev_end, members = groups[-1]
-                groups[-1] = (start, max(prev_end, end), members + [i])
+                groups[-1] = (start, max(prev_end, end), [*members, i])
             else:
                 groups.append((loc.offset, end, [i]))
         blobs = self.backend.read_ranges(pack_key(pack), [(s, e - s) for s, e, _ in groups])
-        for (start, end, members), blob in zip(groups, blobs):
+        for (start, _end, members), blob in zip(groups, blobs):
             view = memoryview(blob)
             for i in members:
                 loc = locs[i]

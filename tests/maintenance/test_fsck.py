@@ -117,7 +117,8 @@ def test_old_and_fresh_temp_files(filled, store_dir):
     fresh.write_bytes(b"y" * 10)
     age(old, 2)
     report = fsck(filled)
-    assert [(f.code, f.subject) for f in report.findings] == [("temp-file", str(old.relative_to(store_dir / "objects")))]
+    temp_key = str(old.relative_to(store_dir / "objects"))
+    assert [(f.code, f.subject) for f in report.findings] == [("temp-file", temp_key)]
     assert old.exists()  # nothing changes without --repair
     fixed = fsck(filled, repair=True)
     assert [f.repaired for f in fixed.findings] == [True]
