@@ -33,8 +33,8 @@ from ..objects.store import NewEntry
 from ..repository import ModelStore
 from ..rows import packs_of
 from .common import utcnow
+from .facts import Facts
 from .findings import Found
-from .fsck import Facts
 from .guard import guard_at
 from .rebuild import rebuild_index
 from .scan import entry_copies, read_verified
