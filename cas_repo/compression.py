@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from .errors import IntegrityError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RAW = 0
 ZSTD = 1
@@ -18,9 +20,12 @@ ZSTD_LEVEL = 1
 MIN_SAVING = 0.10
 
 
-
 @functools.cache
 def _zstd() -> pa.Codec:
+    # pyarrow takes ~0.2 s to import: paid by the first chunk (de)compressed, not by every
+    # process that imports cas_repo (`cas-repo --help`, `ls`).
+    import pyarrow as pa
+
     return pa.Codec("zstd", compression_level=ZSTD_LEVEL)
 
 
@@ -45,8 +50,11 @@ def decompress(codec: int, stored: bytes | memoryview, size: int) -> bytes | mem
     if codec == RAW:
         return stored
     if codec == ZSTD:
+        zstd = _zstd()
+        import pyarrow as pa  # already loaded by _zstd(): a dictionary lookup
+
         try:
-            out = _zstd().decompress(stored, decompressed_size=size, asbytes=True)
+            out = zstd.decompress(stored, decompressed_size=size, asbytes=True)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise IntegrityError(f"a zstd chunk does not decompress ({exc})") from exc
         if len(out) != size:

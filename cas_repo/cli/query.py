@@ -6,12 +6,12 @@ import argparse
 import io
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from ..catalog.tables import csv_bytes, rows_of, write_parquet
 from .render import Output, human_bytes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FORMATS = ("table", "csv", "json", "parquet")
 _PARQUET_NEEDS_OUT = "--format parquet needs --out FILE"
@@ -23,6 +23,9 @@ def _cell(v: Any) -> Any:
 
 def write_table(table: pa.Table, fmt: str, out: Output, path: str | None) -> None:
     """Render ``table`` as ``fmt`` to ``path`` (or stdout; Parquet needs a path)."""
+    # Here, not at the top: every cas-repo command imports this module to register `sql`.
+    from ..catalog.tables import csv_bytes, rows_of, write_parquet
+
     if fmt == "parquet":
         if path is None:  # Parquet is binary: never onto a terminal's text stream
             from . import UsageError
