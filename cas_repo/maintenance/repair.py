@@ -28,6 +28,7 @@ from ..location import MANIFEST, Location
 from ..log.ops import AdoptEntries, MoveEntries, Op
 from ..log.state import StoreState
 from ..manifest import Manifest
+from ..objects import ObjectInfo
 from ..objects.keys import pack_key
 from ..objects.store import NewEntry
 from ..repository import ModelStore
@@ -59,8 +60,9 @@ def repair_findings(store: ModelStore, facts: Facts, found: Found) -> None:
     for i, (finding, digests, payload) in enumerate(found.items):
         ok = finding.repaired
         if finding.code == "temp-file":
-            store.objects.backend.remove_incomplete(payload)  # type: ignore[arg-type]
-            ok = True
+            if isinstance(payload, ObjectInfo):  # fsck attaches the listed leftover
+                store.objects.backend.remove_incomplete(payload)
+                ok = True
         elif finding.code == "index-mismatch":
             rebuild_index(store)
             ok = True
@@ -88,7 +90,9 @@ def _restore_misplaced(store: ModelStore, found: Found) -> set[str]:
     for i, (finding, digests, payload) in enumerate(found.items):
         if finding.code != "pack-misplaced":
             continue
-        target = Digest.from_hex(payload)  # type: ignore[arg-type]
+        if not isinstance(payload, str):  # fsck attaches the name the bytes hash to
+            continue
+        target = Digest.from_hex(payload)
         try:
             data = store.objects.backend.read(pack_key(Digest.from_hex(finding.subject)))
         except (ObjectNotFoundError, StoreError):

@@ -66,6 +66,16 @@ class Run:
                     found.append(path.relative_to(root).as_posix())
         return sorted(found)
 
+    def read_artifact(self, name: str) -> bytes:
+        """The bytes of artifact ``name`` (one of :meth:`artifacts`).
+
+        Raises:
+            OSError: it cannot be read (FileNotFoundError: the run has no local artifact folder).
+        """
+        if self.artifacts_dir is None:
+            raise FileNotFoundError(f"run {self.run_id} has no local artifact folder")
+        return (self.artifacts_dir / name).read_bytes()
+
 
 def _ms(value: Any) -> datetime | None:
     if value in (None, "", 0):
