@@ -206,7 +206,7 @@ def predict(model, dataset, segment: str = "test") -> np.ndarray:
 
 def _require_torch(what: str) -> None:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - only whether it imports
     except ImportError as exc:
         raise TorchUnavailableError(
             f"{what} needs PyTorch, which is not installed: "
@@ -315,7 +315,10 @@ def rolling_task(frame: pd.DataFrame, directory: str | os.PathLike, *, train_day
     dates = _dates(frame)
     (root / "qlib_data" / "calendars" / "day.txt").write_text("".join(f"{d:%Y-%m-%d}\n" for d in dates))
     frame.to_pickle(root / "frame.pkl")
-    day = lambda i: f"{dates[i]:%Y-%m-%d}"  # noqa: E731
+
+    def day(i: int) -> str:
+        return f"{dates[i]:%Y-%m-%d}"
+
     a, b = train_days, train_days + valid_days
     return {
         "model": {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cas_repo import UnsafePickleError, allow_globals
+from cas_repo.errors import SerializationError
+from cas_repo.qlib_support import synthetic as syn
+from cas_repo.serialization import allowed_globals, dumps, loads
+
 torch = pytest.importorskip(
     "torch", reason="torch is an optional extra (pip install -e '.[torch]'); torch tests need it")
-
-from cas_repo import UnsafePickleError, allow_globals  # noqa: E402
-from cas_repo.errors import SerializationError  # noqa: E402
-from cas_repo.qlib_support import synthetic as syn  # noqa: E402
-from cas_repo.serialization import allowed_globals, dumps, loads  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
