@@ -33,6 +33,9 @@ class NewEntry:
     compress: bool = True
 
 
+_LOCAL_OPTIONS = frozenset({"fsync", "direct_io"})  # LocalBackend's keyword arguments
+
+
 def open_backend(url: str | os.PathLike[str], **options: Any) -> ObjectBackend:
     """A backend for ``url``: a folder path (or ``file://``) or ``s3://bucket/prefix``."""
     text = os.fspath(url)
@@ -44,6 +47,10 @@ def open_backend(url: str | os.PathLike[str], **options: Any) -> ObjectBackend:
         return S3Backend.from_url(text, **options)
     if "://" in text and not text.startswith("file://"):
         raise StoreError(f"unsupported store URL {text!r}: use a folder path or s3://bucket/prefix")
+    unknown = set(options) - _LOCAL_OPTIONS
+    if unknown:
+        raise StoreError(f"unknown option(s) {sorted(unknown)} for the folder store {text}; known: "
+                         f"{sorted(_LOCAL_OPTIONS)} (the others are for s3:// stores)")
     return LocalBackend(text.removeprefix("file://"), **options)
 
 
