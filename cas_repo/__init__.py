@@ -5,6 +5,8 @@
     repo = CasModelRepository("data/cas")   # async IModelRepository
 """
 
+from typing import Any
+
 from .errors import (
     AliasNotFoundError,
     AliasTargetError,
@@ -22,8 +24,6 @@ from .errors import (
     StoreError,
     UnsafePickleError,
 )
-from typing import Any
-
 from .metadata import ModelMetadata
 from .repository import ModelStore
 from .serialization import allow_globals

@@ -1,12 +1,8 @@
-"""Per-chunk compression with zstd through pyarrow's codecs (pyarrow.compress lives here).
-
-pyarrow is imported on the first compression or decompression, not with cas_repo: it
-takes ~0.2 s to import, which every CLI call and every process would otherwise pay.
-"""
+"""Per-chunk compression with zstd through pyarrow's codecs (pyarrow.compress lives here)."""
 
 from __future__ import annotations
 
-from functools import cache
+import functools
 from typing import TYPE_CHECKING
 
 from .errors import IntegrityError
@@ -23,8 +19,11 @@ ZSTD_LEVEL = 1
 # time on every load, and float arrays rarely get below ~0.9.
 MIN_SAVING = 0.10
 
-@cache
+
+@functools.cache
 def _zstd() -> pa.Codec:
+    # pyarrow takes ~0.2 s to import: paid by the first chunk (de)compressed, not by every
+    # process that imports cas_repo (`cas-repo --help`, `ls`).
     import pyarrow as pa
 
     return pa.Codec("zstd", compression_level=ZSTD_LEVEL)
@@ -51,21 +50,17 @@ def decompress(codec: int, stored: bytes | memoryview, size: int) -> bytes | mem
     if codec == RAW:
         return stored
     if codec == ZSTD:
-        codec_ = _zstd()
+        zstd = _zstd()
+        import pyarrow as pa  # already loaded by _zstd(): a dictionary lookup
+
         try:
-            out = codec_.decompress(stored, decompressed_size=size, asbytes=True)
-        except (_arrow_error(), OSError, ValueError) as exc:
+            out = zstd.decompress(stored, decompressed_size=size, asbytes=True)
+        except (pa.ArrowException, OSError, ValueError) as exc:
             raise IntegrityError(f"a zstd chunk does not decompress ({exc})") from exc
         if len(out) != size:
             raise IntegrityError(f"a zstd chunk decompressed to {len(out)} bytes, expected {size}")
         return out
     raise IntegrityError(f"unknown codec {codec} in a pack index")
-
-
-def _arrow_error() -> type[Exception]:
-    import pyarrow as pa  # loaded already by _zstd()
-
-    return pa.ArrowException
 
 
 def compress_all(data: bytes) -> bytes:

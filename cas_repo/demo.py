@@ -82,7 +82,7 @@ def run(root: str, out: Output) -> None:
         step("save beta v2 (+10 rounds)", lambda: _save(store, wide2, md_b2))
 
         out.line("\n4. Roll back, delete and undelete")
-        step(f"rollback alpha to v{md.version}", lambda: f"alpha@{store.rollback('alpha', md.version)}")
+        step(f"rollback alpha to v{md.version}", lambda: f"alpha@{store.rollback('alpha', md.saved_version())}")
         step("delete beta (tombstone)", lambda: store.delete_model("beta"))
         live = [m.model_id for m in store.list_models(experiment_name="demo_csi300")]
         out.line(f"  list_models() now shows: {live}")
@@ -100,7 +100,7 @@ def run(root: str, out: Output) -> None:
         rows = []
         for model_id in ("alpha", "beta"):
             for h in store.history(model_id)[-8:]:
-                rows.append([h.model_id, h.version, h.digest[:12], h.metrics.get("IC"),
+                rows.append([h.model_id, h.version, h.saved_digest()[:12], h.metrics.get("IC"),
                              ",".join(h.parents) or "-",
                              f"rollback of v{h.rollback_of}" if h.rollback_of else ""])
         out.table(["model", "version", "digest", "IC", "parents", "note"], rows)

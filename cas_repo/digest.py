@@ -58,18 +58,19 @@ class Digest:
         return f"Digest({ALGORITHM}:{self.hex[:16]}…)"
 
 
-def _key_bytes(key: bytes | None) -> bytes | None:
-    if key is not None and len(key) != 32:
+def _blake3_hasher(key: bytes | None, *, threaded: bool = False) -> _blake3.blake3:
+    # `is not None`, not truthiness: an empty key is a wrong key, not a request for unkeyed mode.
+    threads = _blake3.blake3.AUTO if threaded else 1
+    if key is None:
+        return _blake3.blake3(max_threads=threads)
+    if len(key) != 32:
         raise InvalidDigestError("a keyed BLAKE3 digest needs a 32-byte key")
-    return key
+    return _blake3.blake3(key=key, max_threads=threads)
 
 
 def hash_bytes(data: bytes | bytearray | memoryview, *, key: bytes | None = None) -> Digest:
     """BLAKE3-256 of ``data`` (keyed mode when ``key`` is given)."""
-    hasher = _blake3.blake3(key=_key_bytes(key)) if key else _blake3.blake3()
-    if len(data) >= _THREADED_MIN:
-        hasher = (_blake3.blake3(key=key, max_threads=_blake3.blake3.AUTO) if key
-                  else _blake3.blake3(max_threads=_blake3.blake3.AUTO))
+    hasher = _blake3_hasher(key, threaded=len(data) >= _THREADED_MIN)
     hasher.update(data)
     return Digest(hasher.digest())
 
@@ -80,7 +81,7 @@ class Hasher:
     __slots__ = ("_h",)
 
     def __init__(self, *, key: bytes | None = None) -> None:
-        self._h = _blake3.blake3(key=_key_bytes(key)) if key else _blake3.blake3()
+        self._h = _blake3_hasher(key)
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._h.update(data)

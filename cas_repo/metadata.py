@@ -73,6 +73,26 @@ class ModelMetadata:
         if self.lineage is None:
             self.lineage = {}
 
+    def saved_version(self) -> int:
+        """``version``, which the store fills in on save and on every read.
+
+        Raises:
+            InvalidMetadataError: this metadata was never saved (nor read from a store).
+        """
+        if self.version is None:
+            raise InvalidMetadataError(f"metadata of {self.model_id!r} has no version: save it first")
+        return self.version
+
+    def saved_digest(self) -> str:
+        """``digest`` (of the content manifest), which the store fills in on save and on every read.
+
+        Raises:
+            InvalidMetadataError: this metadata was never saved (nor read from a store).
+        """
+        if self.digest is None:
+            raise InvalidMetadataError(f"metadata of {self.model_id!r} has no digest: save it first")
+        return self.digest
+
 
 def metadata_json(md: ModelMetadata) -> dict[str, Any]:
     """``md`` as the JSON object a save operation stores (what :func:`check_metadata` admits)."""
@@ -123,19 +143,19 @@ def check_metadata(md: ModelMetadata) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise InvalidMetadataError(f"metric {k!r} must be a number, got {type(v).__name__}")
         try:
-            v = float(v)  # metrics are stored as doubles
+            as_double = float(v)  # metrics are stored as doubles
         except OverflowError as exc:
             raise InvalidMetadataError(f"metric {k!r} is an integer too large for a double") from exc
-        if not math.isfinite(v):
+        if not math.isfinite(as_double):
             raise InvalidMetadataError(
-                f"metric {k!r} is {v}: store only finite numbers (drop it, or record it as a tag)")
+                f"metric {k!r} is {as_double}: store only finite numbers (drop it, or record it as a tag)")
     if not isinstance(md.tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in md.tags.items()
     ):
         raise InvalidMetadataError("tags must be a dict of str -> str")
-    for k, v in md.tags.items():
-        _check_text("tags", k)
-        _check_text("tags", v)
+    for name, value in md.tags.items():
+        _check_text("tags", name)
+        _check_text("tags", value)
     if not isinstance(md.parents, list):
         raise InvalidMetadataError("parents must be a list of 'model_id@version' strings")
     for p in md.parents:

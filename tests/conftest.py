@@ -63,7 +63,7 @@ def make_md() -> Callable[..., ModelMetadata]:
     return make
 
 # S3-protocol servers on loopback (moto, SeaweedFS), for the S3 backend and whole-store tests.
-from .s3_server import s3, s3_server, seaweed  # noqa: E402,F401
+from .s3_server import s3, s3_server, seaweed  # noqa: E402,F401 - fixtures found by name here; after the env above
 
 
 def pytest_collection_modifyitems(config, items):

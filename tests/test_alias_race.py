@@ -9,6 +9,7 @@ committed version, loaded whole.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def _race(url: str, options: dict | None, tmp_path: Path) -> None:
         moves = store.alias_history("m", "prod")
         assert len(moves) == sum(recorded for _, recorded, _, _ in out)  # every acknowledged move
         assert moves[0].from_version is None
-        for earlier, later in zip(moves, moves[1:]):
+        for earlier, later in itertools.pairwise(moves):
             assert later.from_version == earlier.to_version != later.to_version
         assert store.aliases("m") == {"prod": moves[-1].to_version}
         movers = {writer for _, recorded, writer, _ in out if recorded}

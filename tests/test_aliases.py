@@ -20,12 +20,11 @@ from cas_repo import (
     ModelStore,
     compression,
 )
-from cas_repo.log.ops import MarkOp
+from cas_repo.canonical import canonical_json
 from cas_repo.log import checkpoint
-from cas_repo.log.ops import AliasMove, op_from_json, op_to_json
+from cas_repo.log.ops import AliasMove, MarkOp, op_from_json, op_to_json
 from cas_repo.log.state import Head, admit
 from cas_repo.maintenance import RetentionPolicy, apply_retention, audit, run_gc
-from cas_repo.canonical import canonical_json
 from cas_repo.metadata import split_ref
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -41,7 +41,7 @@ def test_quick_harness_runs_every_scenario_and_reports_sane_numbers(tmp_path):
     env.pop("CAS_REPO_INDEX_DIR", None)
     proc = subprocess.run([sys.executable, "-m", "tools.bench", "--quick", "--json", str(out_json),
                            "--out", str(out_md)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
     report = json.loads(out_json.read_text()) if out_json.exists() else {"sections": []}
     errors = {s["name"]: s["error"] for s in report["sections"] if s["error"]}
     assert proc.returncode == 0 and not errors, (errors, proc.stderr[-6000:])
@@ -164,7 +164,8 @@ def test_phase_breakdown_of_a_real_save_and_load_adds_up_to_its_total(tmp_path, 
     with ModelStore(tmp_path / "cas") as store:
         per_phase, totals = phases.breakdown(lambda: store.save_model(model, make_md("m")), 3)
         load_phases, load_totals = phases.breakdown(lambda: store.load_model("m"), 3)
-    assert {"pickling", "chunking (FastCDC)", "pack write + fsync", "log commit (write + fsync + link)"} <= set(per_phase)
+    assert {"pickling", "chunking (FastCDC)", "pack write + fsync",
+            "log commit (write + fsync + link)"} <= set(per_phase)
     assert {"unpickling", "verify (BLAKE3)", "pack read"} <= set(load_phases)
     for phases_of, totals_of in ((per_phase, totals), (load_phases, load_totals)):
         for i, total in enumerate(totals_of):

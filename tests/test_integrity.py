@@ -42,7 +42,7 @@ def _rewrite(store_dir, pack, mutate):
 
 def test_flipped_byte_raises_integrity_error_before_unpickling(store, store_dir, make_md, unpickler_calls):
     store.save_model({"w": np.random.default_rng(1).standard_normal(50_000)}, make_md())
-    md, locs = _chunk_locations(store, "m1", 1)
+    _, locs = _chunk_locations(store, "m1", 1)
     loc = max(locs, key=lambda l: l.stored_size)
 
     def flip(data):

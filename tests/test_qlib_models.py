@@ -50,7 +50,8 @@ def test_saved_lgbm_predicts_identically_in_a_fresh_process(tmp_path, dataset, l
         np.testing.assert_array_equal(got, np.load({str(tmp_path / 'expected.npy')!r}))
         print("OK", md.version)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "OK 1" in result.stdout
 

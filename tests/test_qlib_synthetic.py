@@ -1,6 +1,7 @@
 """Tests for cas_repo.qlib_support.synthetic: real Qlib models on synthetic data."""
 
 import hashlib
+import itertools
 import os
 import pickle
 import subprocess
@@ -80,7 +81,7 @@ def test_segments_partition_the_dates():
     assert seg.train[1] < seg.valid[0] <= seg.valid[1] < seg.test[0]
     windows = syn.rolling_segments(frame, 3)
     assert len(windows) == 3
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.train[0] < b.train[0] and a.test[1] < b.test[1]
         assert a.test[1] < b.test[0]  # default step = test length: test spans tile
     for w in windows:

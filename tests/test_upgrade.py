@@ -31,8 +31,8 @@ def old_store(tmp_path) -> Path:
 
 
 def _as_recorded(store: ModelStore, model_id: str) -> list[dict]:
-    return [dict(version=m.version, digest=m.digest, metrics=m.metrics, tags=m.tags, parents=m.parents,
-                 rollback_of=m.rollback_of, deleted=m.deleted) for m in store.history(model_id)]
+    return [{"version": m.version, "digest": m.digest, "metrics": m.metrics, "tags": m.tags, "parents": m.parents,
+             "rollback_of": m.rollback_of, "deleted": m.deleted} for m in store.history(model_id)]
 
 
 def test_a_format_1_store_upgrades_and_keeps_its_whole_history(old_store):

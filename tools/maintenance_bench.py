@@ -72,8 +72,9 @@ def main() -> None:
             store.delete_model(mid)
         report = timed("audit (with walk)", lambda: audit(store))
         t = report.totals
-        print(f"  {t.versions} versions, {t.objects} objects, {t.packs} packs; logical {t.logical_bytes / 2**20:.1f} MiB, "
-              f"physical {t.physical_bytes / 2**20:.1f} MiB, dedup {t.dedup_ratio:.1f}x, walk agrees {report.walk.agrees}")
+        print(f"  {t.versions} versions, {t.objects} objects, {t.packs} packs; "
+              f"logical {t.logical_bytes / 2**20:.1f} MiB, physical {t.physical_bytes / 2**20:.1f} MiB, "
+              f"dedup {t.dedup_ratio:.1f}x, walk agrees {report.walk.agrees}")
         timed("render HTML", lambda: render_html(report))
         timed("fsck quick", lambda: fsck(store))
         timed("fsck full", lambda: fsck(store, full=True))

@@ -80,7 +80,7 @@ class MotoServer(_Server):
         self.port = _free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.log_path = log_dir / f"moto-{self.port}.log"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the server's output for its whole life; stop() closes it
         env = dict(os.environ, AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID=KEYS["access_key"],
                    AWS_SECRET_ACCESS_KEY=KEYS["secret_key"], AWS_DEFAULT_REGION=REGION)
         self.proc = subprocess.Popen(
@@ -210,7 +210,7 @@ class SeaweedServer(_Server):
         self._sockets = [Path(f"/tmp/seaweedfs-{service}-grpc-{port + _GRPC_OFFSET}.sock")
                          for service, port in ports.items()]
         self.log_path = run / "weed.out"
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - the server's output for its whole life; stop() closes it
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=run,
                                      env=dict(env, TMPDIR=str(run / "tmp")))

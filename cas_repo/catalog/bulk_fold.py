@@ -98,7 +98,8 @@ def _versions(saves: Sequence[SaveOp]) -> pa.Table:
     names = ["model_id", "version", "manifest", "record", "kind", "rollback_of", "experiment_name", "model_type",
              "created_at", "saved_at", "qlib_recorder_id", "logical_size", "new_bytes", "hyperparameters",
              "lineage", "metadata_json"]
-    types = [pa.string(), pa.int32(), pa.string(), pa.string(), pa.string(), pa.int32(), pa.string(), pa.string(),
-             _ts(), _ts(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(), pa.string()]
+    types: list[pa.DataType] = [
+        pa.string(), pa.int32(), pa.string(), pa.string(), pa.string(), pa.int32(), pa.string(), pa.string(),
+        _ts(), _ts(), pa.string(), pa.int64(), pa.int64(), pa.string(), pa.string(), pa.string()]
     t = _table(names, rows, types)
     return t.append_column("metrics", metrics)

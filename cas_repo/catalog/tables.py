@@ -35,12 +35,13 @@ def csv_bytes(table: pa.Table) -> bytes:
     """The table as UTF-8 CSV; nested columns (maps, lists, structs) as JSON text."""
     import pyarrow.csv as pacsv
 
-    cols = []
+    cols: list[pa.Array | pa.ChunkedArray] = []
     for f, col in zip(table.schema, table.columns):
         if pa.types.is_nested(f.type):
-            col = pa.array([None if v is None else json.dumps(plain(v, f.type), sort_keys=True)
-                            for v in col.to_pylist()], pa.string())
-        cols.append(col)
+            cols.append(pa.array([None if v is None else json.dumps(plain(v, f.type), sort_keys=True)
+                                  for v in col.to_pylist()], pa.string()))
+        else:
+            cols.append(col)
     sink = io.BytesIO()
     pacsv.write_csv(pa.table(cols, names=table.column_names), sink)
     return sink.getvalue()

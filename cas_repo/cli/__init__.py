@@ -12,9 +12,13 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from ..errors import CasRepoError, InvalidMetadataError, InvalidModelIdError, ModelNotFoundError, QueryError
 from .render import Output
+
+if TYPE_CHECKING:
+    from ..repository import ModelStore
 
 # Command modules, each registering one or more subcommands.
 COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.compare", "cas_repo.cli.qlib",
@@ -28,7 +32,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would exit with its own format
+    def error(self, message: str) -> NoReturn:  # argparse would exit with its own format
         raise UsageError(message)
 
 
@@ -51,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_store(args: argparse.Namespace):
+def open_store(args: argparse.Namespace) -> ModelStore:
     from ..repository import ModelStore
 
     return ModelStore(args.repo, catalog=args.catalog)

@@ -18,7 +18,7 @@ def cmd_diff(args: argparse.Namespace, out: Output) -> int:
 
     with open_store(args) as store:
         ma, mb = store.get_model_metadata(ref(args.a)), store.get_model_metadata(ref(args.b))
-        d = store.diff((ma.model_id, ma.version), (mb.model_id, mb.version))
+        d = store.diff((ma.model_id, ma.saved_version()), (mb.model_id, mb.saved_version()))
     c = d.content
     if out.json_mode:
         out.json({
@@ -30,8 +30,8 @@ def cmd_diff(args: argparse.Namespace, out: Output) -> int:
         })
         return 0
     ra, rb = f"{d.a.model_id}@{d.a.version}", f"{d.b.model_id}@{d.b.version}"
-    out.line(f"a: {ra}  {d.a.digest[:12]}  {d.a.experiment_name}/{d.a.model_type}")
-    out.line(f"b: {rb}  {d.b.digest[:12]}  {d.b.experiment_name}/{d.b.model_type}")
+    out.line(f"a: {ra}  {d.a.saved_digest()[:12]}  {d.a.experiment_name}/{d.a.model_type}")
+    out.line(f"b: {rb}  {d.b.saved_digest()[:12]}  {d.b.experiment_name}/{d.b.model_type}")
     out.line()
     if d.hyperparameters:
         out.table(["hyperparameter", "a", "b"],
@@ -71,11 +71,13 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"unknown direction {args.direction!r}")
     if out.json_mode:
         out.json({"model_id": lin.model_id, "version": lin.version,
-                  **{f"{name}s": [n for n in nodes] for name, nodes in groups}})
+                  **{f"{name}s": list(nodes) for name, nodes in groups}})
         return 0
     rows = [[name, n.ref, n.depth, n.relation] for name, nodes in groups for n in nodes]
     if not rows:
-        out.line(f"{model_id}@{version} has no {'ancestors or descendants' if len(groups) == 2 else groups[0][0] + 's'}")
+        missing = "ancestors or descendants" if len(groups) == 2 else f"{groups[0][0]}s"
+        out.line(f"{lin.model_id}@{lin.version} has no {missing} "
+                 "(lineage comes from the parents given at save time and from rollbacks)")
         return 0
     out.table(["direction", "version", "depth", "relation"], rows)
     return 0

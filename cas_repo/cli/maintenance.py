@@ -96,9 +96,10 @@ def _render_audit(r, out: Output, versions: bool) -> None:
 
 
 def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
-    from ..maintenance import fsck_store
+    from ..maintenance import DEFAULT_GRACE, fsck_store
 
-    report = fsck_store(args.repo, catalog=args.catalog, full=args.full, repair=args.repair, grace=args.grace,
+    grace = DEFAULT_GRACE if args.grace is None else args.grace
+    report = fsck_store(args.repo, catalog=args.catalog, full=args.full, repair=args.repair, grace=grace,
                         progress=out.progress)
     bad = report.errors + (report.warnings if args.strict else ())
     if out.json_mode:
@@ -126,13 +127,16 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_gc(args: argparse.Namespace, out: Output) -> int:
-    from ..maintenance import format_duration, run_gc
+    from ..maintenance import DEFAULT_GRACE, format_duration, run_gc
     from ..maintenance.collect import refusal
+    from ..maintenance.gc import DEFAULT_REPACK_BELOW
     from . import open_store
 
+    grace = DEFAULT_GRACE if args.grace is None else args.grace
+    repack_below = DEFAULT_REPACK_BELOW if args.repack_below is None else args.repack_below
     with open_store(args) as store:
-        report = run_gc(store, dry_run=args.dry_run, grace=args.grace, purge_older_than=args.purge_deleted_older_than,
-                        repack_below=args.repack_below, progress=out.progress)
+        report = run_gc(store, dry_run=args.dry_run, grace=grace, purge_older_than=args.purge_deleted_older_than,
+                        repack_below=repack_below, progress=out.progress)
     plan = report.plan
     if out.json_mode:
         out.json({"dry_run": report.dry_run, "refused": plan.refused, "plan": plan, "position": report.position,
@@ -140,7 +144,7 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
                   "repacked": report.repacked, "new_packs": report.new_packs, "temp_removed": report.temp_removed,
                   "skipped": report.skipped})
         return EXIT_PROBLEMS if plan.refused else EXIT_OK
-    out.line(f"gc plan at log position {plan.position} (grace {format_duration(args.grace)}): purge "
+    out.line(f"gc plan at log position {plan.position} (grace {format_duration(grace)}): purge "
              f"{len(plan.purge)} versions, delete {len(plan.delete) + len(plan.leftovers)} packs and "
              f"{len(plan.temp_files)} temp files ({human_bytes(plan.delete_bytes)}), repack {len(plan.repack)} "
              f"packs (frees {human_bytes(plan.repack_bytes)})")
@@ -220,9 +224,8 @@ def cmd_rebuild(args: argparse.Namespace, out: Output) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..maintenance import DEFAULT_GRACE
-    from ..maintenance.gc import DEFAULT_REPACK_BELOW
-
+    # Defaults are None here and the library's constants are read by the commands: importing
+    # cas_repo.maintenance (~50 ms) for them would slow every command, `--help` included.
     p = sub.add_parser("audit", help="dedup audit: what each experiment, model and version costs")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts")
     p.add_argument("--versions", action="store_true", help="also list every version")
@@ -233,18 +236,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true", help="re-hash every byte of every pack")
     p.add_argument("--repair", action="store_true", help="fix what can be fixed, through log commits (never "
                    "deletes anything)")
-    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE, help="temp files and packs no commit mentions "
+    p.add_argument("--grace", type=_duration, help="temp files and packs no commit mentions "
                    "younger than this are writes in progress (default 24h)")
     p.add_argument("--strict", action="store_true", help="warnings (orphans, old temp files) also exit 1")
     p.set_defaults(handler=cmd_fsck)
 
     p = sub.add_parser("gc", help="delete what no live or retained version needs (plan, one log commit, then files)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    p.add_argument("--grace", type=_duration, default=DEFAULT_GRACE,
+    p.add_argument("--grace", type=_duration,
                    help="only drop packs no commit mentions, and temp files, older than this (default 24h)")
     p.add_argument("--purge-deleted-older-than", type=_duration, metavar="AGE",
                    help="purge versions of models deleted, and versions retired, at least AGE ago")
-    p.add_argument("--repack-below", type=_fraction, default=DEFAULT_REPACK_BELOW, metavar="FRACTION",
+    p.add_argument("--repack-below", type=_fraction, metavar="FRACTION",
                    help="repack packs whose live bytes are below this fraction (default 0.5; 0 disables)")
     p.set_defaults(handler=cmd_gc)
 

@@ -71,17 +71,18 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
 
     model_id = validate_model_id(args.model)
     with open_store(args) as store:
-        versions = {m.version: m for m in store.history(model_id)}
+        versions = {m.saved_version(): m for m in store.history(model_id)}
         events = store.events(model_id)
-    made = {e.version: e for e in events if e.kind in ("save", "rollback")}
+    # The events that made a version (its save or rollback): only those carry its metadata.
+    making = {e.seq for e in events if e.kind in ("save", "rollback")}
     if out.json_mode:
         out.json([{"seq": e.seq, "event": e.kind, "at": e.at, "version": e.version, "tags_set": e.tags,
-                   **({"metadata": md_json(versions[e.version])} if made.get(e.version) is e else {})}
+                   **({"metadata": md_json(versions[e.version])} if e.seq in making else {})}
                   for e in events])
         return 0
     rows = []
     for e in events:
-        md = versions.get(e.version) if made.get(e.version) is e else None
+        md = versions.get(e.version) if e.seq in making else None
         rows.append([e.seq, e.at, e.kind, e.version, (md.digest or "")[:12] if md else "",
                      md.metrics if md else "", ",".join(md.parents) if md else "", _event_note(e, md)])
     out.table(["seq", "at (UTC)", "event", "version", "digest", "metrics", "parents", "note"], rows)

@@ -6,14 +6,15 @@ import argparse
 import io
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from ..catalog.tables import csv_bytes, rows_of, write_parquet
 from .render import Output, human_bytes
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 FORMATS = ("table", "csv", "json", "parquet")
+_PARQUET_NEEDS_OUT = "--format parquet needs --out FILE"
 
 
 def _cell(v: Any) -> Any:
@@ -22,7 +23,14 @@ def _cell(v: Any) -> Any:
 
 def write_table(table: pa.Table, fmt: str, out: Output, path: str | None) -> None:
     """Render ``table`` as ``fmt`` to ``path`` (or stdout; Parquet needs a path)."""
+    # Here, not at the top: every cas-repo command imports this module to register `sql`.
+    from ..catalog.tables import csv_bytes, rows_of, write_parquet
+
     if fmt == "parquet":
+        if path is None:  # Parquet is binary: never onto a terminal's text stream
+            from . import UsageError
+
+            raise UsageError(_PARQUET_NEEDS_OUT)
         write_parquet(table, path)
         return
     if fmt == "table":
@@ -46,7 +54,7 @@ def cmd_sql(args: argparse.Namespace, out: Output) -> int:
 
     fmt = "json" if out.json_mode and args.format is None else (args.format or "table")
     if fmt == "parquet" and not args.out:
-        raise UsageError("--format parquet needs --out FILE")
+        raise UsageError(_PARQUET_NEEDS_OUT)
     try:
         params = json.loads(args.params) if args.params else None
     except json.JSONDecodeError as exc:

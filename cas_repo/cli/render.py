@@ -18,7 +18,7 @@ from ..text import cell_text
 def _default(obj: Any) -> Any:
     if isinstance(obj, datetime):
         return obj.isoformat()
-    if is_dataclass(obj):
+    if is_dataclass(obj) and not isinstance(obj, type):  # an instance; a dataclass itself is a str
         return asdict(obj)
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
@@ -58,8 +58,11 @@ class Output:
             for i, v in enumerate(r):
                 widths[i] = max(widths[i], len(v))
         numeric = [all(_is_num(r[i]) for r in cells) if cells else False for i in range(len(headers))]
-        fmt = lambda vals: "  ".join(  # noqa: E731
-            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(vals)).rstrip()
+
+        def fmt(vals: Sequence[str]) -> str:
+            return "  ".join(v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i])
+                             for i, v in enumerate(vals)).rstrip()
+
         self.line(fmt(list(headers)))
         self.line(fmt(["-" * w for w in widths]))
         for r in cells:

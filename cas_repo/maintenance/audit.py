@@ -193,10 +193,10 @@ class AuditReport:
         out = asdict(self)
         out["totals"]["dedup_ratio"] = self.totals.dedup_ratio
         out["totals"]["unreferenced_bytes"] = self.totals.unreferenced_bytes
-        for row, value in zip(out["experiments"], self.experiments):
-            row["dedup_ratio"] = value.dedup_ratio
-        for row, value in zip(out["models"], self.models):
-            row["dedup_ratio"] = value.dedup_ratio
+        for row, experiment in zip(out["experiments"], self.experiments):
+            row["dedup_ratio"] = experiment.dedup_ratio
+        for row, model in zip(out["models"], self.models):
+            row["dedup_ratio"] = model.dedup_ratio
         if self.walk is not None:
             out["walk"]["agrees"] = self.walk.agrees
         out["log"]["total_bytes"] = self.log.total_bytes

@@ -128,8 +128,8 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
         purging = [(c.model_id, c.version) for c in plan.purge]
         dropping = {p.pack for p in plan.delete}
         copies, written, skipped = copy_live(store, plan.repack, purging, progress)
-        planned = {p: frozenset() for p in dropping} | {p: frozenset(l.digest.hex for l in locs)
-                                                       for p, locs in copies.items()}
+        planned: dict[str, frozenset[str]] = {p: frozenset() for p in dropping}
+        planned |= {p: frozenset(l.digest.hex for l in locs) for p, locs in copies.items()}
         with store.catalog.session() as s:
             guard = guard_at(s, plan.position, planned, purging)
         outcome: dict[str, object] = {}

@@ -10,7 +10,6 @@ unless ``repair`` is set (see :mod:`.repair`), and a repair never deletes anythi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,33 +21,14 @@ from ..location import Location
 from ..manifest import Manifest
 from ..repository import ModelStore
 from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
+from .facts import Facts
 from .findings import WARNING, Finding, Found, FsckReport
 from .logcheck import LogFacts, check_log, compare_index, fresh_catalog
-from .orphans import DiskPacks, classify
-from .scan import PackScan, list_packs, read_verified, scan_packs
+from .orphans import classify
+from .repair import repair_findings
+from .scan import list_packs, read_verified, scan_packs
 
 _AFFECTED_SHOWN = 10
-
-
-@dataclass
-class Facts:
-    """What the log says and what the store holds, gathered once (internal, mutable)."""
-
-    log: LogFacts
-    fresh: Catalog                                       # the fold of the log fsck made (the truth)
-    rows: dict[str, Location]
-    rows_by_pack: dict[str, list[Location]]
-    listed: dict[str, int]
-    live: set[str]
-    manifests: dict[str, set[int]]
-    chunk_lists: dict[str, list[tuple[str, int]]]
-    disk: DiskPacks
-    scans: dict[str, PackScan]
-    cutoff: datetime
-    events: int = 0
-    bad: set[str] = field(default_factory=set)          # digests whose recorded location is unusable
-    intact: set[str] = field(default_factory=set)       # packs whose full hash matched
-    in_flight: int = 0
 
 
 def fsck(store: ModelStore, *, full: bool = False, repair: bool = False, grace: timedelta = DEFAULT_GRACE,
@@ -72,7 +52,6 @@ def fsck(store: ModelStore, *, full: bool = False, repair: bool = False, grace: 
                           payload=info)
         hashed = _check_hashes(store, facts, found, progress) if full else 0
         if repair:
-            from .repair import repair_findings
 
             repair_findings(store, facts, found)
         findings = _with_affected(fresh, found)
@@ -103,8 +82,8 @@ def gather(store: ModelStore, fresh: Catalog, log: LogFacts, cutoff: datetime, p
     disk = classify(listing, set(listed) | set(by_pack), log.state.forgotten)
     scans = {d.hex: sc for d, sc in scan_packs(store.objects, listing, progress=progress,
                                                label="fsck: reading pack indexes").items()}
-    return Facts(log, fresh, {l.digest.hex: l for l in locs}, by_pack, listed, live, manifests, chunk_lists, disk, scans,
-                 cutoff, events)
+    return Facts(log, fresh, {l.digest.hex: l for l in locs}, by_pack, listed, live, manifests, chunk_lists, disk,
+                 scans, cutoff, events)
 
 
 def _check_packs(f: Facts, found: Found) -> None:

@@ -150,7 +150,7 @@ def _plan(store: ModelStore, grace: timedelta, purge_older_than: timedelta | Non
             # byte for byte into itself.
             if u.live_rows < n and ref.live_fraction < repack_below:
                 repack.append(ref)
-    fresh = []
+    fresh: list[PackRef] = []
     for name, (_, info) in sorted(disk.orphans.items()):
         ref = PackRef(name, info.size, info.mtime, orphan=True)
         (fresh if info.mtime > cutoff else delete).append(ref)

@@ -75,7 +75,8 @@ class Guard:
                 else:
                     # The manifest was stored before this save's commit: at P (its chunks
                     # in planned packs are in manifest_hits) or by a save after P.
-                    chunks = learned.get(op.manifest) or self.manifest_hits.get(op.manifest, ())
+                    known = learned.get(op.manifest)
+                    chunks = known if known else self.manifest_hits.get(op.manifest, ())
                 unsafe |= self._needed(op.manifest, chunks)
         for ref in not_purged:
             manifest = self.purges.get(ref)

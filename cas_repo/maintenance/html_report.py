@@ -27,7 +27,8 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[bool]) -> str:
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int]) -> str:
+    # `numeric`: 1 for a right-aligned (number) column, else 0; digits line up under the headers.
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f'<td class="n">{escape(str(v))}</td>' if numeric[i] else f"<td>{escape(str(v))}</td>"
@@ -48,7 +49,7 @@ def growth_chart(report: AuditReport, width: int = 900, height: int = 300) -> st
         physical.append(psum)
     left, bottom, top = 70, 30, 10
     w, h = width - left - 10, height - bottom - top
-    ymax = max(max(logical), 1)
+    ymax = max([*logical, 1])
     n = len(points)
 
     def xy(i: int, v: int) -> str:
@@ -60,7 +61,8 @@ def growth_chart(report: AuditReport, width: int = 900, height: int = 300) -> st
         f'stroke="#eee"/><text x="{left - 6}" y="{top + h - h * k / 4 + 4:.1f}" text-anchor="end">'
         f"{escape(human(ymax * k / 4))}</text>" for k in range(5))
     lines = "".join(
-        f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{" ".join(xy(i, v) for i, v in enumerate(vals))}"/>'
+        f'<polyline fill="none" stroke="{color}" stroke-width="2.5" '
+        f'points="{" ".join(xy(i, v) for i, v in enumerate(vals))}"/>'
         for vals, color in ((logical, _LOGICAL), (physical, _PHYSICAL)))
     legend = (f'<rect x="{left + 10}" y="{top + 6}" width="12" height="4" fill="{_LOGICAL}"/>'
               f'<text x="{left + 28}" y="{top + 12}">full copies (logical): {escape(human(lsum))}</text>'
@@ -78,7 +80,7 @@ def model_chart(report: AuditReport, limit: int = 25, width: int = 900) -> str:
     if not models:
         return ""
     row, label = 26, 200
-    scale = (width - label - 120) / max(max(m.logical_bytes for m in models), 1)
+    scale = (width - label - 120) / max([*(m.logical_bytes for m in models), 1])
     bars = []
     for i, m in enumerate(models):
         y = 24 + i * row
@@ -120,7 +122,8 @@ def render_html(report: AuditReport) -> str:
         + "</div>", check,
         "<h2>Stored bytes as versions accumulate</h2>", growth_chart(report),
         "<h2>Models</h2>", model_chart(report),
-        _table(["model", "experiment", "versions", "logical", "stored", "own (reclaimable)", "shared", "ratio", "deleted"],
+        _table(["model", "experiment", "versions", "logical", "stored", "own (reclaimable)", "shared", "ratio",
+                "deleted"],
                [(m.model_id, m.experiment_name, m.versions, human(m.logical_bytes), human(m.physical_bytes),
                  human(m.reclaimable_bytes), human(m.shared_bytes), f"{m.dedup_ratio:.1f}", "yes" if m.deleted else "")
                 for m in report.models], [0, 0, 1, 1, 1, 1, 1, 1, 0]),

@@ -47,7 +47,9 @@ def classify(listing: Iterable[tuple[Digest, ObjectInfo]], mentioned: Iterable[s
         forgotten: the packs committed gcs forgot.
     """
     mentioned, forgotten = set(mentioned), set(forgotten)
-    committed, orphans, leftovers = {}, {}, {}
+    committed: dict[str, tuple[Digest, ObjectInfo]] = {}
+    orphans: dict[str, tuple[Digest, ObjectInfo]] = {}
+    leftovers: dict[str, tuple[Digest, ObjectInfo]] = {}
     for digest, info in listing:
         name = digest.hex
         # A pack mentioned again after a forget (only an older cas-repo could do that) is

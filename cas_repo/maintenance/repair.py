@@ -28,13 +28,14 @@ from ..location import MANIFEST, Location
 from ..log.ops import AdoptEntries, MoveEntries, Op
 from ..log.state import StoreState
 from ..manifest import Manifest
+from ..objects import ObjectInfo
 from ..objects.keys import pack_key
 from ..objects.pack import packs_of
 from ..objects.store import NewEntry
 from ..repository import ModelStore
 from .common import utcnow
+from .facts import Facts
 from .findings import Found
-from .fsck import Facts
 from .guard import guard_at
 from .rebuild import rebuild_index
 from .scan import entry_copies, read_verified
@@ -46,7 +47,7 @@ _RESCUED = ("pack-missing", "pack-damaged", "row-mismatch", "entry-corrupt", "pa
 def repair_findings(store: ModelStore, facts: Facts, found: Found) -> None:
     """Mark each finding that was fixed as repaired (in place in ``found``)."""
     restored = _restore_misplaced(store, found)
-    copies = entry_copies(facts.scans)
+    copies = entry_copies(facts.scans.values())
     fixed: set[str] = set()  # packs whose live entries were moved
     for code in _RESCUED:
         for finding, _, payload in found.items:
@@ -59,8 +60,9 @@ def repair_findings(store: ModelStore, facts: Facts, found: Found) -> None:
     for i, (finding, digests, payload) in enumerate(found.items):
         ok = finding.repaired
         if finding.code == "temp-file":
-            store.objects.backend.remove_incomplete(payload)  # type: ignore[arg-type]
-            ok = True
+            if isinstance(payload, ObjectInfo):  # fsck attaches the listed leftover
+                store.objects.backend.remove_incomplete(payload)
+                ok = True
         elif finding.code == "index-mismatch":
             rebuild_index(store)
             ok = True
@@ -88,7 +90,9 @@ def _restore_misplaced(store: ModelStore, found: Found) -> set[str]:
     for i, (finding, digests, payload) in enumerate(found.items):
         if finding.code != "pack-misplaced":
             continue
-        target = Digest.from_hex(payload)  # type: ignore[arg-type]
+        if not isinstance(payload, str):  # fsck attaches the name the bytes hash to
+            continue
+        target = Digest.from_hex(payload)
         try:
             data = store.objects.backend.read(pack_key(Digest.from_hex(finding.subject)))
         except (ObjectNotFoundError, StoreError):

@@ -156,7 +156,9 @@ def restore_versions(store: ModelStore, refs: Sequence[tuple[str, int | None]], 
     with maintenance_lock(store.catalog.path):
         with store.catalog.session() as s:
             marks = version_marks(s)
-        todo, not_retired, purged = [], [], []
+        todo: list[tuple[str, int]] = []
+        not_retired: list[str] = []
+        purged: list[str] = []
         for model_id, version in refs:
             keys = ([(model_id, version)] if version is not None
                     else sorted(k for k, (state, _) in marks.items() if k[0] == model_id and state == "retire"))

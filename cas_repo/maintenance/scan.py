@@ -6,7 +6,7 @@ consults the catalog: it is what the store holds, whatever the catalog says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,10 +58,10 @@ def scan_packs(objects: ObjectStore, listing: Sequence[tuple[Digest, ObjectInfo]
     return out
 
 
-def entry_copies(scans: dict[Digest, PackScan]) -> dict[str, list[Location]]:
+def entry_copies(scans: Iterable[PackScan]) -> dict[str, list[Location]]:
     """Every location of every digest found in the scanned indexes (a digest may be in several packs)."""
     out: dict[str, list[Location]] = {}
-    for scan in scans.values():
+    for scan in scans:
         for loc in scan.entries or ():
             out.setdefault(loc.digest.hex, []).append(loc)
     return out

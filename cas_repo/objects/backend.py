@@ -9,6 +9,7 @@ everything else on these primitives, and every backend passes the same contract 
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,18 +97,20 @@ class ObjectBackend(abc.ABC):
             return False
         return True
 
-    def read_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    # `builtins.list` below: inside the class, `list` names the method above.
+    def read_ranges(self, key: str, ranges: Sequence[tuple[int, int]]) -> builtins.list[bytes]:
         """Several ``(offset, length)`` ranges of one blob (backends may batch them)."""
         return [self.read_range(key, o, n) for o, n in ranges]
 
-    def read_ranges_into(self, key: str, ranges: Sequence[tuple[int, Sequence[memoryview]]]) -> list[int]:
+    def read_ranges_into(self, key: str,
+                         ranges: Sequence[tuple[int, Sequence[memoryview]]]) -> builtins.list[int]:
         """Fill each range's buffers, in order, with the blob's bytes from its offset.
 
         Returns the bytes filled per range (fewer only if the blob is shorter). Backends
         that can read into caller memory (``preadv``) override this to skip a copy.
         """
-        filled = []
-        for (offset, views), data in zip(ranges, self.read_ranges(key, [(o, sum(len(v) for v in vs))
+        filled: builtins.list[int] = []
+        for (_offset, views), data in zip(ranges, self.read_ranges(key, [(o, sum(len(v) for v in vs))
                                                                           for o, vs in ranges])):
             pos = 0
             for v in views:
@@ -125,8 +128,8 @@ class ObjectBackend(abc.ABC):
         """Leftovers of interrupted writes (temp files); none where puts are atomic."""
         return iter(())
 
-    def remove_incomplete(self, info: ObjectInfo) -> None:
+    def remove_incomplete(self, info: ObjectInfo) -> None:  # noqa: B027 - optional: backends with no leftovers keep this no-op
         """Delete one leftover reported by :meth:`list_incomplete`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend that holds nothing open keeps this no-op
         """Release connections or handles."""

@@ -9,14 +9,17 @@ import os
 import secrets
 import stat as stat_mod
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from .. import faults
 from ..errors import ObjectNotFoundError, StoreError
 from .backend import Buffer, ObjectBackend, ObjectInfo
 from .keys import is_valid_key
+
+_T = TypeVar("_T")
 
 TEMP_PREFIX = ".tmp-"
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -304,7 +307,7 @@ class LocalBackend(ObjectBackend):
         except ObjectNotFoundError:
             return None
         try:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 b = os.read(fd, 1 << 20)
                 if not b:
@@ -360,7 +363,7 @@ class LocalBackend(ObjectBackend):
         finally:
             os.close(fd)
 
-    def _in_dir(self, key: str, action: str, fn) -> object:
+    def _in_dir(self, key: str, action: str, fn: Callable[[str, int], _T]) -> _T:
         """Run ``fn(name, dir_fd)`` for ``key`` inside its folder, reached without symlinks."""
         path = self._path(key)
         try:
@@ -416,7 +419,7 @@ class LocalBackend(ObjectBackend):
         self._in_dir(key, "touch", lambda name, d: os.utime(name, dir_fd=d, follow_symlinks=False))
 
     def list_incomplete(self) -> Iterator[ObjectInfo]:
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        for dirpath, _dirnames, filenames in os.walk(self.root, followlinks=False):
             for name in filenames:
                 if name.startswith(TEMP_PREFIX):
                     full = os.path.join(dirpath, name)

@@ -209,7 +209,8 @@ class S3Backend(ObjectBackend):
             StoreError: no attempt got an answer; the blob may or may not be there.
         """
         view = _join(self._path(key), [data])
-        maybe_landed, failure = False, None
+        maybe_landed = False
+        failure: BaseException | None = None
         for attempt in range(self.config.max_attempts):
             if attempt:
                 time.sleep(0.1 * 2 ** attempt * random.uniform(0.5, 1.0))
@@ -229,6 +230,8 @@ class S3Backend(ObjectBackend):
                 maybe_landed, failure = True, exc  # a server error or a lost answer
             except (OSError, ValueError) as exc:
                 raise self._error("create", key, exc) from exc
+        # Each attempt that did not return set `failure`, and there is one at least (resolve()).
+        assert failure is not None
         raise StoreError(f"{self._error('create', key, failure)}; the outcome is unknown: {key} may "
                          "hold these bytes, so read it before trying the next key") from failure
 
@@ -264,7 +267,7 @@ class S3Backend(ObjectBackend):
         try:
             # Spans are merged here, not by obstore: its merging slices a short answer (a
             # blob shorter than the index says) past its end and panics.
-            got = obstore.get_ranges(self._store, key, starts=[s for s, _ in spans],
+            got: list[obstore.Bytes] | list[bytes] = obstore.get_ranges(self._store, key, starts=[s for s, _ in spans],
                                      ends=[e for _, e in spans], coalesce=0)
         except _ERRORS as exc:
             if not range_refused(exc):

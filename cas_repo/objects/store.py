@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from .. import compression
 from ..digest import Digest, hash_bytes, hash_many
@@ -32,7 +33,10 @@ class NewEntry:
     compress: bool = True
 
 
-def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBackend:
+_LOCAL_OPTIONS = frozenset({"fsync", "direct_io"})  # LocalBackend's keyword arguments
+
+
+def open_backend(url: str | os.PathLike[str], **options: Any) -> ObjectBackend:
     """A backend for ``url``: a folder path (or ``file://``) or ``s3://bucket/prefix``."""
     text = os.fspath(url)
     if text.startswith("s3://"):
@@ -40,10 +44,14 @@ def open_backend(url: str | os.PathLike[str], **options: object) -> ObjectBacken
             from .s3 import S3Backend
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise StoreError(f"s3:// stores need obstore: pip install obstore ({exc})") from exc
-        return S3Backend.from_url(text, **options)  # type: ignore[arg-type]
+        return S3Backend.from_url(text, **options)
     if "://" in text and not text.startswith("file://"):
         raise StoreError(f"unsupported store URL {text!r}: use a folder path or s3://bucket/prefix")
-    return LocalBackend(text.removeprefix("file://"), **options)  # type: ignore[arg-type]
+    unknown = set(options) - _LOCAL_OPTIONS
+    if unknown:
+        raise StoreError(f"unknown option(s) {sorted(unknown)} for the folder store {text}; known: "
+                         f"{sorted(_LOCAL_OPTIONS)} (the others are for s3:// stores)")
+    return LocalBackend(text.removeprefix("file://"), **options)
 
 
 class ObjectStore:
@@ -116,7 +124,7 @@ class ObjectStore:
         else:
             for pack, idxs in items:
                 self._read_pack(pack, idxs, locs, out)
-        return out  # type: ignore[return-value]
+        return out  # type: ignore[return-value]  # no None left: _read_pack fills each slot or raises
 
     def _read_pack(self, pack: Digest, idxs: list[int], locs: Sequence[Location],
                    out: list[bytes | memoryview | None]) -> None:
@@ -128,11 +136,11 @@ class ObjectStore:
             end = loc.offset + loc.stored_size
             if groups and loc.offset - groups[-1][1] <= _COALESCE_GAP:
                 start, prev_end, members = groups[-1]
-                groups[-1] = (start, max(prev_end, end), members + [i])
+                groups[-1] = (start, max(prev_end, end), [*members, i])
             else:
                 groups.append((loc.offset, end, [i]))
         blobs = self.backend.read_ranges(pack_key(pack), [(s, e - s) for s, e, _ in groups])
-        for (start, end, members), blob in zip(groups, blobs):
+        for (start, _end, members), blob in zip(groups, blobs):
             view = memoryview(blob)
             for i in members:
                 loc = locs[i]

@@ -39,7 +39,8 @@ def hyperparameters_of(model: Any) -> dict[str, Any]:
     for key, value in vars(model).items() if hasattr(model, "__dict__") else ():
         if key.startswith("_") or key in _NOT_SETTINGS or key == "params":
             continue
-        if value is None or isinstance(value, (bool, int, float, str)) or (isinstance(value, (list, tuple, dict)) and len(value) <= 64):
+        small = isinstance(value, (list, tuple, dict)) and len(value) <= 64
+        if value is None or isinstance(value, (bool, int, float, str)) or small:
             out[key] = _plain(value)
     return out
 

@@ -66,6 +66,16 @@ class Run:
                     found.append(path.relative_to(root).as_posix())
         return sorted(found)
 
+    def read_artifact(self, name: str) -> bytes:
+        """The bytes of artifact ``name`` (one of :meth:`artifacts`).
+
+        Raises:
+            OSError: it cannot be read (FileNotFoundError: the run has no local artifact folder).
+        """
+        if self.artifacts_dir is None:
+            raise FileNotFoundError(f"run {self.run_id} has no local artifact folder")
+        return (self.artifacts_dir / name).read_bytes()
+
 
 def _ms(value: Any) -> datetime | None:
     if value in (None, "", 0):
@@ -157,6 +167,11 @@ def _file_runs(root: Path) -> Iterator[Run]:
             yield _file_run(run_dir, str(exp.get("experiment_id", exp_dir.name)), exp_name, exp_deleted)
 
 
+def _status_name(value: Any) -> str:
+    """MLflow's name for a run status code; anything else as written (a list is not a key)."""
+    return _STATUS.get(value, str(value)) if isinstance(value, int) else str(value)
+
+
 def _file_run(run_dir: Path, exp_id: str, exp_name: str, exp_deleted: bool) -> Run:
     try:
         meta = _yaml(run_dir / "meta.yaml")
@@ -167,11 +182,12 @@ def _file_run(run_dir: Path, exp_id: str, exp_name: str, exp_deleted: bool) -> R
         return Run(
             run_id=str(meta.get("run_id") or run_dir.name), run_name=str(meta.get("run_name") or ""),
             experiment_id=exp_id, experiment_name=exp_name, start_time=_ms(meta.get("start_time")),
-            end_time=_ms(meta.get("end_time")), status=_STATUS.get(status, str(status)),
+            end_time=_ms(meta.get("end_time")), status=_status_name(status),
             deleted=exp_deleted or meta.get("lifecycle_stage") == "deleted", artifacts_dir=artifacts,
             params=_key_values(run_dir / "params"), metrics=_last_metrics(run_dir / "metrics"),
             tags=_key_values(run_dir / "tags"))
-    except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, TypeError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        # TypeError: a hand-edited meta.yaml with a list or mapping where a number belongs.
         return Run(run_dir.name, "", exp_id, exp_name, None, None, "UNKNOWN", exp_deleted, None,
                    problem=f"unreadable run metadata: {exc}")
 

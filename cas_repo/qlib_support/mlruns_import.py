@@ -168,7 +168,7 @@ def _import_run(store: ModelStore, run: Run, wanted: set[str] | None,
             pickles += 1
             continue
         try:
-            data = (run.artifacts_dir / name).read_bytes()  # type: ignore[operator]
+            data = run.read_artifact(name)
         except OSError as exc:
             t.refused.append(ImportIssue(run.run_id, name, f"cannot be read: {exc}"))
             continue

@@ -141,7 +141,7 @@ class CasOnlineTool(OnlineTool):
             return recorder
         if isinstance(recorder, str):
             md = self.store.get_model_metadata(recorder)
-            return OnlineModel(self.store, md.model_id, md.version)
+            return OnlineModel(self.store, md.model_id, md.saved_version())
         rid = recorder.info["id"]
         try:
             return OnlineModel(self.store, *find_recorder_version(self.store, rid))
@@ -163,7 +163,7 @@ class CasOnlineTool(OnlineTool):
             parents=[f"{model_id}@{head}"] if head else [],
             lineage={"task": task_to_json(task), "segments": segments, "qlib_experiment": self.experiment})
         self.store.save_model(model, md)
-        return OnlineModel(self.store, model_id, md.version)
+        return OnlineModel(self.store, model_id, md.saved_version())
 
     def _adopt_all(self, recorders: Any) -> list[OnlineModel]:
         recs = recorders if isinstance(recorders, (list, tuple)) else [recorders]
@@ -265,5 +265,5 @@ class CasRollingStrategy(RollingStrategy):
         super().__init__(name_id, task_template, rolling_gen)
         self.tool = CasOnlineTool(store, self.exp_name, alias)
 
-    def get_collector(self, process_list: Any = None, **_: Any) -> CasSignalCollector:  # type: ignore[override]
+    def get_collector(self, process_list: Any = None, **_: Any) -> CasSignalCollector:
         return CasSignalCollector(self.tool, process_list or [RollingGroup()])

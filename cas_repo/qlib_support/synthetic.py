@@ -67,7 +67,7 @@ def make_frame(n_instruments: int = 50, n_days: int = 300, n_features: int = 20,
     return pd.DataFrame(values, index=index, columns=columns)
 
 
-def _dates(frame: pd.DataFrame) -> pd.DatetimeIndex:
+def _dates(frame: pd.DataFrame) -> pd.Index:
     return frame.index.get_level_values("datetime").unique().sort_values()
 
 
@@ -75,7 +75,7 @@ def default_segments(frame: pd.DataFrame, fractions=(0.6, 0.2, 0.2)) -> Segments
     """Split the frame's dates into consecutive train/valid/test spans by `fractions`."""
     dates = _dates(frame)
     cuts = np.cumsum(np.asarray(fractions, dtype=float) / sum(fractions)) * len(dates)
-    a, b = int(round(cuts[0])), int(round(cuts[1]))
+    a, b = round(cuts[0]), round(cuts[1])
     if not 0 < a < b < len(dates):
         raise ValueError(f"{len(dates)} dates are too few for fractions {fractions}")
     return Segments((dates[0], dates[a - 1]), (dates[a], dates[b - 1]), (dates[b], dates[-1]))
@@ -144,9 +144,10 @@ def quiet_recorder(*modules: str) -> Iterator[_NullRecorder]:
     stand_in = _NullRecorder()
     with contextlib.ExitStack() as undo:
         for name in modules or ("qlib.contrib.model.gbdt",):
-            module = importlib.import_module(name)
-            undo.callback(setattr, module, "R", module.R)
-            module.R = stand_in
+            # The module's globals: its functions look `R` up there on every call.
+            namespace = vars(importlib.import_module(name))
+            undo.callback(namespace.__setitem__, "R", namespace["R"])
+            namespace["R"] = stand_in
         yield stand_in
 
 
@@ -163,8 +164,8 @@ def train_lgbm(dataset, *, num_boost_round: int = 100, seed: int = 42,
     """
     from qlib.contrib.model.gbdt import LGBModel
 
-    lgb_params = dict(seed=seed, learning_rate=learning_rate, num_leaves=num_leaves,
-                      num_threads=1, deterministic=True, force_col_wise=True, verbosity=-1)
+    lgb_params = {"seed": seed, "learning_rate": learning_rate, "num_leaves": num_leaves,
+                  "num_threads": 1, "deterministic": True, "force_col_wise": True, "verbosity": -1}
     lgb_params.update(params)
     model = LGBModel(loss=lgb_params.pop("loss", "mse"), num_boost_round=num_boost_round,
                      early_stopping_rounds=early_stopping_rounds or num_boost_round, **lgb_params)
@@ -205,7 +206,7 @@ def predict(model, dataset, segment: str = "test") -> np.ndarray:
 
 def _require_torch(what: str) -> None:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - only whether it imports
     except ImportError as exc:
         raise TorchUnavailableError(
             f"{what} needs PyTorch, which is not installed: "
@@ -224,9 +225,9 @@ def train_dnn(dataset, *, max_steps: int = 40, seed: int = 42, lr: float = 1e-3,
 
     n_features = dataset.prepare("train", col_set="feature").shape[1]
     # scheduler=None: qlib's default ReduceLROnPlateau call breaks on torch 2.13.
-    config = dict(lr=lr, max_steps=max_steps, batch_size=batch_size, eval_steps=10,
-                  optimizer="adam", GPU=-1, seed=seed, scheduler=None,
-                  pt_model_kwargs={"input_dim": n_features, "layers": tuple(layers)})
+    config = {"lr": lr, "max_steps": max_steps, "batch_size": batch_size, "eval_steps": 10,
+              "optimizer": "adam", "GPU": -1, "seed": seed, "scheduler": None,
+              "pt_model_kwargs": {"input_dim": n_features, "layers": tuple(layers)}}
     model = DNNModelPytorch(**config | kwargs)
     # An explicit save_path: without one, every fit leaks a temp file under ~/tmp.
     with (tempfile.TemporaryDirectory() as tmp, quiet_recorder("qlib.contrib.model.pytorch_nn"),
@@ -251,9 +252,9 @@ def train_lstm(dataset, *, n_epochs: int = 2, seed: int = 42, d_feat: int | None
     n_valid = len(dataset.prepare("valid", col_set="feature"))
     # LSTM.fit skips the last partial batch; if no full batch fits the valid segment it
     # never records a best epoch and dies with UnboundLocalError.
-    config = dict(d_feat=d_feat or n_features, hidden_size=hidden_size, num_layers=num_layers,
-                  n_epochs=n_epochs, lr=lr, batch_size=max(1, min(batch_size, n_train, n_valid)),
-                  GPU=-1, seed=seed)
+    config = {"d_feat": d_feat or n_features, "hidden_size": hidden_size, "num_layers": num_layers,
+              "n_epochs": n_epochs, "lr": lr, "batch_size": max(1, min(batch_size, n_train, n_valid)),
+              "GPU": -1, "seed": seed}
     model = LSTM(**config | kwargs)
     with tempfile.TemporaryDirectory() as tmp:
         model.fit(dataset, save_path=os.path.join(tmp, "best.pt"))
@@ -314,7 +315,10 @@ def rolling_task(frame: pd.DataFrame, directory: str | os.PathLike, *, train_day
     dates = _dates(frame)
     (root / "qlib_data" / "calendars" / "day.txt").write_text("".join(f"{d:%Y-%m-%d}\n" for d in dates))
     frame.to_pickle(root / "frame.pkl")
-    day = lambda i: f"{dates[i]:%Y-%m-%d}"  # noqa: E731
+
+    def day(i: int) -> str:
+        return f"{dates[i]:%Y-%m-%d}"
+
     a, b = train_days, train_days + valid_days
     return {
         "model": {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SerializationError
-from .substitutes import REPLACED
+from .reducers import is_registered, reducer_for
+from .reducers import register_reducer as register_reducer  # its former home: callers may import it here
 
 PROTOCOL = 5
 # Buffers smaller than this stay inside the stream: a separate chunk stream per tiny
@@ -30,28 +30,9 @@ class SerializedModel:
         return len(self.stream) + sum(b.nbytes for b in self.buffers)
 
 
-# Reducers for types whose own pickling is not deterministic across processes, or whose
-# class is unsafe to rebuild (substitutes.py). Each maps a type to a function returning a
-# ``__reduce__`` tuple whose callable is an allowlisted global. Keyed by qualified name,
-# so neither torch nor lightgbm is imported here.
-_REDUCERS: dict[str, Callable[[Any], Any]] = dict(REPLACED)
-# Reducer (or None) by type, so each type's qualified name is formatted once.
-_BY_TYPE: dict[type, Callable[[Any], Any] | None] = {}
-
-
-def register_reducer(qualified_type: str, reducer: Callable[[Any], Any]) -> None:
-    """Use ``reducer(obj)`` for objects whose exact type is ``module.QualName``."""
-    _REDUCERS[qualified_type] = reducer
-    _BY_TYPE.clear()
-
-
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        t = type(obj)
-        try:
-            reducer = _BY_TYPE[t]
-        except KeyError:
-            reducer = _BY_TYPE[t] = _REDUCERS.get(f"{t.__module__}.{t.__qualname__}")
+        reducer = reducer_for(type(obj))
         if reducer is None:
             return NotImplemented
         return reducer(obj)
@@ -86,7 +67,7 @@ def dumps(model: Any) -> SerializedModel:
 
 def _install_optional_reducers() -> None:
     # Only when the caller already imported torch: importing it here would cost seconds.
-    if "torch" in sys.modules and "torch.Tensor" not in _REDUCERS:
+    if "torch" in sys.modules and not is_registered("torch.Tensor"):
         from . import torch_support
 
         torch_support.install()

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import SerializationError
-from .pickler import register_reducer
+from .reducers import register_reducer
 
 # dtypes numpy holds natively, by torch's name for them.
 _NATIVE = {

@@ -33,7 +33,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError("persistent_load", "persistent ids are never used by cas-repo")
 
 
-def check_opcodes(stream: bytes | memoryview) -> None:
+def check_opcodes(stream: bytes | bytearray | memoryview) -> None:
     """Refuse extension opcodes before anything is executed.
 
     Raises:
@@ -41,10 +41,13 @@ def check_opcodes(stream: bytes | memoryview) -> None:
         SerializationError: the stream is not a well-formed pickle.
     """
     try:
-        for opcode, arg, _pos in pickletools.genops(stream):
+        # Through a file: genops takes bytes or bytearray only, and read a memoryview as a
+        # file, failing on it as if the stream were malformed.
+        for opcode, arg, _pos in pickletools.genops(io.BytesIO(stream)):
             if opcode.name in _REFUSED_OPCODES:
                 # Name what the code maps to in this process: that is what it would have run.
-                target = copyreg._inverted_registry.get(arg)
+                # (copyreg's private table, so looked up defensively.)
+                target = getattr(copyreg, "_inverted_registry", {}).get(arg)
                 if target:
                     raise UnsafePickleError(".".join(target), f"reached through extension code {arg}; "
                                             "EXT opcodes are refused")
@@ -55,7 +58,7 @@ def check_opcodes(stream: bytes | memoryview) -> None:
         raise SerializationError(f"the stored pickle stream is malformed: {exc}") from exc
 
 
-def loads(stream: bytes | memoryview, buffers: Sequence[Any] = ()) -> Any:
+def loads(stream: bytes | bytearray | memoryview, buffers: Sequence[Any] = ()) -> Any:
     """Rebuild an object from :func:`dumps` output, refusing anything not allowlisted.
 
     Raises:

@@ -121,7 +121,7 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
         depths.update({n.ref: n.depth for n in lin.descendants if n.ref not in depths})
         raw = browse.lineage_edges(s, [parse_ref(r) for r in depths])
         others = [v.version for v in browse.version_facts(s, model_id, at)]
-        sharing = history.content_diff(s, parent_md.digest, md.digest) if parent_md else None
+        sharing = history.content_diff(s, parent_md.saved_digest(), md.saved_digest()) if parent_md else None
     edges = [(format_ref(m, v), format_ref(pm, pv), rel) for m, v, pm, pv, rel in raw]
     ds = md.lineage.get("dataset") if isinstance(md.lineage, dict) else None
     ds_label = None

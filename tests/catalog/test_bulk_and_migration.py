@@ -38,7 +38,8 @@ def test_bulk_import_matches_the_generated_rows(tmp_path):
         parents = {(e["model_id"], e["version"]): [f'{e["parent_model"]}@{e["parent_version"]}']
                    for e in tables["lineage"].to_pylist() if e["relation"] == "parent"}
         for k, m in listed.items():
-            meta = json.loads(next(v["metadata_json"] for v in versions if (v["model_id"], v["version"]) == (k, m.version)))
+            meta = json.loads(next(v["metadata_json"] for v in versions
+                                   if (v["model_id"], v["version"]) == (k, m.version)))
             assert m.tags == tags.get((k, m.version), {})
             assert m.parents == parents.get((k, m.version), [])
             assert (m.hyperparameters, m.metrics) == (meta["hyperparameters"], meta["metrics"])

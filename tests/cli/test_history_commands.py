@@ -139,7 +139,7 @@ def test_usage_and_not_found_exit_codes(repo, capsys):
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     return subprocess.run([sys.executable, "-m", "cas_repo.cli", *args], cwd=cwd, env=env,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_real_entry_point_sql_export_and_refusal(repo, tmp_path):

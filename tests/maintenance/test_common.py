@@ -44,9 +44,9 @@ def test_a_second_maintenance_command_waits_then_says_who_is_busy(store):
     t.start()
     try:
         assert held.wait(30)
-        with pytest.raises(MaintenanceError, match="another maintenance command"):
-            with maintenance_lock(store.catalog.path, timeout=0.2):
-                pass
+        with pytest.raises(MaintenanceError, match="another maintenance command"), \
+                maintenance_lock(store.catalog.path, timeout=0.2):
+            pass
     finally:
         release.set()
         t.join(30)

@@ -10,12 +10,11 @@ import pytest
 
 from cas_repo import ModelStore
 from cas_repo.catalog import Catalog
-from cas_repo.log.ops import EventOp
 from cas_repo.digest import Digest, hash_bytes
 from cas_repo.location import CHUNK
 from cas_repo.log import checkpoint
 from cas_repo.log.commit import Commit
-from cas_repo.log.ops import ForgetPacks
+from cas_repo.log.ops import EventOp, ForgetPacks
 from cas_repo.log.state import StoreState
 from cas_repo.maintenance import fsck, fsck_store
 from cas_repo.objects.keys import log_key
@@ -118,7 +117,8 @@ def test_old_and_fresh_temp_files(filled, store_dir):
     fresh.write_bytes(b"y" * 10)
     age(old, 2)
     report = fsck(filled)
-    assert [(f.code, f.subject) for f in report.findings] == [("temp-file", str(old.relative_to(store_dir / "objects")))]
+    temp_key = str(old.relative_to(store_dir / "objects"))
+    assert [(f.code, f.subject) for f in report.findings] == [("temp-file", temp_key)]
     assert old.exists()  # nothing changes without --repair
     fixed = fsck(filled, repair=True)
     assert [f.repaired for f in fixed.findings] == [True]

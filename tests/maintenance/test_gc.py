@@ -12,9 +12,9 @@ from cas_repo.content import to_content
 from cas_repo.digest import hash_bytes
 from cas_repo.errors import GcRefusedError, ModelPurgedError
 from cas_repo.location import CHUNK, RECORD
+from cas_repo.log.legacy import EventRecord
 from cas_repo.maintenance import collect_garbage, fsck, plan_gc, run_gc
 from cas_repo.maintenance.collect import STALE, UNSAFE
-from cas_repo.log.legacy import EventRecord
 from cas_repo.objects.local import TEMP_PREFIX
 from cas_repo.objects.store import NewEntry
 
@@ -68,7 +68,8 @@ def test_dry_run_changes_nothing_and_the_real_run_does_exactly_the_plan(garbage_
     assert {p.pack for p in real.deleted} == {p.pack for p in plan.delete}
     assert {t.key for t in real.temp_removed} == {t.key for t in plan.temp_files}
     assert real.skipped == () and real.freed_bytes == plan.delete_bytes > 0
-    gone = {pack_path(store_dir, p.pack) for p in plan.delete} | {store_dir / "objects" / t.key for t in plan.temp_files}
+    gone = ({pack_path(store_dir, p.pack) for p in plan.delete}
+            | {store_dir / "objects" / t.key for t in plan.temp_files})
     assert files(store_dir) == before - gone
     assert fsck(garbage_store, full=True).findings == ()
 
@@ -289,7 +290,7 @@ def test_a_save_that_would_rewrite_a_forgotten_pack_gets_a_new_one(store_dir, tm
     with ModelStore(store_dir, catalog=tmp_path / "gc.duckdb", backend_options=opts) as gc_side, \
             ModelStore(store_dir, catalog=tmp_path / "writer.duckdb", backend_options=opts) as writer:
         gc_side.save_model({"w": 0}, make_md("other"))
-        leftover = gc_side.objects.write(list(content.entries.values()) + [content.manifest_entry])
+        leftover = gc_side.objects.write([*content.entries.values(), content.manifest_entry])
         [pack] = {l.pack for l in leftover}
         age(pack_path(store_dir, pack), 3)
         plan = plan_gc(gc_side, grace=timedelta(hours=1))

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cas_repo import ModelStore
-from cas_repo.log.ops import EventOp
 from cas_repo.errors import IntegrityError
 from cas_repo.log.commit import Commit
+from cas_repo.log.ops import EventOp
 from cas_repo.maintenance import RetentionPolicy, apply_retention, fsck, rebuild_catalog, run_gc
 
 CATALOG_TABLES = {
@@ -37,7 +37,8 @@ def busy(store, make_md, rng):
     base = rng.standard_normal(30_000)
     store.save_model({"w": base}, make_md("lgbm", tags={"stage": "dev"}, IC=0.03))
     store.save_model({"w": base, "more": rng.standard_normal(3_000)},
-                     make_md("lgbm", parents=["lgbm@1"], IC=0.04, hyperparameters={"lr": 0.05, "nested": [1, {"a": None}]}))
+                     make_md("lgbm", parents=["lgbm@1"], IC=0.04,
+                             hyperparameters={"lr": 0.05, "nested": [1, {"a": None}]}))
     store.rollback("lgbm", 1)
     store.set_tags("lgbm", {"stage": "prod"}, version=2)
     store.set_tags("lgbm", {"stage": None, "owner": "kim"}, version=1)

@@ -19,7 +19,7 @@ def five(store, make_md, rng):
     """m@1..5 with IC 0.00, 0.01, …; n@1..2; a deleted model d@1."""
     for i in range(5):
         store.save_model({"w": rng.standard_normal(2_000), "i": i}, make_md("m", IC=0.01 * i))
-    for i in range(2):
+    for _ in range(2):
         store.save_model({"w": rng.standard_normal(2_000)}, make_md("n", IC=0.5))
     store.save_model({"w": 1}, make_md("d"))
     store.delete_model("d")

@@ -204,7 +204,7 @@ class BackendContract:
         assert keys("packs/", log_key(3)) == packs
         assert keys("packs/", packs[2]) == packs[3:]
         assert keys("checkpoints/") == [checkpoint_key(10)]
-        assert keys("") == [checkpoint_key(10)] + logs + packs
+        assert keys("") == [checkpoint_key(10), *logs, *packs]
         assert keys("log/0000000000000000001") == logs[4:6]  # a prefix inside a folder (10, 11)
         assert [i.size for i in backend.list("log/", start_after=logs[5])] == [len(b"commit 6")]
 

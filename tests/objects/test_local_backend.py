@@ -137,3 +137,14 @@ def test_large_blob_on_a_filesystem_without_o_direct():
         assert b.read(key) == data
     finally:
         shutil.rmtree(root)
+
+
+def test_an_s3_option_on_a_folder_store_says_which_options_apply(tmp_path):
+    # It reached LocalBackend as a keyword: a bare TypeError, outside CasRepoError.
+    from cas_repo import ModelStore
+
+    with pytest.raises(StoreError, match=r"unknown option\(s\) \['region'\] for the folder store .*"
+                                         r"known: \['direct_io', 'fsync'\]"):
+        ModelStore(tmp_path / "cas", backend_options={"region": "eu-west-1"})
+    with ModelStore(tmp_path / "cas", backend_options={"fsync": False}) as store:
+        assert store.list_models() == []

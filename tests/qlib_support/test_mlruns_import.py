@@ -97,7 +97,7 @@ def fresh(tmp_path):
 
 
 def test_runs_are_read_without_mlflow(tree):
-    mlruns, saved, _, _ = tree
+    mlruns, _, _, _ = tree
     runs = scan_mlruns(mlruns)
     assert len(runs) == 13
     assert [r.run_name for r in runs if r.experiment_name == "rolling"] == [f"r{i}" for i in range(5)]

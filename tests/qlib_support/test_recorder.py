@@ -194,11 +194,11 @@ def slow_metric_writes(monkeypatch):
 
 
 def test_save_objects_after_async_metrics_races_unless_logging_is_waited_for(qlib_R, slow_metric_writes):
-    with pytest.raises(ValueError, match="Metric 'loss' is malformed"):  # qlib as it is
-        with qlib_R.start(experiment_name="race", recorder_name="bare"):
-            qlib_R.log_metrics(step=0, loss=0.3)
-            slow_metric_writes.arm()
-            qlib_R.save_objects(**{"m.pkl": [1]})
+    with pytest.raises(ValueError, match="Metric 'loss' is malformed"), \
+            qlib_R.start(experiment_name="race", recorder_name="bare"):  # qlib as it is
+        qlib_R.log_metrics(step=0, loss=0.3)
+        slow_metric_writes.arm()
+        qlib_R.save_objects(**{"m.pkl": [1]})
 
     with qlib_R.start(experiment_name="race", recorder_name="waited"):
         qlib_R.log_metrics(step=0, loss=0.3)

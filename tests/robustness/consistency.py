@@ -99,7 +99,7 @@ def fold_from_scratch(objects: ObjectStore, key: str | None = None,
 _FOLD_TABLES = ("log_index", "models", "versions", "events", "objects")
 
 
-def _table_rows(store: ModelStore, tables: tuple[str, ...] = TABLES + ("log_index",)) -> dict[str, list[tuple]]:
+def _table_rows(store: ModelStore, tables: tuple[str, ...] = (*TABLES, "log_index")) -> dict[str, list[tuple]]:
     with store.catalog.session() as s:
         return {t: sorted(s.con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
 
@@ -202,7 +202,7 @@ def check_store(root: str | Path, *, full: bool = False, rebuild: bool = True,
                     problems.append(f"{model_id}@{number}: chunk {c.digest.hex[:16]} is not located")
 
     with ModelStore(root, key=key) as store:
-        live = _table_rows(store, TABLES + ("log_index",) if rebuild or full else _FOLD_TABLES)
+        live = _table_rows(store, (*TABLES, "log_index") if rebuild or full else _FOLD_TABLES)
         with store.ledger.current() as opened:  # as a new process starts: from a checkpoint, if any
             problems += _state_against_fold(opened, st)
     problems += _index_against_fold(live, st)

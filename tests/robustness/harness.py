@@ -24,7 +24,8 @@ def run_worker(*args: object, crash_at: str | None = None, timeout: float = 120,
     """Run ``python -m tests.robustness.workers ARGS`` to completion (or to its crash)."""
     return subprocess.run(
         [sys.executable, "-m", "tests.robustness.workers", *map(str, args)],
-        cwd=REPO_ROOT, env=env or worker_env(crash_at), capture_output=True, text=True, timeout=timeout)
+        cwd=REPO_ROOT, env=env or worker_env(crash_at), capture_output=True, text=True, timeout=timeout,
+        check=False)  # a worker told to crash exits non-zero on purpose: callers read the code
 
 
 def start_worker(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -226,7 +226,7 @@ def run_kill_loop(root: Path, *, kills: int = 100, seed: int = 0, max_size: int 
             # The clock starts once the store is open, so a busy machine shifts kills into saves
             # rather than into start-up; one round in eight kills during start-up on purpose.
             if round_ % 8:
-                for proc, ready, _ in procs:
+                for _proc, ready, _ in procs:
                     if not ready.wait(60):
                         report.problems.append(f"round {round_}: a child never opened the store")
             t0 = time.monotonic()

@@ -86,8 +86,10 @@ class _Overwrite(LocalBackend):
         os.replace(tmp, path)
 
 
-def _race_two_stores(root, backend_cls=None, models=(payload(1, 3000), payload(2, 3000))
-                     ) -> tuple[list[tuple[int, str]], list[bool]]:
+_TWO_MODELS = (payload(1, 3000), payload(2, 3000))
+
+
+def _race_two_stores(root, backend_cls=None, models=_TWO_MODELS) -> tuple[list[tuple[int, str]], list[bool]]:
     """Store B builds its commit on the state before A's save lands: B's first ``create``
     runs A's whole save just before it (B's pack is written by then). Returns what each
     save acknowledged (A's first) and what B's ``create`` calls returned."""

@@ -18,8 +18,8 @@ import shutil
 import pytest
 
 from cas_repo import IntegrityError, ModelStore, StoreError
-from cas_repo.log import checkpoint
 from cas_repo.canonical import canonical_json
+from cas_repo.log import checkpoint
 from cas_repo.sealing import KEY_ENV, StoreKey
 
 from .consistency import check_store
@@ -134,7 +134,7 @@ def test_commit_copied_to_another_position_is_refused(victim, key):
     m@2; a commit names its position, which the seal covers."""
     # Mechanism: Log.decode compares the position a commit names with the one it is read at.
     _overwrite(_commit_path(victim, 3), _commit_path(victim, 1).read_bytes())
-    with ModelStore(victim, key=key) as store, pytest.raises(IntegrityError, match="log commit 3 .*commit 1"):
+    with ModelStore(victim, key=key) as store, pytest.raises(IntegrityError, match=r"log commit 3 .*commit 1"):
         store.load_model("m")
 
 
@@ -204,7 +204,7 @@ def test_index_edits_never_reach_a_load(victim):
 
 
 def test_wrong_or_missing_key(victim, monkeypatch):
-    with ModelStore(victim, key=OTHER_KEY) as wrong, pytest.raises(IntegrityError, match="log commit 1 .*another key"):
+    with ModelStore(victim, key=OTHER_KEY) as wrong, pytest.raises(IntegrityError, match=r"log commit 1 .*another key"):
         wrong.load_model("m")
     with ModelStore(victim) as unkeyed:  # digests still verified; the seal is simply not checked
         assert unkeyed.load_model("m", version=1)[0] == GOOD

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cas_repo import UnsafePickleError, allow_globals
+from cas_repo.errors import SerializationError
+from cas_repo.qlib_support import synthetic as syn
+from cas_repo.serialization import allowed_globals, dumps, loads
+
 torch = pytest.importorskip(
     "torch", reason="torch is an optional extra (pip install -e '.[torch]'); torch tests need it")
-
-from cas_repo import UnsafePickleError, allow_globals  # noqa: E402
-from cas_repo.errors import SerializationError  # noqa: E402
-from cas_repo.qlib_support import synthetic as syn  # noqa: E402
-from cas_repo.serialization import allowed_globals, dumps, loads  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,8 +61,8 @@ def test_identical_weights_give_identical_digests_across_processes(tmp_path):
     for p in procs:
         out, err = p.communicate(timeout=180)
         assert p.returncode == 0, err[-3000:]
-        outputs.append(dict((line.split()[0], line.split()[1:]) for line in out.splitlines()
-                            if line.startswith(("OURS", "PLAIN"))))
+        outputs.append({line.split()[0]: line.split()[1:] for line in out.splitlines()
+                        if line.startswith(("OURS", "PLAIN"))})
     a, b = outputs
     assert len(a["OURS"]) == 2 and a["OURS"] == b["OURS"]
     # Why the reducers exist: torch's own pickles key each storage by its address, so the
@@ -126,7 +126,7 @@ def test_requires_grad_and_devices_survive():
 def test_tensors_that_cannot_be_stored_faithfully_are_refused_at_save():
     with pytest.raises(SerializationError, match="meta"):
         dumps({"w": torch.empty(3, device="meta")})
-    with pytest.raises(SerializationError, match="sparse|layout"):
+    with pytest.raises(SerializationError, match=r"sparse|layout"):
         dumps(torch.eye(3).to_sparse())
     tagged = torch.zeros(2)
     tagged.note = "x"

@@ -52,10 +52,13 @@ Their latest figures are recorded, with machine and date, in the page each one n
 
 | what | command | figures |
 |---|---|---|
-| import of 50 Recorder runs of continued-training LightGBM models | `python tools/bench/import_mlruns.py` | `docs/qlib.md` |
-| objects on S3 (moto on loopback) beside the local backend | `python -m tools.bench.s3` | `docs/s3.md` |
-| audit, fsck, gc, retention and rebuild on 200 LightGBM / 2,000 synthetic versions | `python -m tools.maintenance_bench` | `docs/maintenance.md` |
-"""
+""" + "".join(f"| {what} | `{command}` | `{page}` |\n" for what, command, page in (
+    ("import of 50 Recorder runs of continued-training LightGBM models", "python tools/bench/import_mlruns.py",
+     "docs/qlib.md"),
+    ("objects on S3 (moto on loopback) beside the local backend", "python -m tools.bench.s3", "docs/s3.md"),
+    ("audit, fsck, gc, retention and rebuild on 200 LightGBM / 2,000 synthetic versions",
+     "python -m tools.maintenance_bench", "docs/maintenance.md"),
+))
 
 
 def load(name: str) -> ModuleType:

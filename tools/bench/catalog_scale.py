@@ -103,7 +103,7 @@ def generate(n_models: int = 100_000, n_versions: int = 1_000_000, big: int = 1_
     mids, exps, types = model_id.to_pylist(), experiment.to_pylist(), mtype.to_pylist()
     created_iso = [c.isoformat() for c in created.to_pylist()]
     metadata = [
-        '{"created_at":"%s","experiment_name":"%s","hyperparameters":%s,"lineage":{},'
+        '{"created_at":"%s","experiment_name":"%s","hyperparameters":%s,"lineage":{},'  # noqa: UP031 - JSON braces stay single with %
         '"metrics":{"IC":%r,"ICIR":%r,"Rank IC":%r,"Rank ICIR":%r},"model_id":"%s","model_type":"%s",'
         '"parents":[%s],"qlib_recorder_id":null,"tags":{%s}}' % (
             created_iso[i], exps[i], hyper[i], *metric_values[i].tolist(), mids[i], types[i],

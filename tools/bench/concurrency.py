@@ -113,7 +113,8 @@ def _collect(procs: list[Any], queue: Any) -> list[tuple]:
         except queue_mod.Empty:
             dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
             if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"a saving process exited with {dead[0]}" if dead else "workers timed out")
+                raise RuntimeError(
+                    f"a saving process exited with {dead[0]}" if dead else "workers timed out") from None
     return results
 
 
@@ -190,7 +191,7 @@ def run(quick: bool) -> list[Result]:
         return Result("concurrency", metric, statistics.median(xs), "saves/s", low=min(xs), high=max(xs),
                       repeats=len(xs), ci=median_ci(xs))
 
-    single, pair = med(ones, "rate"), med(twos, "rate")
+    single = med(ones, "rate")
     machine = med(twos, "pickle_rate") / med(ones, "pickle_rate")
     ph1, ph2 = _phase_medians(ones), _phase_medians(twos)
 

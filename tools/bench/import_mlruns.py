@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ModelStore(work / "cas") as store:  # shared mode, as `cas-repo import-mlruns`
         first = import_mlruns(store, mlruns)
         again = import_mlruns(store, mlruns)
-        last, md = store.load_model("continued_lgbm.trained_model")
+        last, _ = store.load_model("continued_lgbm.trained_model")
         same = np.array_equal(syn.predict(last, dataset), syn.predict(models[-1], dataset))
         stats = store.stats()
     cas_total = tree_bytes(work / "cas")

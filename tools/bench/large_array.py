@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ def run(quick: bool) -> list[Result]:
             raw_direct = None
     src = np.frombuffer(os.urandom(nbytes), dtype=np.uint8) if nbytes <= 64 << 20 else \
         np.tile(np.frombuffer(os.urandom(16 << 20), dtype=np.uint8), nbytes // (16 << 20))
-    blake = measure(lambda: blake3_single(src), 3)
+    blake = measure(partial(blake3_single, src), 3)
     memcpy = memcpy_timing(src, 3)
     del src
 
@@ -208,7 +209,7 @@ def _phase_rows(op: str, runs: list[dict[str, Any]]) -> list[Result]:
             rows.append(Result("large_array", f"{op} phase: {name}", statistics.median(samples), "s",
                                low=min(samples), high=max(samples), repeats=len(samples)))
     rows.append(Result("large_array", f"{op} phase: other", max(0.0, statistics.median(others)), "s",
-                       low=max(0.0, min(others)), high=max(0.0, max(others)), repeats=len(others)))
+                       low=max(0.0, min(others)), high=max([0.0, *others]), repeats=len(others)))
     return rows
 
 

@@ -109,7 +109,7 @@ def mmap_verify_timing(nbytes: int, repeats: int) -> Timing:
 def memcpy_timing(src: np.ndarray, repeats: int, *, fresh: bool = False) -> Timing:
     """Seconds to copy ``src`` into touched memory (or, ``fresh``, into new pages)."""
     if fresh:
-        return measure(lambda: src.copy(), repeats)
+        return measure(src.copy, repeats)
     dst = np.empty_like(src)
     dst[:] = 0
     return measure(lambda: np.copyto(dst, src), repeats)
@@ -127,10 +127,12 @@ def small_write_timings(repeats: int) -> dict[str, Timing]:
         for fsync in (True, False):
             backend = LocalBackend(d / f"objects-{fsync}", fsync=fsync)
             positions = iter(range(1, 10**9))
-            out[f"create {fsync}"] = measure(lambda: backend.create(log_key(next(positions)), commit), repeats)
+            # Defaults bind this pass's backend (measure runs the lambdas before the next pass anyway).
+            out[f"create {fsync}"] = measure(lambda b=backend, p=positions: b.create(log_key(next(p)), commit),
+                                             repeats)
             # One shard folder, as in a store in use (a new shard costs a mkdir + fsync more).
             names = iter(Digest.from_hex("00" + os.urandom(31).hex()) for _ in range(10**9))
-            out[f"put {fsync}"] = measure(lambda: backend.put(pack_key(next(names)), pack), repeats)
+            out[f"put {fsync}"] = measure(lambda b=backend, n=names: b.put(pack_key(next(n)), pack), repeats)
         path = d / "bare"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:

@@ -157,7 +157,8 @@ def _history(run: Run, f: _Figures) -> str:
     hist = f.get("catalog_scale", "history() of a 1,000-version model")
     ordered = f.get("catalog_scale", "history() from the ordered copy, index scan")
     scan = f.get("catalog_scale", "history() from the ordered copy, ART index scan disabled")
-    small = next(r for r in f.results if r.scenario == "catalog_scale" and r.metric.endswith("(save order, index scan)"))
+    small = next(r for r in f.results
+                 if r.scenario == "catalog_scale" and r.metric.endswith("(save order, index scan)"))
     small_scan = [r for r in f.results if r.scenario == "catalog_scale" and "version model (ordered copy" in r.metric]
     size = f.get("catalog_scale", "head lookup p50").metric.rsplit("(", 1)[1].split(", ")[0]
     return (
@@ -190,9 +191,10 @@ def _large(run: Run, f: _Figures) -> str:
     resave = f.get("large_array", "unchanged re-save", "first release: unchanged re-save")
     load = f.get("large_array", "load, verified, warm cache", "first release: load, verified, warm")
     size = f.get("large_array", "model size")
-    return (f"**Large models** ({size.value:,.0f} {size.unit}): against the first release's core in the same run, first save "
-            f"{first.ratio:.2f}×, unchanged re-save {resave.ratio:.2f}×, verified warm load {load.ratio:.2f}× "
-            "(above 1× is faster now). The log design left the large-array path itself as it was "
+    return (f"**Large models** ({size.value:,.0f} {size.unit}): against the first release's core in the same run, "
+            f"first save {first.ratio:.2f}×, unchanged re-save {resave.ratio:.2f}×, "
+            f"verified warm load {load.ratio:.2f}× (above 1× is faster now). The log design left the large-array "
+            "path itself as it was "
             "(chunking, packs — now with a 16-byte nonce —, O_DIRECT writes, verified preadv reads); what "
             "it removed is the file lock, the DuckDB open and the catalog statements around each operation.")
 

@@ -162,7 +162,7 @@ def markdown(run: Run, preface: str = "", epilogue: str = "", notes: str = "") -
         if s.error:
             lines += [f"**This scenario failed:** `{s.error}`", ""]
         if s.results:
-            lines += _md_table(s.results) + [""]
+            lines += [*_md_table(s.results), ""]
         # One line per (metric, note): a figure compared with several baselines shares its note.
         notes = list(dict.fromkeys((r.metric, r.note) for r in s.results if r.note))
         for metric, note in notes:

@@ -23,7 +23,8 @@ ABOUT = (
     "Wall time of fresh processes, round-robin: `python -c pass` (the interpreter alone), "
     "`python -c 'import cas_repo'`, `cas-repo --help`, and `cas-repo ls` on a store of six "
     "models with three versions each; and the import alone, timed inside a fresh process. Targets: "
-    "the import ≤ 100 ms, `--help` and `ls` ≤ 300 ms each (wall). `python -X importtime -c 'import cas_repo'` shows where an import's time goes.")
+    "the import ≤ 100 ms, `--help` and `ls` ≤ 300 ms each (wall). "
+    "`python -X importtime -c 'import cas_repo'` shows where an import's time goes.")
 
 IMPORT_MS = 100
 CLI_MS = 300
