@@ -129,9 +129,11 @@ def _round(root: Path, batches: list[list[Any]], model_ids: list[str], prefill: 
         f.write_bytes(pickle.dumps(batch, protocol=5))
         files.append(f)
     # Fresh processes forked from a server that imported qlib once: a spawned process
-    # would pay the ~2 s import of qlib's model package to unpickle its models.
+    # would pay the ~2 s import of qlib's model package to unpickle its models. pyarrow
+    # (zstd) and pyfastcdc are what a first save imports (import cas_repo does not, ~0.2 s
+    # per process): preloaded too, so the rates are of processes already saving.
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["cas_repo", "tools.bench.models", "qlib.contrib.model.gbdt"])
+    ctx.set_forkserver_preload(["cas_repo", "pyarrow", "pyfastcdc", "tools.bench.models", "qlib.contrib.model.gbdt"])
     barrier, queue = ctx.Barrier(len(batches)), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(str(root), w, str(files[w]), model_ids[w], barrier, queue))
              for w in range(len(batches))]

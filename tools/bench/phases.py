@@ -25,12 +25,12 @@ _SITES = (
     ("cas_repo.serialization", None, "dumps", "pickling"),
     ("cas_repo.content", None, "_refs", "chunking (FastCDC)"),
     ("cas_repo.content", None, "hash_bytes", "chunk hashing (BLAKE3)"),
-    ("cas_repo.repository", None, "to_content", "manifest"),
+    ("cas_repo.saving", None, "to_content", "manifest"),
     ("cas_repo.compression", None, "maybe_compress", "compress"),
     ("cas_repo.objects.store", "ObjectStore", "_write_pack", "pack encode + hash"),
     ("cas_repo.objects.local", "LocalBackend", "put", "pack write + fsync"),
     ("cas_repo.log.ledger", "Ledger", "_refresh", "log catch-up"),
-    ("cas_repo.repository", None, "metadata_json", "metadata encode"),
+    ("cas_repo.log.ops", None, "metadata_json", "metadata encode"),
     ("cas_repo.log.log", "Log", "encode", "commit encode"),
     ("cas_repo.objects.local", "LocalBackend", "create", "log commit (write + fsync + link)"),
     ("cas_repo.log.commit", "Commit", "from_bytes", "commit parse"),
@@ -40,7 +40,7 @@ _SITES = (
     ("cas_repo.content", None, "_new_buffer", "buffer allocation"),
     ("cas_repo.objects.store", None, "hash_bytes", "verify (BLAKE3)"),
     ("cas_repo.compression", None, "decompress", "decompress"),
-    ("cas_repo.repository", None, "from_content", "reassemble"),
+    ("cas_repo.loading", None, "from_content", "reassemble"),
     ("cas_repo.serialization", None, "loads", "unpickling"),
 )
 SESSION_PHASE = "catalog open + close"
