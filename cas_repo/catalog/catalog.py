@@ -123,6 +123,10 @@ class Catalog:
         self._feeding = threading.local()
         self._host: duckdb.DuckDBPyConnection | None = None
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CatalogError(f"the catalog index {self.path} was closed with its store; open a new ModelStore")
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
             return self._open()
@@ -222,8 +226,7 @@ class Catalog:
         rebuilt at once; in the caller's queries, it is set aside and the error says to
         retry (the next session rebuilds it).
         """
-        if self._closed:
-            raise CatalogError("the store is closed; open a new ModelStore")
+        self._check_open()
         with self.lock:
             s = self._caught_up()
             try:
@@ -270,8 +273,7 @@ class Catalog:
         read-only connection is all a query costs. Damage found by the query sets the
         index aside (the next call rebuilds it).
         """
-        if self._closed:
-            raise CatalogError("the store is closed; open a new ModelStore")
+        self._check_open()
         with self.lock:
             con = self._current_reader()
             if con is None:

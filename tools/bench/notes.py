@@ -75,10 +75,9 @@ def _load(run: Run, f: _Figures) -> str:
     return (
         f"**Load** ({load:.2f} ms against pickle.loads {loads:.2f} ms + 1): besides unpickling, "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in ph.items())
-        + ". Decompression alone is most of the 1 ms allowance. `ModelStore.load_model` also looks for new "
-        "log commits three times per load (`_row`, then `_locate` for the manifest and again for the "
-        "chunks, each through `ledger.current()`); once per load would do, the later lookups can use "
-        "`ledger.known()` and fall back to a catch-up only when an entry is missing (as `_save` does).")
+        + ". Decompression alone is most of the 1 ms allowance. The log is looked at once per load "
+        "(`lookup.current_row`, the *log catch-up* row); the reads take their locations from the state "
+        "as folded (`VersionReader.locate` through `ledger.cached()`), with no further look.")
 
 
 def _resave(run: Run, f: _Figures) -> str:
