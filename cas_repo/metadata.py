@@ -206,13 +206,12 @@ def _check_text(name: str, value: str) -> None:
 
 
 def parse_ref(ref: object) -> tuple[str, int]:
-    """Split ``"model_id@version"`` into its parts, validating both."""
-    if not isinstance(ref, str) or ref.count("@") != 1:
-        raise InvalidMetadataError(f"a version reference looks like 'model_id@3', got {ref!r:.80}")
-    model_id, _, version = ref.partition("@")
-    if not version.isdigit():
-        raise InvalidMetadataError(f"a version reference looks like 'model_id@3', got {ref!r:.80}")
-    return validate_model_id(model_id), validate_version(int(version))
+    """Split ``"model_id@version"`` into its parts, validating both (:func:`split_ref`, with a version required)."""
+    if isinstance(ref, str) and ref.count("@") == 1 and ref.partition("@")[2].isdigit():
+        model_id, version, _ = split_ref(ref)
+        if version is not None:
+            return model_id, version
+    raise InvalidMetadataError(f"a version reference looks like 'model_id@3', got {ref!r:.80}")
 
 
 def validate_alias(alias: object) -> str:

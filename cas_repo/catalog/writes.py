@@ -18,6 +18,7 @@ from .convert import naive_utc
 if TYPE_CHECKING:
     from .catalog import Session
 from ..log.ops import EventOp, SaveOp
+from ..metadata import format_ref
 
 # Columns of the head table written on every save (migration 0002 added the head_* copies).
 _MODEL_COLS = (
@@ -84,7 +85,7 @@ def fold_save(s: Session, c: SaveOp) -> None:
                               [(c.manifest, i, d, n) for i, (d, n) in enumerate(c.manifest_chunks)])
         tag_keys = sorted(c.tags)
         tag_values = [c.tags[k] for k in tag_keys]
-        parents = [f"{m}@{v}" for m, v in sorted(set(c.parents))]
+        parents = [format_ref(m, v) for m, v in sorted(set(c.parents))]
         s.con.execute(
             "INSERT INTO versions (model_id, version, manifest, record, kind, rollback_of, "
             "experiment_name, model_type, created_at, saved_at, qlib_recorder_id, logical_size, "

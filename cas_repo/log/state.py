@@ -17,7 +17,7 @@ from typing import Any
 
 from ..digest import Digest
 from ..location import Location
-from ..metadata import parse_ref
+from ..metadata import format_ref, parse_ref
 from .ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MoveEntries, Op, SaveOp
 
 # Save and rollback start a version; the event and mark kinds annotate an existing one.
@@ -108,7 +108,7 @@ class VersionRow:
 
 def parents_of(parents: Iterable[str]) -> tuple[str, ...]:
     """``model@version`` references, distinct and ordered as the catalog's lineage has them."""
-    return tuple(f"{m}@{v}" for m, v in sorted({parse_ref(r) for r in parents}))
+    return tuple(format_ref(m, v) for m, v in sorted({parse_ref(r) for r in parents}))
 
 
 def version_row(op: SaveOp, deleted: bool, tags: dict[str, str] | None = None) -> VersionRow:
