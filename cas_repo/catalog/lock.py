@@ -89,10 +89,6 @@ class CatalogLock:
                 os.close(fd)
         self._thread_lock.release()
 
-    @property
-    def held(self) -> bool:
-        return self._depth > 0
-
     def __enter__(self) -> CatalogLock:
         self.acquire()
         return self

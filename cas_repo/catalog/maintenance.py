@@ -158,11 +158,6 @@ def version_manifests(s: Session, refs: Sequence[tuple[str, int]]) -> dict[tuple
     return {(m, v): d for m, v, d in rows}
 
 
-def manifest_rows(s: Session) -> set[str]:
-    """Every manifest digest the ``objects`` table locates."""
-    return {r[0] for r in s.rows(f"SELECT digest FROM objects WHERE kind = {MANIFEST}")}
-
-
 # -- purges ---------------------------------------------------------------------------------
 
 

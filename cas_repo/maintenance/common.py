@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,7 +122,3 @@ def indexed_position(s: Session) -> int:
     got = indexed(s)
     return got[1] if got else 0
 
-
-def batched(items: Sequence, n: int) -> Iterator[Sequence]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]

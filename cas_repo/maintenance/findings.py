@@ -123,6 +123,3 @@ class Found:
     def add(self, code: str, subject: str, detail: str = "", digests: list[str] | None = None,
             payload: object = None, severity: str = "") -> None:
         self.items.append((Finding(code, subject, detail, severity=severity), digests or [], payload))
-
-    def codes(self) -> set[str]:
-        return {f.code for f, _, _ in self.items}

@@ -36,7 +36,6 @@ class LogFacts:
     commits: int = 0            # commits listed
     folded: int = 0             # the position the fresh fold reached (the readable prefix)
     state: StoreState = field(default_factory=StoreState)
-    index_differs: bool = False
 
 
 @contextmanager
@@ -121,10 +120,8 @@ def compare_index(store: ModelStore, fresh: Catalog, facts: LogFacts, found: Fou
             diffs = differences(s, fresh.path)
     except CasRepoError as exc:
         found.add("index-mismatch", str(store.catalog.path), f"the index cannot be caught up: {exc}")
-        facts.index_differs = True
         return
     if diffs:
-        facts.index_differs = True
         detail = ", ".join(f"{t}: {a} rows only in the index, {b} only in the log" for t, (a, b) in diffs.items())
         found.add("index-mismatch", str(store.catalog.path), detail)
 

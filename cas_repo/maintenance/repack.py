@@ -33,16 +33,6 @@ def batches(refs: Sequence[PackRef]) -> list[list[PackRef]]:
     return [b for b in out if b]
 
 
-def copy_entries(store: ModelStore, sources: Sequence[Location]) -> list[Location]:
-    """Read ``sources`` (verified) and write them into new packs; returns every location written.
-
-    Raises:
-        IntegrityError / ObjectNotFoundError / StoreError: a source cannot be read intact.
-    """
-    data = store.objects.read_many(sources)
-    return store.objects.write([NewEntry(l.digest, l.kind, d, compress=l.codec != RAW) for l, d in zip(sources, data)])
-
-
 def copy_live(store: ModelStore, refs: Sequence[PackRef], purging: Sequence[tuple[str, int]],
               progress: ProgressFactory
               ) -> tuple[dict[str, list[Location]], list[Location], list[tuple[str, str]]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import compression
 from ..digest import Digest, hash_bytes, hash_many
-from ..errors import IntegrityError, ObjectNotFoundError, StoreError
+from ..errors import IntegrityError, StoreError
 from .backend import ObjectBackend, ObjectInfo
 from .keys import PACKS, pack_key, parse_pack_key
 from .local import LocalBackend
@@ -239,21 +239,12 @@ class ObjectStore:
             if digest is not None:
                 yield digest, info
 
-    def pack_info(self, pack: Digest) -> ObjectInfo:
-        return self.backend.stat(pack_key(pack))
-
     def verify_pack(self, pack: Digest) -> Digest:
         """Re-hash a whole pack; returns the digest of its bytes (equal to ``pack`` if intact)."""
         return hash_bytes(self.backend.read(pack_key(pack)))
 
     def delete_pack(self, pack: Digest) -> None:
         self.backend.delete(pack_key(pack))
-
-    def touch_pack(self, pack: Digest) -> None:
-        try:
-            self.backend.touch(pack_key(pack))
-        except ObjectNotFoundError:
-            pass
 
     def close(self) -> None:
         self.backend.close()
