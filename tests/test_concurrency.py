@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from datetime import datetime
 
 import pytest
 
 from cas_repo import ModelMetadata, ModelStore
 
+from .spawned import run_together
+
 pytestmark = pytest.mark.xdist_group("processes")
 
 
-def _saver(root: str, worker: int, n: int, queue) -> None:
+def _saver(root: str, worker: int, n: int, start, results) -> None:
     versions = []
     with ModelStore(root) as store:
+        start.wait()
         for i in range(n):
             md = ModelMetadata("shared", "exp", "LGBM", {"worker": worker}, {"i": float(i)}, datetime.now())
             store.save_model({"worker": worker, "i": i, "pad": bytes([worker]) * 5000}, md)
             versions.append(md.version)
-    queue.put((worker, versions))
+    results.put((worker, versions))
 
 
 def test_four_processes_times_ten_saves_give_forty_versions(tmp_path):
     root = str(tmp_path / "cas")
     ModelStore(root).close()
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_saver, args=(root, w, 10, queue)) for w in range(4)]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = dict(run_together(_saver, [(root, w, 10) for w in range(4)], timeout=120, what="a saving process"))
     acknowledged = sorted(v for vs in results.values() for v in vs)
     assert acknowledged == list(range(1, 41))
     with ModelStore(root) as store:
