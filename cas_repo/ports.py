@@ -1,9 +1,9 @@
-"""IModelRepository: the seed design's port, unchanged (five async methods)."""
+"""Ports: the seed design's IModelRepository, unchanged (five async methods), and ReadView."""
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .metadata import ModelMetadata
 
@@ -31,3 +31,19 @@ class IModelRepository(abc.ABC):
     @abc.abstractmethod
     async def delete_model(self, model_id: str) -> None:
         """Delete a model."""
+
+
+@runtime_checkable
+class ReadView(Protocol):
+    """What a store answers about its models, now (``ModelStore``) or as of a past time
+    (``ModelStore.as_of(t)``, a ``StoreAsOf``): the CLI's ``--as-of`` and the web view read
+    through this, whichever they hold."""
+
+    def list_models(self, experiment_name: str | None = None, model_type: str | None = None,
+                    include_deleted: bool = False) -> list[ModelMetadata]: ...
+
+    def get_model_metadata(self, model_id: str, version: int | None = None) -> ModelMetadata: ...
+
+    def load_model(self, model_id: str, version: int | None = None) -> tuple[Any, ModelMetadata]: ...
+
+    def aliases(self, model_id: str) -> dict[str, int]: ...

@@ -98,3 +98,16 @@ def test_saving_and_loading_never_import_duckdb(tmp_path):
         store.list_models(); store.get_model_metadata("m@1")
     """)
     assert "duckdb" not in loaded and "qlib" not in loaded
+
+
+def test_the_store_and_its_past_are_both_read_views(tmp_path):
+    from datetime import UTC, datetime
+
+    from cas_repo import ModelMetadata, ModelStore
+    from cas_repo.ports import ReadView
+
+    with ModelStore(tmp_path / "store", catalog=tmp_path / "index.duckdb") as store:
+        store.save_model({"w": 1}, ModelMetadata("m", "exp", "LGBM", {}, {}, datetime.now(UTC)))
+        views = [store, store.as_of(datetime.now(UTC))]
+        assert all(isinstance(v, ReadView) for v in views)
+        assert [v.get_model_metadata("m").version for v in views] == [1, 1]

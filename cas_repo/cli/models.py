@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..metadata import ModelMetadata, split_ref, validate_model_id, validate_version
 from .render import Output, human_bytes
+
+if TYPE_CHECKING:
+    from ..ports import ReadView
+    from ..repository import ModelStore
 
 
 def ref(text: str) -> str:
@@ -32,7 +36,7 @@ def md_json(md: ModelMetadata) -> dict[str, Any]:
     }
 
 
-def _as_of(store, args: argparse.Namespace):
+def _as_of(store: ModelStore, args: argparse.Namespace) -> ReadView:
     """The store itself, or the store as of ``--as-of``."""
     return store.as_of(args.as_of) if getattr(args, "as_of", None) else store
 
