@@ -1,12 +1,13 @@
 """The kill -9 loop: savers and an index reader are SIGKILLed at random instants, over and over.
 
-Each round forks (from a forkserver that has already imported cas-repo, numpy and
-duckdb, so a round costs milliseconds, not an interpreter start) three processes on one
-store: two savers racing for the log's next positions, and an *indexer* that runs
-``history()`` and ``sql()`` in a loop, each a catalog-index session that catches the
-store's default index up from the log. Each is killed at its own random instant. The
-savers append one line to an ack file of their own after each ``save_model`` returns;
-those versions are the promise under test.
+Each round forks (from a forkserver that has already imported cas-repo, numpy, duckdb
+and what a first save imports — pyarrow's zstd and pyfastcdc — so a round costs
+milliseconds, not an interpreter start, and a kill lands in the saving, not in an
+import) three processes on one store: two savers racing for the log's next positions,
+and an *indexer* that runs ``history()`` and ``sql()`` in a loop, each a catalog-index
+session that catches the store's default index up from the log. Each is killed at its
+own random instant. The savers append one line to an ack file of their own after each
+``save_model`` returns; those versions are the promise under test.
 
 Every tenth round the parent first saves (and acknowledges) one model itself and the
 indexer kills itself inside its first session, right after that catch-up committed, so
@@ -147,7 +148,10 @@ def read_acks(ack_dir: Path) -> list[Ack]:
 
 def _context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["cas_repo", "cas_repo.catalog", "duckdb", "numpy", "tests.robustness.workers"])
+    # import cas_repo loads neither pyarrow nor pyfastcdc: a saver would import them (~0.2 s,
+    # longer on a busy machine) inside its first save, where most kill instants would land.
+    ctx.set_forkserver_preload(["cas_repo", "cas_repo.catalog", "duckdb", "numpy", "pyarrow", "pyfastcdc",
+                                "tests.robustness.workers"])
     return ctx
 
 
