@@ -132,18 +132,16 @@ def lineage(catalog: Catalog, md: ModelMetadata) -> Lineage:
     """Ancestors and descendants of the version ``md`` describes."""
     from .catalog import history as catalog_history
 
-    assert md.version is not None
     with catalog.session() as s:
-        return catalog_history.lineage(s, md.model_id, md.version)
+        return catalog_history.lineage(s, md.model_id, md.saved_version())
 
 
 def diff(catalog: Catalog, a: ModelMetadata, b: ModelMetadata) -> VersionDiff:
     """How version ``b`` differs from ``a``: hyperparameters, metrics and content bytes."""
     from .catalog import history as catalog_history
 
-    assert a.digest is not None and b.digest is not None
     with catalog.session() as s:
-        content = catalog_history.content_diff(s, a.digest, b.digest)
+        content = catalog_history.content_diff(s, a.saved_digest(), b.saved_digest())
     ha, hb = _flatten(a.hyperparameters), _flatten(b.hyperparameters)
     hyper = {k: (ha.get(k, ABSENT), hb.get(k, ABSENT)) for k in sorted(ha.keys() | hb.keys())
              if ha.get(k, ABSENT) != hb.get(k, ABSENT) or (k in ha) != (k in hb)}
