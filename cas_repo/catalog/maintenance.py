@@ -21,8 +21,6 @@ from ..location import MANIFEST, Location
 from .catalog import Session
 from .convert import LOCATION_COLS, aware_utc, location_of, naive_utc
 
-MARK_KINDS = ("retire", "restore", "purge")
-
 # The retention state of each version that has one ('retire', 'restore' or 'purge') and
 # since when; a purge is final whatever follows it.
 MARKS_CTE = """marks AS (
