@@ -7,7 +7,7 @@ for one operation at a time, :mod:`.bulk_fold` writes the same rows for long run
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +82,7 @@ def fold_save(s: Session, c: SaveOp) -> None:
         insert_locations(s, c.new_locations, c.new_packs, c.at)
         if c.manifest_chunks is not None:
             insert_rows(s, "manifest_chunks",
-                              [(c.manifest, i, d, n) for i, (d, n) in enumerate(c.manifest_chunks)])
+                        [(c.manifest, i, d, n) for i, (d, n) in enumerate(c.manifest_chunks)])
         tag_keys = sorted(c.tags)
         tag_values = [c.tags[k] for k in tag_keys]
         parents = [format_ref(m, v) for m, v in sorted(set(c.parents))]
@@ -102,9 +102,7 @@ def fold_save(s: Session, c: SaveOp) -> None:
             edges.append((c.model_id, c.version, c.model_id, c.rollback_of, "rollback_of"))
         insert_rows(s, "lineage", sorted(set(edges)))
         insert_rows(s, "tags", [(c.model_id, c.version, k, v) for k, v in sorted(c.tags.items())])
-        insert_rows(s, "event_tags", [(c.model_id, c.seq, c.version, k, v) for k, v in sorted(c.tags.items())])
-        s.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                         [c.model_id, c.seq, c.kind, c.version, at, c.event_id])
+        _insert_event(s, c, at, c.tags)
         meta = json.loads(c.metadata_json)
         s.con.execute(
             f"INSERT INTO models ({_MODEL_COLS}) VALUES (?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
@@ -117,29 +115,34 @@ def fold_save(s: Session, c: SaveOp) -> None:
         if faults.ARMED:
             faults.crash_point("inside-transaction")
 
+
 def fold_event(s: Session, c: EventOp) -> None:
     """Index a delete, undelete or tag event."""
     at = naive_utc(c.at)
     with s.transaction(f"recording {c.kind} of {c.model_id!r}"):
-        s.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                         [c.model_id, c.seq, c.kind, c.version, at, c.event_id])
-        insert_rows(s, "event_tags", [(c.model_id, c.seq, c.version, k, v) for k, v in sorted(c.set_tags.items())])
+        _insert_event(s, c, at, c.set_tags)
         for key, value in sorted(c.set_tags.items()):
             s.con.execute("DELETE FROM tags WHERE model_id = ? AND version = ? AND key = ?",
-                             [c.model_id, c.version, key])
+                          [c.model_id, c.version, key])
             if value is not None:
-                s.con.execute("INSERT INTO tags VALUES (?, ?, ?, ?)",
-                                 [c.model_id, c.version, key, value])
+                s.con.execute("INSERT INTO tags VALUES (?, ?, ?, ?)", [c.model_id, c.version, key, value])
         s.con.execute(
             "UPDATE models SET last_seq = ?, deleted = ?, updated_at = ? WHERE model_id = ?",
             [c.seq, c.deleted, at, c.model_id])
         if c.set_tags:
             tags = dict(s.rows("SELECT key, value FROM tags WHERE model_id = ? AND version = ? "
-                                  "ORDER BY key", [c.model_id, c.version]))
+                               "ORDER BY key", [c.model_id, c.version]))
             keyed = [list(tags), list(tags.values())]
             s.con.execute("UPDATE versions SET tags = MAP(?::VARCHAR[], ?::VARCHAR[]) "
-                             "WHERE model_id = ? AND version = ?", [*keyed, c.model_id, c.version])
+                          "WHERE model_id = ? AND version = ?", [*keyed, c.model_id, c.version])
             s.con.execute("UPDATE models SET head_tags = MAP(?::VARCHAR[], ?::VARCHAR[]) "
-                             "WHERE model_id = ? AND head_version = ?", [*keyed, c.model_id, c.version])
+                          "WHERE model_id = ? AND head_version = ?", [*keyed, c.model_id, c.version])
         if faults.ARMED:
             faults.crash_point("inside-transaction")
+
+
+def _insert_event(s: Session, c: SaveOp | EventOp, at: datetime, tags: Mapping[str, str | None]) -> None:
+    """The ``events`` row of a save, rollback, delete, undelete or tag event, and the tags it set."""
+    s.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                  [c.model_id, c.seq, c.kind, c.version, at, c.event_id])
+    insert_rows(s, "event_tags", [(c.model_id, c.seq, c.version, k, v) for k, v in sorted(tags.items())])

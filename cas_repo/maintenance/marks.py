@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ..log.ops import MarkOp
 from ..log.state import ModelEntry, StoreState, VersionState
+from ..lookup import version_state
 from ..repository import ModelStore
 
 
@@ -49,14 +50,11 @@ def mark_ops(st: StoreState, requests: Sequence[MarkRequest], at: datetime,
     seqs: dict[str, int] = {}
     out = []
     for r in sorted(requests, key=lambda r: (r.model_id, r.version)):
-        e = st.models.get(r.model_id)
-        if e is None or not 1 <= r.version <= e.head_version:
+        found = version_state(st, r.model_id, r.version)
+        if found is None or not check(*found, r):
             continue
-        if not check(e, e.versions[r.version - 1], r):
-            continue
-        seqs[r.model_id] = seqs.get(r.model_id, e.seq) + 1
-        out.append(MarkOp(r.model_id, seqs[r.model_id], r.kind, r.version, at, "", r.logical_size,
-                              r.new_bytes))
+        seqs[r.model_id] = seqs.get(r.model_id, found[0].seq) + 1
+        out.append(MarkOp(r.model_id, seqs[r.model_id], r.kind, r.version, at, "", r.logical_size, r.new_bytes))
     return out
 
 
