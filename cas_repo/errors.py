@@ -131,6 +131,21 @@ class IntegrityError(CasRepoError):
         )
 
 
+class LogDamagedError(IntegrityError):
+    """The log cannot be folded past one position: a commit there is damaged, does not
+    follow the one before it, is missing below commits that exist, or is gone after this
+    process read it. Nothing from that position on is used.
+
+    Attributes:
+        position: the log position at fault.
+    """
+
+    def __init__(self, position: int, message: str, *, expected: str | None = None,
+                 actual: str | None = None) -> None:
+        super().__init__(message, expected=expected, actual=actual)
+        self.position = position
+
+
 # --- serialization -----------------------------------------------------------------
 
 
@@ -158,6 +173,23 @@ class UnsafePickleError(SerializationError, pickle.UnpicklingError):
 
 class StoreError(CasRepoError):
     """The object store failed (I/O error, full disk, permissions)."""
+
+
+class OutcomeUnknownError(StoreError):
+    """A create was sent to an object store and no attempt got an answer: the object
+    may or may not be there (read it back to know)."""
+
+
+class CommitOutcomeUnknownError(StoreError):
+    """A commit was sent, but whether the store recorded it could not be learned.
+
+    Attributes:
+        position: the log position the commit was sent to.
+    """
+
+    def __init__(self, position: int, message: str) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 class CatalogError(CasRepoError):

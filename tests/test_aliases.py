@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -14,6 +15,7 @@ from cas_repo import (
     AliasTargetError,
     CasModelRepository,
     CasRepoError,
+    IntegrityError,
     InvalidAliasError,
     InvalidModelIdError,
     ModelDeletedError,
@@ -191,7 +193,7 @@ def test_the_shared_rule_admits_a_move_only_from_where_the_alias_is():
     assert op_from_json(op_to_json(op)) == op
 
 
-def test_checkpoints_carry_aliases_and_format_1_still_reads(three):
+def test_checkpoints_carry_aliases_and_unchained_ones_are_replayed_past(three, caplog):
     three.set_alias("m", "prod", 2)
     with three.ledger.current() as st:
         again = checkpoint.decode(checkpoint.encode(st))
@@ -199,13 +201,23 @@ def test_checkpoints_carry_aliases_and_format_1_still_reads(three):
     three.checkpoint()
     with ModelStore(three.url) as other:  # starts from the checkpoint, nothing after it
         assert other.aliases("m") == {"prod": 2}
-    # A checkpoint written before aliases existed: format 1, no "aliases" member.
+    # A checkpoint from before the chain (format 1: no aliases, no digest): refused, and a
+    # process that finds only such a checkpoint replays the log instead.
     with three.ledger.current() as st:
-        obj = json.loads(compression.decompress_all(memoryview(checkpoint.encode(st))[8:]))
+        obj = json.loads(compression.decompress_all(memoryview(checkpoint.encode(st))[40:]))
+        position = st.position
     obj["format"] = "cas-repo/checkpoint/1"
-    del obj["aliases"]
-    old = checkpoint.decode(b"CASCKPT1" + compression.compress_all(canonical_json(obj)))
-    assert old.models["m"].aliases == {} and old.models["m"].head_version == 3
+    del obj["aliases"], obj["chain"], obj["chain_before"]
+    old = b"CASCKPT1" + compression.compress_all(canonical_json(obj))
+    with pytest.raises(IntegrityError, match="before log commits were chained"):
+        checkpoint.decode(old)
+    backend = three.ledger.log.backend
+    for p in three.ledger.log.checkpoints():
+        backend.delete(f"checkpoints/{p:020d}")
+    assert backend.create(f"checkpoints/{position:020d}", old)
+    with caplog.at_level(logging.WARNING), ModelStore(three.url) as other:
+        assert other.aliases("m") == {"prod": 2} and other.get_model_metadata("m").version == 3
+    assert f"checkpoint {position} of" in caplog.text and "before log commits were chained" in caplog.text
 
 
 def test_the_async_facade_has_the_same_methods(three):

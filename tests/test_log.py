@@ -160,7 +160,9 @@ def test_an_operation_the_fold_refuses_is_skipped_alike_by_every_reader(tmp_path
         good = s.ledger.log.read(1).ops[0]
         # A hand-made commit claiming version 5 of "m": not the next version, so refused.
         bad = dataclasses.replace(good, version=5, seq=5)
-        assert s.ledger.log.create(2, s.ledger.log.encode(Commit("someone", (bad,), 2)))
+        with s.ledger.current() as st:
+            prev = st.chain
+        assert s.ledger.log.create(2, s.ledger.log.encode(Commit("someone", (bad,), 2, prev=prev)))
         s.save_model({"v": 2}, make_md("m"))
         assert [h.version for h in s.history("m")] == [1, 2]
         assert s.ledger._state.refused == [(2, 0)]

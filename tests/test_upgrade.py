@@ -51,7 +51,7 @@ def test_a_format_1_store_upgrades_and_keeps_its_whole_history(old_store):
         store.save_model({"weights": weights}, store.get_model_metadata("alpha"))
         assert store.get_model_metadata("alpha").version == 5
     log = Log(LocalBackend(old_store / "objects"))
-    assert [p for p, _ in log.after(0)] == [1, 2]
+    assert [p for p, _, _ in log.after(0, "")] == [1, 2]
 
 
 def _open_and_list(root: str) -> list[tuple[str, int]]:
@@ -65,4 +65,4 @@ def test_processes_opening_a_format_1_store_at_once_upgrade_it_exactly_once(old_
         seen = pool.map(_open_and_list, [str(old_store)] * 4)
     assert all(s == seen[0] for s in seen) and len(seen[0]) == 3
     log = Log(LocalBackend(old_store / "objects"))
-    assert [p for p, _ in log.after(0)] == [1]  # one upgrade commit, whoever won
+    assert [p for p, _, _ in log.after(0, "")] == [1]  # one upgrade commit, whoever won

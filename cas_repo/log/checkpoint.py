@@ -1,8 +1,17 @@
 """Checkpoints: a :class:`StoreState` as of one log position, so a new process starts there.
 
 A checkpoint is derived data: it says nothing the commits up to its position do not, and
-a reader that cannot use one (damaged, unknown format, bad seal) replays the log from
-the start instead. Stored zstd-compressed canonical JSON, sealed in a keyed store.
+a reader that cannot use one (damaged, unknown format, bad seal, or not anchored in this
+log) replays the log from the start instead. Stored as::
+
+    CASCKPT3 | BLAKE3 of the rest (32 bytes) | zstd(canonical JSON, sealed in a keyed store)
+
+The digest is checked before anything is decompressed, so a damaged size field cannot
+make a reader allocate what it says. The JSON records the chain digests at its position
+and the one before; a reader uses it only where the log's commit at that position
+carries the same chain (:meth:`cas_repo.log.ledger.Ledger._check_anchor`), so a
+checkpoint can never move a process past the end of the log, nor stand for another
+store's history. Checkpoints from before the chain (formats 1 and 2) are not used.
 """
 
 from __future__ import annotations
@@ -13,16 +22,15 @@ from typing import Any
 
 from .. import compression
 from ..canonical import canonical_json
-from ..digest import Digest
+from ..digest import DIGEST_SIZE, Digest, hash_bytes
 from ..errors import IntegrityError
 from ..location import Location
 from ..sealing import StoreKey
 from .state import ModelEntry, StoreState, VersionRow, VersionState
 
-CHECKPOINT_FORMAT = "cas-repo/checkpoint/2"
-# Format 1 (before aliases) is still read: it is format 2 with no aliases.
-_READABLE = ("cas-repo/checkpoint/1", CHECKPOINT_FORMAT)
-_MAGIC = b"CASCKPT1"
+CHECKPOINT_FORMAT = "cas-repo/checkpoint/3"
+_MAGIC = b"CASCKPT3"
+_UNCHAINED = b"CASCKPT1"  # formats 1 and 2: no digest, no chain
 
 
 def _row(r: VersionRow) -> list[Any]:
@@ -47,12 +55,13 @@ def encode(state: StoreState, key: StoreKey | None = None) -> bytes:
         entries.append([l.digest.hex, l.kind, n, l.offset, l.stored_size, l.size, l.codec])
     raw = canonical_json({"format": CHECKPOINT_FORMAT, "position": state.position, "models": models,
                           "packs": list(packs), "entries": entries, "forgotten": sorted(state.forgotten),
-                          "refused": state.refused,
+                          "refused": state.refused, "chain": state.chain, "chain_before": state.chain_before,
                           "aliases": [[m, a, v] for m, e in state.models.items()
                                       for a, v in sorted(e.aliases.items())]})
     if key:
         raw = key.seal(raw)
-    return _MAGIC + compression.compress_all(raw)
+    payload = compression.compress_all(raw)
+    return _MAGIC + hash_bytes(payload).raw + payload
 
 
 def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
@@ -61,17 +70,25 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
     Raises:
         IntegrityError: damaged, of an unknown format, or (keyed store) not sealed by the key.
     """
+    if data.startswith(_UNCHAINED):
+        raise IntegrityError("it was written before log commits were chained, so it cannot be checked "
+                             "against the log")
     if not data.startswith(_MAGIC):
         raise IntegrityError("not a checkpoint (bad magic)")
-    raw = compression.decompress_all(memoryview(data)[len(_MAGIC):])
+    head = len(_MAGIC) + DIGEST_SIZE
+    payload = memoryview(data)[head:]
+    if len(data) < head or hash_bytes(payload).raw != data[len(_MAGIC):head]:
+        raise IntegrityError("its bytes do not match its digest: damaged")
+    raw = compression.decompress_all(payload)
     if key:
         key.check(raw)
     try:
         obj = json.loads(raw)
-        if obj.get("format") not in _READABLE:
+        if obj.get("format") != CHECKPOINT_FORMAT:
             raise IntegrityError(f"unknown checkpoint format {obj.get('format')!r:.40}")
         st = StoreState()
         st.position = int(obj["position"])
+        st.chain, st.chain_before = str(obj["chain"]), str(obj["chain_before"])
         for mid, row, seq, deleted, versions in obj["models"]:
             refs = [VersionState(m, p, n, t, mk, datetime.fromisoformat(at) if at else None)
                     for m, p, n, t, mk, at in versions]
@@ -81,7 +98,7 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
             st.entries[d] = Location(Digest.from_hex(d), kind, packs[n], off, stored, size, codec)
         st.forgotten = set(obj["forgotten"])
         st.refused = [tuple(r) for r in obj["refused"]]
-        for mid, alias, version in obj.get("aliases", ()):
+        for mid, alias, version in obj["aliases"]:
             st.models[mid].aliases[alias] = int(version)
         return st
     except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -10,18 +10,27 @@ there first, fold its commit in and build again.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from .. import faults
-from ..errors import ConcurrentModificationError, IntegrityError, StoreError
+from ..errors import (
+    CommitOutcomeUnknownError,
+    ConcurrentModificationError,
+    IntegrityError,
+    LogDamagedError,
+    OutcomeUnknownError,
+)
 from ..objects.backend import ObjectBackend
+from ..objects.keys import log_key
 from ..sealing import StoreKey
 from . import checkpoint
 from .commit import Commit, new_writer_id
-from .log import Log
+from .log import Log, missing_error
 from .ops import Op
 from .state import StoreState
 
@@ -37,6 +46,9 @@ CHECKPOINTS_KEPT = 2
 _RECENT = 4096
 # Lost races before a commit gives up: each one means another writer committed.
 MAX_ATTEMPTS = 10_000
+# After a commit's answer is lost: how long its writer keeps reading the position back
+# (with backoff) to learn whether the store recorded it, before saying it cannot know.
+CONFIRM_SECONDS = 30.0
 
 Build = Callable[[StoreState], Sequence[Op]]
 
@@ -53,6 +65,8 @@ class Ledger:
         self._state: StoreState | None = None
         self._recent: deque[tuple[int, tuple[Op, ...]]] = deque(maxlen=_RECENT)
         self._lock = threading.RLock()
+        self._replayed = 0  # commits folded since the last checkpoint this process could use
+        self._end_listed = backend.read_concurrency > 1  # an object store's refresh lists past the end
 
     # -- reading ------------------------------------------------------------------------
 
@@ -81,13 +95,22 @@ class Ledger:
         if self._state is None:
             self._state = self._start()
         st = self._state
-        for position, commit in self.log.after(st.position):
-            self._fold(st, position, commit.ops)
+        for position, commit, chain in self.log.after(st.position, st.chain):
+            self._fold(st, position, commit, chain)
+        if self._replayed >= CHECKPOINT_EVERY:
+            # No usable checkpoint spared this replay (an older store's, or a damaged
+            # one): leave one, so that the next process does not replay it all again.
+            self._replayed = 0
+            self._checkpoint(st, quiet=True)
         return st
 
-    def _fold(self, st: StoreState, position: int, ops: Sequence[Op]) -> list[Op]:
-        admitted = st.apply(position, ops)
-        self._recent.append((position, tuple(ops)))
+    def _fold(self, st: StoreState, position: int, commit: Commit, chain: str | None) -> list[Op]:
+        if chain is None:
+            raise IntegrityError("the ledger lost track of the log's chain; this is a bug in cas-repo")
+        admitted = st.apply(position, commit.ops)
+        st.chain_before, st.chain = st.chain, chain
+        self._recent.append((position, commit.ops))
+        self._replayed += 1
         return admitted
 
     def _start(self) -> StoreState:
@@ -96,19 +119,34 @@ class Ledger:
         for position in reversed(self.log.checkpoints()):
             try:
                 data = self.log.read_checkpoint(position)
-                if data is not None:
-                    return checkpoint.decode(data, self.key)
-            except (IntegrityError, StoreError) as exc:
-                logger.warning("checkpoint %d of %s is unusable (%s); trying an older one", position,
-                               self.log.backend.url, exc)
+                if data is None:
+                    continue
+                st = checkpoint.decode(data, self.key)
+                self._check_anchor(position, st)
+                return st
+            except Exception as exc:  # whatever is wrong with it (even MemoryError), it is skipped
+                logger.warning("checkpoint %d of %s is unusable (%s); trying an older one, or the log itself",
+                               position, self.log.backend.url, exc)
         if self._legacy is not None and self.log.read(1) is None:
             self._upgrade()
         return StoreState()
 
+    def _check_anchor(self, position: int, st: StoreState) -> None:
+        """A checkpoint is used only where the log holds the commit it was taken at, with the
+        chain digest it records: it can neither move a process past the log's end nor
+        stand for another store's history."""
+        if st.position != position:
+            raise IntegrityError(f"it says it is the state as of commit {st.position}")
+        commit = self.log.read(position)
+        if commit is None:
+            raise IntegrityError(f"the log holds no commit {position}: it is past the log's end")
+        if commit.chain_after(st.chain_before) != st.chain or commit.prev not in (None, st.chain_before):
+            raise IntegrityError(f"it was not taken from this log's commit {position} (the chain digests differ)")
+
     def _upgrade(self) -> None:
         """Write a format-1 store's history (records in packs) as the log's first commit."""
         ops = self._legacy() if self._legacy is not None else ()
-        if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops), 1))):
+        if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops), 1, prev=""))):
             logger.warning("upgraded %s to the log format: %d events from its packs are commit 1",
                            self.log.backend.url, len(ops))
 
@@ -117,11 +155,17 @@ class Ledger:
         with self._lock:
             st = self._refresh()
             recent = list(self._recent) if self._recent and self._recent[0][0] <= position + 1 else None
-            target = st.position
+            target, chain = st.position, st.chain
         if recent is not None:
             yield from ((p, ops) for p, ops in recent if position < p <= target)
             return
-        for p, commit in self.log.after(position):
+        # Read back from the store: each commit's link checks the one before it, and the
+        # last one's chain digest must be the one this process folded.
+        for p, commit, after in self.log.after(position, None):
+            if p == target and after is not None and after != chain:
+                raise LogDamagedError(p, f"log commit {p} changed after this process read it; run `cas-repo "
+                                      "fsck` and restore it from a copy (`cas-repo fsck --repair-from COPY`)",
+                                      expected=chain, actual=after)
             if p > target:
                 return
             yield p, commit.ops
@@ -135,8 +179,13 @@ class Ledger:
         folded in, so what it checks (the model's head, which entries exist) holds at the
         position its commit takes. It returns no operations to commit nothing.
 
+        A writer never creates a position below one that exists, nor builds on a log that
+        lost the commit it folded last (see :meth:`Log.after`).
+
         Raises:
             ConcurrentModificationError: lost :data:`MAX_ATTEMPTS` races in a row.
+            LogDamagedError: the log is damaged where this commit would go (nothing committed).
+            CommitOutcomeUnknownError: the store could not say whether it recorded the commit.
             Whatever ``build`` raises (nothing is committed then).
         """
         with self._lock:
@@ -146,11 +195,13 @@ class Ledger:
                 if not ops:
                     return st.position, ()
                 position = st.position + 1
-                data = self.log.encode(Commit(self.writer, ops, position))
-                if self.log.create(position, data):
+                if not self._end_listed:
+                    self._check_end(st)
+                data = self.log.encode(Commit(self.writer, ops, position, prev=st.chain))
+                if self._create(position, data, ops):
                     # Fold exactly what other processes will read back (records filled in).
-                    ops = Commit.from_bytes(data).ops
-                    if len(self._fold(st, position, ops)) != len(ops):
+                    commit = self.log.decode(position, data)
+                    if len(self._fold(st, position, commit, commit.chain_after(st.chain))) != len(ops):
                         raise IntegrityError(f"commit {position} holds an operation its own state refuses; "
                                              "this is a bug in cas-repo: run `cas-repo fsck`")
                     if faults.ARMED:
@@ -161,13 +212,58 @@ class Ledger:
         raise ConcurrentModificationError(f"gave up after losing {MAX_ATTEMPTS} races for the next log "
                                           "position; retry")
 
-    def _checkpoint(self, st: StoreState) -> None:
+    def _check_end(self, st: StoreState) -> None:
+        """Once per process on a folder: list the log, so that a commit missing below
+        existing ones (a deleted file) is found before this writer would fill its place.
+        A folder's refresh probes one position past the end; this finds longer gaps."""
+        newest = self.log.newest_listed()
+        if newest > st.position:
+            self._refresh()  # commits made since the refresh; a gap stops it
+            if newest > st.position:
+                raise missing_error(st.position + 1, newest)
+        self._end_listed = True
+
+    def _create(self, position: int, data: bytes, ops: Sequence[Op]) -> bool:
+        """Create ``data`` at ``position``; when the answer is lost, read it back until the
+        store says whose commit is there (with backoff) rather than guess."""
+        try:
+            return self.log.create(position, data)
+        except OutcomeUnknownError as exc:
+            first = exc
+        deadline = time.monotonic() + CONFIRM_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                found = self.log.backend.get(log_key(position))
+                if found is None:
+                    if self.log.create(position, data):  # the same bytes: at most one copy lands
+                        return True
+                    found = self.log.backend.get(log_key(position))
+                if found is not None:
+                    return found == data  # our own bytes (unique to this writer), or another's commit
+            except OutcomeUnknownError:
+                pass
+            except Exception as exc:  # any failure to read back keeps the outcome unknown
+                logger.info("reading back commit %d of %s failed: %s", position, self.log.backend.url, exc)
+            if time.monotonic() + delay > deadline:
+                break
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 4.0)
+        models = sorted({m for o in ops if isinstance(m := getattr(o, "model_id", None), str)})
+        check = (f"check `cas-repo log {models[0]}`" if models
+                 else "check the newest commits (`cas-repo fsck` reads the log)")
+        raise CommitOutcomeUnknownError(position, f"the store at {self.log.backend.url} did not answer whether it "
+                                        f"recorded commit {position} ({first}). The change may be recorded: "
+                                        f"{check} before retrying") from first
+
+    def _checkpoint(self, st: StoreState, *, quiet: bool = False) -> None:
         try:
             self.log.write_checkpoint(st.position, checkpoint.encode(st, self.key))
             for old in self.log.checkpoints()[:-CHECKPOINTS_KEPT]:
                 self.log.delete_checkpoint(old)
-        except Exception as exc:
-            logger.warning("could not write checkpoint %d of %s: %s", st.position, self.log.backend.url, exc)
+        except Exception as exc:  # a checkpoint is a shortcut; failing to leave one loses nothing
+            (logger.info if quiet else logger.warning)("could not write checkpoint %d of %s: %s", st.position,
+                                                       self.log.backend.url, exc)
 
     def write_checkpoint(self) -> int:
         """Store a checkpoint of the current state now; returns its position (0: empty log)."""

@@ -13,15 +13,29 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ..digest import hash_bytes
-from ..errors import IntegrityError
+from ..errors import IntegrityError, LogDamagedError
 from ..objects.backend import ObjectBackend
 from ..objects.keys import CHECKPOINTS, LOG, checkpoint_key, log_key, parse_checkpoint_key, parse_log_key
 from ..sealing import StoreKey
-from .commit import Commit
+from .commit import Commit, body_json, split_digest_line, with_digest_line
 
 # How many commits past the last one a catch-up fetches at once from a backend that
 # overlaps requests (an object store); a folder is read one commit at a time.
 _FETCH_BATCH = 64
+_RESTORE = "restore it from a copy of the store (`cas-repo fsck --repair-from COPY`)"
+
+
+def missing_error(position: int, last: int) -> LogDamagedError:
+    return LogDamagedError(position, f"log commit {position} ({log_key(position)}) is missing, but commits after it "
+                           f"exist (up to {last}): it was deleted or lost. No reader folds past it and no writer "
+                           f"commits until it is back: run `cas-repo fsck`, then {_RESTORE}")
+
+
+def cut_error(position: int) -> LogDamagedError:
+    return LogDamagedError(position, f"log commit {position} ({log_key(position)}), which this process already "
+                           "read, is gone: the log was cut (commits deleted, or an older copy of the store put back "
+                           f"over it). Nothing was committed. Run `cas-repo fsck` and {_RESTORE}; if the older "
+                           "state is the one you want, restart this process")
 
 
 class Log:
@@ -46,21 +60,47 @@ class Log:
     # -- commits ------------------------------------------------------------------------
 
     def encode(self, commit: Commit) -> bytes:
-        raw = commit.to_bytes()
-        return self.key.seal(raw) if self.key else raw
+        """The bytes ``commit`` is stored as: its body, sealed in a keyed store, and its digest line."""
+        if commit.prev is None:
+            raise ValueError("a new commit needs its link to the one before it (prev)")
+        body = body_json(commit.writer, commit.ops, commit.position, commit.prev)
+        return with_digest_line(self.key.seal(body) if self.key else body)
 
     def decode(self, position: int, data: bytes) -> Commit:
+        """The commit stored at ``position``, every byte of it checked.
+
+        Raises:
+            LogDamagedError: damaged, unsealed in a keyed store, or stored at another position.
+        """
         try:
+            split = split_digest_line(bytes(data))
+            body, digest = (bytes(data), hash_bytes(data).hex) if split is None else split
             if self.key:
-                self.key.check(data)
-            commit = Commit.from_bytes(data)
+                self.key.check(body)
+            commit = Commit.parse(body, digest, legacy=split is None)
             if commit.position != position:
                 raise IntegrityError(f"it says it is commit {commit.position}: a commit was copied over "
                                      "another one")
             return commit
         except IntegrityError as exc:
-            raise IntegrityError(f"log commit {position} ({log_key(position)}) is unreadable: {exc.message}",
-                                 expected=exc.expected, actual=exc.actual) from exc
+            raise LogDamagedError(position, f"log commit {position} ({log_key(position)}) is unreadable: "
+                                  f"{exc.message}. Nothing from it on is used: run `cas-repo fsck` and {_RESTORE}",
+                                  expected=exc.expected, actual=exc.actual) from exc
+
+    @staticmethod
+    def link(before: str | None, position: int, commit: Commit) -> str | None:
+        """The chain digest after ``commit``, checking that it follows ``before`` (None: not known).
+
+        Raises:
+            LogDamagedError: its link names another chain than the one before it.
+        """
+        if commit.prev is not None and before is not None and commit.prev != before:
+            raise LogDamagedError(
+                position, f"log commit {position} ({log_key(position)}) does not follow commit {position - 1}: "
+                "its link to the commits before it does not match them, so an earlier commit was changed, "
+                f"removed or replaced, or commit {position} comes from another store. Nothing from it on is "
+                f"used: run `cas-repo fsck` and {_RESTORE}", expected=before, actual=commit.prev)
+        return commit.chain_after(before)
 
     def create(self, position: int, data: bytes) -> bool:
         """Publish encoded commit bytes at ``position``; False if another writer got there first."""
@@ -70,36 +110,71 @@ class Log:
         data = self.backend.get(log_key(position))
         return None if data is None else self.decode(position, data)
 
-    def after(self, position: int) -> Iterator[tuple[int, Commit]]:
-        """Every commit after ``position``, in order, up to the newest one there is now."""
+    def holds(self, position: int) -> bool:
+        return self.backend.exists(log_key(position))
+
+    def after(self, position: int, chain: str | None) -> Iterator[tuple[int, Commit, str | None]]:
+        """Every commit after ``position``, in order, up to the newest one there is now,
+        each with the chain digest after it; ``chain`` is the one at ``position``.
+
+        Checks on the way that the log still holds ``position`` (a process that folded it
+        must not build on a cut log) and that no commit exists past the end it finds (a
+        missing commit below existing ones is damage, not the end). On an object store
+        both come from the LIST that finds the new commits, which starts one key earlier;
+        on a folder they cost a ``stat`` each.
+
+        Raises:
+            LogDamagedError: a commit is damaged or does not follow the one before it, one
+                is missing below others, or ``position`` is gone.
+        """
         if self.backend.read_concurrency <= 1:
+            start = position
             while True:
                 commit = self.read(position + 1)
                 if commit is None:
-                    return
+                    if not self.holds(position + 2):
+                        break
+                    commit = self.read(position + 1)  # created by now, or missing below position + 2
+                    if commit is None:
+                        raise missing_error(position + 1, position + 2)
                 position += 1
-                yield position, commit
-        start = log_key(position) if position else None
-        listed = (parse_log_key(i.key) for i in self.backend.list(LOG + "/", start_after=start))
+                chain = self.link(chain, position, commit)
+                yield position, commit, chain
+            if position == start and start and not self.holds(start):
+                raise cut_error(start)
+            return
+        start_after = log_key(position - 1) if position > 1 else None
+        listed = [p for p in (parse_log_key(i.key) for i in self.backend.list(LOG + "/", start_after=start_after))
+                  if p is not None]
+        if position and (not listed or listed[0] != position) and not self.holds(position):
+            raise cut_error(position)
+        listed = [p for p in listed if p > position]
+        for i, p in enumerate(listed):
+            if p != position + i + 1:
+                if self.backend.get(log_key(position + i + 1)) is None:
+                    raise missing_error(position + i + 1, listed[-1])
+                listed = listed[:i]  # created since the listing: the next refresh takes it
+                break
         with ThreadPoolExecutor(max_workers=self.backend.read_concurrency, thread_name_prefix="cas-log") as pool:
-            batch: list[int] = []
-            for p in listed:
-                if p is None:
-                    continue
-                if p != position + len(batch) + 1:
-                    break  # nothing listed past a gap can be a commit yet
-                batch.append(p)
-                if len(batch) == _FETCH_BATCH:
-                    yield from self._fetch(pool, batch)
-                    position, batch = batch[-1], []
-            yield from self._fetch(pool, batch)
+            for i in range(0, len(listed), _FETCH_BATCH):
+                for p, commit in self._fetch(pool, listed[i:i + _FETCH_BATCH]):
+                    chain = self.link(chain, p, commit)
+                    yield p, commit, chain
 
     def _fetch(self, pool: ThreadPoolExecutor, positions: list[int]) -> Iterator[tuple[int, Commit]]:
         for p, data in zip(positions, pool.map(lambda q: self.backend.get(log_key(q)), positions)):
             if data is None:
-                raise IntegrityError(f"log commit {p} was listed but cannot be read; it was deleted, "
-                                     "which must never happen: run `cas-repo fsck`")
+                raise missing_error(p, positions[-1])
             yield p, self.decode(p, data)
+
+    def newest_listed(self) -> int:
+        """The highest position a listing of the log shows (0: none)."""
+        last = 0
+        for info in self.backend.list(LOG + "/"):
+            p = parse_log_key(info.key)
+            if p is not None:
+                last = max(last, p)
+        return last
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -153,6 +153,9 @@ class StoreState:
 
     def __init__(self) -> None:
         self.position = 0
+        # The chain digest after commit `position`, and after the one before it.
+        self.chain = ""
+        self.chain_before = ""
         self.models: dict[str, ModelEntry] = {}
         self.entries: dict[str, Location] = {}
         self.forgotten: set[str] = set()

@@ -8,17 +8,28 @@ ERROR, WARNING = "error", "warning"
 
 # code -> (severity, what it means, what to do). docs/maintenance.md lists the same table.
 CODES: dict[str, tuple[str, str, str]] = {
-    "log-gap": (ERROR, "a commit of the log is missing: every reader stops before it, so the commits after it "
-                "are invisible (log commits must never be deleted)",
-                "restore the commit file from a backup; nothing cas-repo does can replace it"),
-    "log-unreadable": (ERROR, "a log commit cannot be used: damaged, of an unknown format, or (keyed store) "
-                       "not sealed by this store's key — written without the key, or forged",
-                       "restore the commit from a backup; if the store has a key, check CAS_REPO_KEY"),
+    "log-gap": (ERROR, "a commit of the log is missing below commits that exist: readers stop with an error "
+                "before it and writers refuse to commit (log commits must never be deleted)",
+                "`fsck --repair-from COPY` restores it from a copy or mirror of the store; or put the file back "
+                "from a backup"),
+    "log-cut": (ERROR, "the log ends before a position this store has recorded (a checkpoint past its end): its "
+                "newest commits were deleted, or an older copy of the store was put back",
+                "`fsck --repair-from COPY` restores the commits from a copy or mirror of the store"),
+    "log-unreadable": (ERROR, "a log commit cannot be used: its bytes do not match its digest (changed or "
+                       "damaged), it is cut short, it names another position, or (keyed store) it is not "
+                       "sealed by this store's key — written without the key, or forged",
+                       "`fsck --repair-from COPY` restores it from a copy or mirror of the store; if the store "
+                       "has a key, check CAS_REPO_KEY"),
+    "log-chain": (ERROR, "a log commit does not follow the commit before it: that one (or an earlier one) was "
+                  "changed, removed or replaced with a valid-looking commit, or this one comes from another "
+                  "store; readers stop with an error here",
+                  "`fsck --repair-from COPY` restores the commits from a copy or mirror of the store"),
     "log-refused": (ERROR, "a log commit holds an operation the fold does not admit (its model's version or "
                     "event number does not follow): every reader skips it alike",
                     "nothing is lost that any reader ever saw; report it (a cas-repo bug or a hand-made commit)"),
-    "checkpoint-bad": (WARNING, "a checkpoint cannot be used (damaged, or not sealed by this store's key); "
-                       "readers fall back to an older one or to the log", "harmless; a later checkpoint supersedes it"),
+    "checkpoint-bad": (WARNING, "a checkpoint cannot be used (damaged, written before commits were chained, or "
+                       "not sealed by this store's key); readers fall back to an older one or to the log",
+                       "harmless; a later checkpoint supersedes it (`fsck --repair-from COPY` restores it)"),
     "checkpoint-mismatch": (ERROR, "a checkpoint differs from the fold of the log up to its position: a process "
                             "starting from it sees a wrong state",
                             "delete that checkpoint file (it is derived from the log) and report it"),

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 from ..catalog import Catalog, feed
 from ..catalog.checks import differences
-from ..errors import CasRepoError, IntegrityError
+from ..errors import CasRepoError, IntegrityError, LogDamagedError
 from ..log import checkpoint
+from ..log.commit import GENESIS
 from ..log.ops import Op
 from ..log.state import StoreState
 from ..objects.keys import LOG, log_key, parse_log_key
@@ -52,34 +53,55 @@ def fresh_catalog(store: ModelStore) -> Iterator[Catalog]:
 
 
 def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: ProgressFactory) -> LogFacts:
-    """Read and fold the whole log into ``fresh``, adding what is wrong to ``found``."""
+    """Read and fold the whole log into ``fresh``, adding what is wrong to ``found``.
+
+    Every commit's digest is checked and every link of the chain, end to end: a changed,
+    removed, reordered or foreign commit is an error here even where no reader has met it.
+    """
     facts = LogFacts()
-    listed = sorted(p for p in (parse_log_key(i.key) for i in store.objects.backend.list(LOG + "/"))
-                    if p is not None)
+    log = store.ledger.log
+    listed = sorted(p for p in (parse_log_key(i.key) for i in log.backend.list(LOG + "/")) if p is not None)
     facts.commits = len(listed)
     have = set(listed)
     for gap in [p for p in range(1, listed[-1] + 1) if p not in have] if listed else []:
-        found.add("log-gap", log_key(gap), f"commit {gap} is missing; every reader stops before it, so the "
-                  f"{listed[-1] - gap} commit(s) listed after it are invisible")
-    checkpoints = set(store.ledger.log.checkpoints())
-    store_id = store.ledger.log.store_id()
+        after = len([p for p in listed if p > gap])
+        found.add("log-gap", log_key(gap), f"commit {gap} is missing below {after} commit(s) listed after it: "
+                  "readers stop with an error before it and writers refuse to commit")
+    checkpoints = set(log.checkpoints())
+    end = listed[-1] if listed else 0
+    for cp in sorted(p for p in checkpoints if p > end):
+        found.add("log-cut", f"checkpoints/{cp}", f"a checkpoint records the state as of commit {cp}, but the log "
+                  f"ends at commit {end}: commits {end + 1}–{cp} at least were removed")
+    store_id = log.store_id()
     st = facts.state
     batch: list[tuple[int, Sequence[Op]]] = []
     stopped = False
+    chain: str | None = GENESIS
     with progress_bar(progress, len(listed), "fsck: reading the log") as bar, fresh.session() as s:
         for p in listed:
             bar.advance()
+            if p - 1 not in have and p > 1:
+                chain = None  # after a gap the link cannot be checked
             try:
-                commit = store.ledger.log.read(p)
-            except IntegrityError as exc:
+                commit = log.read(p)
+                if commit is None:
+                    raise LogDamagedError(p, "it was listed but cannot be read")
+            except LogDamagedError as exc:
                 cause = exc.__cause__ if isinstance(exc.__cause__, IntegrityError) else exc
-                found.add("log-unreadable", log_key(p), cause.message)
-                stopped = True
+                found.add("log-unreadable", log_key(p), _short(cause.message))
+                stopped, chain = True, None
                 continue
-            if commit is None or stopped or p != st.position + 1:
+            try:
+                chain = log.link(chain, p, commit)
+            except LogDamagedError as exc:
+                found.add("log-chain", log_key(p), _short(exc.message))
+                stopped, chain = True, commit.chain_after(None)
+                continue
+            if stopped or p != st.position + 1:
                 stopped = True  # past a gap or a bad commit: no reader gets here
                 continue
             st.apply(p, commit.ops)
+            st.chain_before, st.chain = st.chain, chain or ""
             batch.append((p, commit.ops))
             if len(batch) >= _FOLD_BATCH:
                 feed.fold(s, store_id, batch)
@@ -94,14 +116,20 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
     return facts
 
 
+def _short(message: str) -> str:
+    """A commit error's cause without the advice fsck's table gives anyway."""
+    return message.split(". Nothing from it on is used")[0]
+
+
 def _check_checkpoint(store: ModelStore, position: int, st: StoreState, found: Found) -> None:
     data = store.ledger.log.read_checkpoint(position)
     try:
         if data is None:
             raise IntegrityError("it was listed but cannot be read")
         kept = checkpoint.decode(data, store.ledger.key)
-    except IntegrityError as exc:
-        found.add("checkpoint-bad", f"checkpoints/{position}", exc.args[0], severity=WARNING)
+    except Exception as exc:  # whatever fails, readers skip it: a warning
+        found.add("checkpoint-bad", f"checkpoints/{position}", str(exc.args[0] if exc.args else exc),
+                  severity=WARNING)
         return
     if checkpoint.encode(kept) != checkpoint.encode(st):
         found.add("checkpoint-mismatch", f"checkpoints/{position}",

@@ -28,7 +28,7 @@ from obstore.exceptions import AlreadyExistsError, PreconditionError
 from obstore.exceptions import BaseError as _ObstoreError
 from obstore.store import S3Store
 
-from ..errors import ObjectNotFoundError, StoreError
+from ..errors import ObjectNotFoundError, OutcomeUnknownError, StoreError
 from .backend import Buffer, ObjectBackend, ObjectInfo
 from .keys import is_valid_key
 from .s3_config import S3Config, resolve
@@ -206,7 +206,7 @@ class S3Backend(ObjectBackend):
         409: another conditional write in flight) is retried.
 
         Raises:
-            StoreError: no attempt got an answer; the blob may or may not be there.
+            OutcomeUnknownError: no attempt got an answer; the blob may or may not be there.
         """
         view = _join(self._path(key), [data])
         maybe_landed = False
@@ -232,8 +232,8 @@ class S3Backend(ObjectBackend):
                 raise self._error("create", key, exc) from exc
         # Each attempt that did not return set `failure`, and there is one at least (resolve()).
         assert failure is not None
-        raise StoreError(f"{self._error('create', key, failure)}; the outcome is unknown: {key} may "
-                         "hold these bytes, so read it before trying the next key") from failure
+        raise OutcomeUnknownError(f"{self._error('create', key, failure)}; whether {key} was written is "
+                                  "unknown") from failure
 
     def get(self, key: str) -> bytes | None:
         """One GET; None if there is no blob at ``key``."""

@@ -13,7 +13,6 @@ from cas_repo.catalog import Catalog
 from cas_repo.digest import Digest, hash_bytes
 from cas_repo.location import CHUNK
 from cas_repo.log import checkpoint
-from cas_repo.log.commit import Commit
 from cas_repo.log.ops import EventOp, ForgetPacks
 from cas_repo.log.state import StoreState
 from cas_repo.maintenance import fsck, fsck_store
@@ -21,6 +20,7 @@ from cas_repo.objects.keys import log_key
 from cas_repo.objects.local import TEMP_PREFIX
 from cas_repo.objects.store import NewEntry
 
+from ..commits import hand_made
 from .conftest import NO_GRACE, age, locations, pack_path, rewrite
 
 
@@ -210,7 +210,7 @@ def test_a_commit_the_fold_refuses_is_reported(filled):
     # seq 5 does not follow b's seq 1: every replay skips it alike.
     bad = EventOp("b", 5, "delete", 1, datetime.now(UTC), "", True, {})
     log = filled.ledger.log
-    assert log.create(3, log.encode(Commit("by hand", (bad,), 3)))
+    assert log.create(3, hand_made(filled, 3, (bad,)))
     report = fsck(filled)
     assert codes(report) == [("log-refused", "error")] and report.findings[0].subject == f"{log_key(3)}#0"
 

@@ -8,9 +8,10 @@ import pytest
 
 from cas_repo import ModelStore
 from cas_repo.errors import IntegrityError
-from cas_repo.log.commit import Commit
 from cas_repo.log.ops import EventOp
 from cas_repo.maintenance import RetentionPolicy, apply_retention, fsck, rebuild_catalog, run_gc
+
+from ..commits import hand_made
 
 CATALOG_TABLES = {
     "versions": "*", "lineage": "*", "tags": "*", "events": "*", "event_tags": "*", "manifest_chunks": "*",
@@ -105,7 +106,7 @@ def test_another_machines_index_folds_the_same_log_to_the_same_rows(busy, store_
 def test_rebuild_reports_operations_the_fold_refuses(store, store_dir, make_md):
     store.save_model({"w": 1}, make_md("m"))
     bad = EventOp("m", 7, "delete", 1, datetime.now(UTC), "", True, {})
-    assert store.ledger.log.create(2, store.ledger.log.encode(Commit("by hand", (bad,), 2)))
+    assert store.ledger.log.create(2, hand_made(store, 2, (bad,)))
     store.close()
     report = rebuild_catalog(store_dir)
     assert report.position == 2 and len(report.problems) == 1 and "commit 2" in report.problems[0]
@@ -119,8 +120,9 @@ def test_a_keyed_rebuild_stops_at_a_commit_not_sealed_by_the_key(store_dir, make
         keyed.save_model({"w": 1}, make_md("m"))
         keyed.save_model({"w": 2}, make_md("m"))
         # Whoever can write the bucket but has no key plants a purge.
-        planted = Commit("intruder", (EventOp("m", 3, "delete", 2, datetime.now(UTC), "", True, {}),), 3)
-        assert keyed.objects.backend.create("log/" + "3".rjust(20, "0"), planted.to_bytes())
+        planted = hand_made(keyed, 3, (EventOp("m", 3, "delete", 2, datetime.now(UTC), "", True, {}),), "intruder",
+                            sealed=False)
+        assert keyed.objects.backend.create("log/" + "3".rjust(20, "0"), planted)
     with pytest.raises(IntegrityError, match="log commit 3"):
         rebuild_catalog(store_dir, key=secret)
     with ModelStore(store_dir, key=secret) as again:

@@ -10,7 +10,6 @@ same store opened with its key.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -18,10 +17,10 @@ import shutil
 import pytest
 
 from cas_repo import IntegrityError, ModelStore, StoreError
-from cas_repo.canonical import canonical_json
 from cas_repo.log import checkpoint
 from cas_repo.sealing import KEY_ENV, StoreKey
 
+from ..commits import body_of, framed
 from .consistency import check_store
 from .workers import metadata
 
@@ -43,7 +42,7 @@ def _overwrite(path, data: bytes) -> None:
 
 
 def _commit(root, position: int) -> dict:
-    return json.loads(_commit_path(root, position).read_bytes())
+    return body_of(_commit_path(root, position).read_bytes())
 
 
 @pytest.fixture
@@ -80,7 +79,7 @@ def test_commit_altered_in_the_log_is_refused_naming_its_position(victim):
     # Mechanism: Log.decode checks each commit's seal before a single operation is used.
     c = _commit(victim, 3)
     c["ops"][0]["metadata"]["metrics"]["IC"] = 0.99  # the mac is kept, the content changed
-    _overwrite(_commit_path(victim, 3), canonical_json(c))
+    _overwrite(_commit_path(victim, 3), framed(c))  # with a digest line that matches the change
     with ModelStore(victim) as unkeyed:  # the control: without a key the edit goes through
         assert unkeyed.get_model_metadata("m").metrics["IC"] == 0.99
     err = _refused_at(victim, 3, "another key, or was forged")
@@ -90,14 +89,15 @@ def test_commit_altered_in_the_log_is_refused_naming_its_position(victim):
 @pytest.mark.parametrize("attacker_key", [None, OTHER_KEY], ids=["unkeyed-attacker", "own-key-attacker"])
 def test_substituted_commit_is_refused_with_the_key(victim, tmp_path, attacker_key):
     """The attacker builds a store of their own where m@1 is their model, copies their
-    packs in and puts their commit 1 in place of the victim's."""
+    packs in and puts their commit 1 in place of the victim's. Unkeyed, the chain catches
+    it at commit 2 (which links to the victim's commit 1); keyed, commit 1 is refused."""
     attacker = tmp_path / "attacker"
     with ModelStore(attacker, key=attacker_key) as store:
         store.save_model(EVIL, metadata("m", IC=0.05))
     _copy_packs(attacker, victim)
     _overwrite(_commit_path(victim, 1), _commit_path(attacker, 1).read_bytes())
-    with ModelStore(victim) as unkeyed:  # the control: the substitution works without a key
-        assert unkeyed.load_model("m", version=1)[0] == EVIL
+    with ModelStore(victim) as unkeyed, pytest.raises(IntegrityError, match=r"log commit 2 .*does not follow"):
+        unkeyed.load_model("m", version=1)
     _refused_at(victim, 1, "no seal" if attacker_key is None else "another key")
 
 
@@ -110,7 +110,7 @@ def test_commit_appended_without_the_key_is_refused(victim, tmp_path, attacker_k
         intruder.save_model(EVIL, metadata("m"))
     if attacker_key:
         path = _commit_path(victim, 4)
-        _overwrite(path, StoreKey.from_secret(attacker_key).seal(path.read_bytes()))
+        _overwrite(path, framed(body_of(path.read_bytes()), attacker_key))
     with ModelStore(victim) as unkeyed:  # the control
         assert unkeyed.load_model("m")[0] == EVIL
     err = _refused_at(victim, 4, "no seal" if attacker_key is None else "another key")
@@ -123,7 +123,7 @@ def test_commit_appended_without_the_key_is_refused(victim, tmp_path, attacker_k
 def test_unsealed_commit_is_refused(victim):
     c = _commit(victim, 2)
     del c["mac"]
-    _overwrite(_commit_path(victim, 2), canonical_json(c))
+    _overwrite(_commit_path(victim, 2), framed(c))
     err = _refused_at(victim, 2, "no seal")
     assert err.actual == "missing"
 
