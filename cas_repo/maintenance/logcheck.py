@@ -22,7 +22,7 @@ from ..log import checkpoint
 from ..log.commit import GENESIS
 from ..log.ops import Op
 from ..log.state import StoreState
-from ..objects.keys import LOG, log_key, parse_log_key
+from ..objects.keys import LOG, checkpoint_key, log_key, parse_log_key
 from ..repository import ModelStore
 from .common import ProgressFactory, indexed_position, progress_bar
 from .findings import WARNING, Found
@@ -70,7 +70,7 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
     checkpoints = set(log.checkpoints())
     end = listed[-1] if listed else 0
     for cp in sorted(p for p in checkpoints if p > end):
-        found.add("log-cut", f"checkpoints/{cp}", f"a checkpoint records the state as of commit {cp}, but the log "
+        found.add("log-cut", checkpoint_key(cp), f"a checkpoint records the state as of commit {cp}, but the log "
                   f"ends at commit {end}: commits {end + 1}–{cp} at least were removed")
     store_id = log.store_id()
     st = facts.state
@@ -128,11 +128,11 @@ def _check_checkpoint(store: ModelStore, position: int, st: StoreState, found: F
             raise IntegrityError("it was listed but cannot be read")
         kept = checkpoint.decode(data, store.ledger.key)
     except Exception as exc:  # whatever fails, readers skip it: a warning
-        found.add("checkpoint-bad", f"checkpoints/{position}", str(exc.args[0] if exc.args else exc),
+        found.add("checkpoint-bad", checkpoint_key(position), str(exc.args[0] if exc.args else exc),
                   severity=WARNING)
         return
     if checkpoint.encode(kept) != checkpoint.encode(st):
-        found.add("checkpoint-mismatch", f"checkpoints/{position}",
+        found.add("checkpoint-mismatch", checkpoint_key(position),
                   "it differs from the fold of the log up to its position")
 
 

@@ -218,7 +218,11 @@ class S3Backend(ObjectBackend):
                 obstore.put(self._once, key, view, mode="create", use_multipart=False)
                 return True
             except _TAKEN as exc:
-                found = self.get(key)
+                try:
+                    found = self.get(key)
+                except StoreError as read_failure:  # a 412 and then no answer: try again
+                    failure = read_failure
+                    continue
                 if found is not None:
                     return maybe_landed and found == view
                 failure = exc
@@ -232,8 +236,8 @@ class S3Backend(ObjectBackend):
                 raise self._error("create", key, exc) from exc
         # Each attempt that did not return set `failure`, and there is one at least (resolve()).
         assert failure is not None
-        raise OutcomeUnknownError(f"{self._error('create', key, failure)}; whether {key} was written is "
-                                  "unknown") from failure
+        raise OutcomeUnknownError(f"{self._error('create', key, failure)}; the outcome is unknown: {key} may or "
+                                  "may not have been written") from failure
 
     def get(self, key: str) -> bytes | None:
         """One GET; None if there is no blob at ``key``."""

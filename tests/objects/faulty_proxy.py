@@ -33,19 +33,29 @@ class FaultyProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._lock = threading.Lock()
-        self._fault: tuple[str, int] | None = None
+        self._faults: list[tuple[str, int]] = []
         self._connections: list[_Connection] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_next_request(self, after: int) -> None:
         """Forward only the first ``after`` bytes of the next request, then drop the connection."""
         with self._lock:
-            self._fault = ("cut", after)
+            self._faults.append(("cut", after))
 
     def drop_next_answer(self) -> None:
         """Forward the next request whole, then drop the connection instead of the answer."""
         with self._lock:
-            self._fault = ("drop", 0)
+            self._faults.append(("drop", 0))
+
+    def refuse_next(self, requests: int) -> None:
+        """Drop the next ``requests`` requests before any byte reaches the server."""
+        with self._lock:
+            self._faults.extend([("cut", 0)] * requests)
+
+    def heal(self) -> None:
+        """Forget every fault not yet applied."""
+        with self._lock:
+            self._faults.clear()
 
     def close(self) -> None:
         self._listener.close()
@@ -53,9 +63,9 @@ class FaultyProxy:
             c.close()
 
     def _take_fault(self) -> tuple[str, int] | None:
+        """The next armed fault, in the order armed (each applies to one request)."""
         with self._lock:
-            fault, self._fault = self._fault, None
-            return fault
+            return self._faults.pop(0) if self._faults else None
 
     def _accept(self) -> None:
         while True:
