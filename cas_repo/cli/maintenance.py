@@ -100,7 +100,7 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
 
     grace = DEFAULT_GRACE if args.grace is None else args.grace
     report = fsck_store(args.repo, catalog=args.catalog, full=args.full, repair=args.repair, grace=grace,
-                        progress=out.progress)
+                        progress=out.progress, repair_from=args.repair_from)
     bad = report.errors + (report.warnings if args.strict else ())
     if out.json_mode:
         out.json({"clean": report.clean, "full": report.full, "repair": report.repair, "commits": report.commits,
@@ -108,7 +108,9 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
                   "events": report.events, "hashed_bytes": report.hashed_bytes, "in_flight_packs": report.in_flight,
                   "findings": [{"code": f.code, "severity": f.severity, "subject": f.subject, "detail": f.detail,
                                 "meaning": f.meaning, "action": f.action, "affected": f.affected,
-                                "repaired": f.repaired} for f in report.findings]})
+                                "repaired": f.repaired} for f in report.findings],
+                  "restored": list(report.restored), "unrestored": list(report.unrestored),
+                  "set_aside": list(report.set_aside)})
         return EXIT_PROBLEMS if bad else EXIT_OK
     for f in report.findings:
         state = "repaired" if f.repaired else f.severity
@@ -118,11 +120,18 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
             out.line(f"    affects: {', '.join(f.affected)}")
         if not f.repaired:
             out.line(f"    do: {f.action}")
+    for key in report.restored:
+        out.line(f"restored from the copy: {key}")
+    for aside in report.set_aside:
+        out.line(f"set aside (damaged, kept): {aside}")
+    for reason in report.unrestored:
+        out.line(f"not restored: {reason}")
     mode = "full (every byte re-hashed)" if report.full else "quick (use --full to re-hash every byte)"
     out.line(f"fsck {mode}: {report.commits} log commits, {report.packs} packs, {human_bytes(report.pack_bytes)}, "
              f"{report.objects} objects, {report.events} events; {len(report.errors)} errors, "
              f"{len(report.warnings)} warnings"
-             + (f", {sum(f.repaired for f in report.findings)} repaired" if report.repair else ""))
+             + (f", {sum(f.repaired for f in report.findings)} repaired" if report.repair else "")
+             + (f", {len(report.restored)} objects restored from {args.repair_from}" if args.repair_from else ""))
     return EXIT_PROBLEMS if bad else EXIT_OK
 
 
@@ -239,6 +248,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", type=_duration, help="temp files and packs no commit mentions "
                    "younger than this are writes in progress (default 24h)")
     p.add_argument("--strict", action="store_true", help="warnings (orphans, old temp files) also exit 1")
+    p.add_argument("--repair-from", metavar="COPY", help="first restore damaged or missing log commits, "
+                   "checkpoints and packs from COPY (a mirror, a backup or a plain copy of this store: folder or "
+                   "s3:// URL), each only if it verifies here; damaged objects replaced are kept under damaged/")
     p.set_defaults(handler=cmd_fsck)
 
     p = sub.add_parser("gc", help="delete what no live or retained version needs (plan, one log commit, then files)")

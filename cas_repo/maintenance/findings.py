@@ -37,11 +37,12 @@ CODES: dict[str, tuple[str, str, str]] = {
                        "to it by hand, or a damaged file DuckDB did not notice)",
                        "`fsck --repair` (or `cas-repo rebuild-catalog`) rebuilds the index from the log"),
     "pack-missing": (ERROR, "a pack that live versions need is not in the object store",
-                     "restore the pack from a backup; `fsck --repair` moves its entries to intact copies if "
-                     "every one has one; otherwise the versions listed are lost (`cas-repo delete` them)"),
+                     "restore the pack from a copy (`fsck --repair-from COPY`); `fsck --repair` moves its "
+                     "entries to intact copies if every one has one; otherwise the versions listed are lost "
+                     "(`cas-repo delete` them)"),
     "pack-damaged": (ERROR, "a pack the log uses cannot be read (truncated, or not a pack)",
-                     "restore the pack from a backup; `fsck --repair` moves its entries to intact copies if "
-                     "every one has one"),
+                     "restore the pack from a copy (`fsck --repair-from COPY`); `fsck --repair` moves its "
+                     "entries to intact copies if every one has one"),
     "pack-size": (ERROR, "a pack's size differs from the size recorded when it was written (truncated or "
                   "overwritten)", "run `cas-repo fsck --full` to see which objects are damaged; `fsck --repair` "
                   "moves its entries to intact copies"),
@@ -51,9 +52,10 @@ CODES: dict[str, tuple[str, str, str]] = {
                   "`fsck --repair` copies it from any intact copy in the store and records the copy"),
     "entry-corrupt": (ERROR, "an entry's bytes do not hash to its digest (bit rot or tampering)",
                       "`fsck --repair` moves the pack's entries to intact copies if there are; otherwise "
-                      "restore the pack from a backup, and the versions listed cannot be loaded"),
+                      "restore the pack from a copy (`fsck --repair-from COPY`), and the versions listed cannot be "
+                      "loaded"),
     "pack-corrupt": (ERROR, "a pack's bytes do not hash to its name, though every entry in it verifies "
-                     "(its header or index is damaged)", "restore the pack from a backup"),
+                     "(its header or index is damaged)", "restore the pack from a copy (`fsck --repair-from COPY`)"),
     "pack-misplaced": (ERROR, "a pack is stored under the wrong name: its bytes are those of another pack",
                        "`fsck --repair` copies it to its right name"),
     "manifest-mismatch": (ERROR, "the chunk list or size the log records for a manifest differs from the "
@@ -110,6 +112,9 @@ class FsckReport:
     hashed_bytes: int
     in_flight: int
     findings: tuple[Finding, ...]
+    restored: tuple[str, ...] = ()      # keys put back from a copy (--repair-from)
+    unrestored: tuple[str, ...] = ()    # what the copy could not put back, and why
+    set_aside: tuple[str, ...] = ()     # damaged objects moved under damaged/ when replaced
 
     @property
     def errors(self) -> tuple[Finding, ...]:

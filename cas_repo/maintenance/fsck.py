@@ -10,15 +10,20 @@ unless ``repair`` is set (see :mod:`.repair`), and a repair never deletes anythi
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ..catalog import Catalog
 from ..catalog.checks import all_locations, counts, manifest_chunk_lists, stored_manifests, users_of
 from ..catalog.maintenance import catalog_packs, live_digests, unlocated_live
-from ..errors import IntegrityError, ObjectNotFoundError, StoreError
+from ..digest import Digest
+from ..errors import IntegrityError, MaintenanceError, ObjectNotFoundError, StoreError
 from ..location import Location
 from ..manifest import Manifest
+from ..objects.backend import ObjectBackend
+from ..objects.keys import checkpoint_key, log_key, pack_key
 from ..repository import ModelStore
 from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
 from .facts import Facts
@@ -61,10 +66,67 @@ def fsck(store: ModelStore, *, full: bool = False, repair: bool = False, grace: 
 
 
 def fsck_store(root: str | os.PathLike[str], *, catalog: str | os.PathLike[str] | None = None,
-               **options: Any) -> FsckReport:
-    """fsck of the store at ``root`` (``catalog``: its index, default the per-user one)."""
+               repair_from: str | os.PathLike[str] | None = None, **options: Any) -> FsckReport:
+    """fsck of the store at ``root`` (``catalog``: its index, default the per-user one);
+    with ``repair_from``, restore from that copy of the store first (:func:`fsck_from`)."""
     with ModelStore(root, catalog=catalog) as store:
-        return fsck(store, **options)
+        if repair_from is None:
+            return fsck(store, **options)
+        source = open_copy(repair_from)
+        try:
+            return fsck_from(store, source, **options)
+        finally:
+            source.close()
+
+
+def open_copy(location: str | os.PathLike[str]) -> ObjectBackend:
+    """The object store of a copy of a store, read-only in use (nothing is created there)."""
+    from ..objects import open_backend
+
+    text = os.fspath(location)
+    if text.startswith("s3://"):
+        return open_backend(text)
+    objects = Path(text.removeprefix("file://")) / "objects"
+    if not (objects / "log").is_dir():
+        raise MaintenanceError(f"{text} holds no store (no objects/log folder): give the folder or s3:// URL of "
+                               "a copy or mirror of this store")
+    return open_backend(objects)
+
+
+def fsck_from(store: ModelStore, source: ObjectBackend, **options: Any) -> FsckReport:
+    """Restore from ``source`` (a copy or mirror of the store) what is damaged or missing
+    here and verifies there (:mod:`.restore`), then fsck; findings that are gone are
+    reported as repaired.
+
+    The log first (every later check folds it), then checkpoints, then the packs the
+    fsck of the restored log finds missing or damaged.
+    """
+    from .restore import Restored, damaged_packs, restore_checkpoints, restore_log, restore_packs, stamp
+
+    check = {k: v for k, v in options.items() if k != "repair"}
+    done, when = Restored(), stamp()
+    before = fsck(store, **check)
+    seen = list(before.findings)
+    restore_log(store, source, done, when)
+    middle = fsck(store, **check) if done.commits else before
+    seen += middle.findings
+    restore_checkpoints(store, source, middle, done, when)
+    if any(f.code.startswith("log-") for f in middle.errors):
+        packs: set[str] = set()  # the packs cannot be checked against a log that does not fold
+    else:
+        packs = damaged_packs(store, middle)
+    restore_packs(store, source, packs, done, when)
+    after = fsck(store, **options)
+    left = {(f.code, f.subject) for f in after.findings}
+    fixed, shown = [], set()
+    for f in seen:
+        if (f.code, f.subject) not in left and (f.code, f.subject) not in shown:
+            shown.add((f.code, f.subject))
+            fixed.append(replace(f, repaired=True))
+    keys = ([log_key(p) for p in done.commits] + [checkpoint_key(p) for p in done.checkpoints]
+            + [pack_key(Digest.from_hex(p)) for p in done.packs])
+    return replace(after, repair=True, findings=tuple(fixed) + after.findings, restored=tuple(keys),
+                   unrestored=tuple(done.failed), set_aside=tuple(done.set_aside))
 
 
 def gather(store: ModelStore, fresh: Catalog, log: LogFacts, cutoff: datetime, progress: ProgressFactory) -> Facts:

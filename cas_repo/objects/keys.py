@@ -3,6 +3,7 @@
     packs/blake3/ab/cdef…            a pack, named by the BLAKE3 of its bytes
     log/00000000000000000042         commit number 42 of the event log (create-only)
     checkpoints/00000000000000004000 the derived state as of commit 4000 (create-only)
+    damaged/20261207T213000Z/<key>   a damaged object set aside when a copy replaced it
 
 Log and checkpoint positions are zero-padded to 20 digits, so that the lexicographic
 order every object store lists in is the numeric order of the log.
@@ -18,11 +19,13 @@ from ..errors import InvalidDigestError, StoreError
 PACKS = "packs"
 LOG = "log"
 CHECKPOINTS = "checkpoints"
+DAMAGED = "damaged"
 _WIDTH = 20
 MAX_POSITION = 10**_WIDTH - 1
 _PACK_KEY = re.compile(rf"{PACKS}/{ALGORITHM}/([0-9a-f]{{2}})/([0-9a-f]{{62}})")
 _LOG_KEY = re.compile(rf"{LOG}/([0-9]{{{_WIDTH}}})")
 _CHECKPOINT_KEY = re.compile(rf"{CHECKPOINTS}/([0-9]{{{_WIDTH}}})")
+_DAMAGED_KEY = re.compile(rf"{DAMAGED}/[0-9]{{8}}T[0-9]{{6}}Z/(.+)")
 
 
 def pack_key(digest: Digest) -> str:
@@ -65,5 +68,16 @@ def parse_checkpoint_key(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def damaged_key(key: str, stamp: str) -> str:
+    """Where the damaged object at ``key`` is set aside (``stamp``: UTC, ``%Y%m%dT%H%M%SZ``)."""
+    out = f"{DAMAGED}/{stamp}/{key}"
+    if not is_valid_key(key) or key.startswith(DAMAGED + "/") or not _DAMAGED_KEY.fullmatch(out):
+        raise StoreError(f"cannot set aside {key[:100]!r} under {stamp!r}")
+    return out
+
+
 def is_valid_key(key: str) -> bool:
+    m = _DAMAGED_KEY.fullmatch(key)
+    if m is not None:
+        key = m.group(1)
     return any(p.fullmatch(key) is not None for p in (_PACK_KEY, _LOG_KEY, _CHECKPOINT_KEY))

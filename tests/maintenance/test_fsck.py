@@ -250,3 +250,13 @@ def test_repair_never_deletes_anything(filled, store_dir):
 def test_digest_of_a_pack_is_its_name(filled, store_dir):
     for p in pack_files(store_dir):
         assert hash_bytes(p.read_bytes()) == Digest.from_hex(p.parent.name + p.name)
+
+
+def test_the_findings_table_in_the_docs_is_the_one_fsck_uses():
+    from pathlib import Path
+
+    from cas_repo.maintenance.findings import CODES
+
+    doc = (Path(__file__).parents[2] / "docs" / "maintenance.md").read_text()
+    for code, (severity, means, do) in CODES.items():
+        assert f"| `{code}` | {severity} | {means} | {do} |" in doc, code
