@@ -181,3 +181,22 @@ def test_an_unreadable_commit_stops_reads_with_an_integrity_error(tmp_path, make
         s.ledger.log.backend.create("log/00000000000000000002", garbage)
     with ModelStore(root) as s, pytest.raises(IntegrityError, match="log commit 2"):
         s.load_model("m")
+
+
+def test_a_start_up_that_replays_a_long_log_leaves_a_checkpoint(tmp_path, make_md, monkeypatch):
+    from cas_repo.log import ledger
+
+    monkeypatch.setattr(ledger, "CHECKPOINT_EVERY", 5)
+    root = tmp_path / "cas"
+    with ModelStore(root) as s:
+        for i in range(7):
+            s.save_model(i, make_md("m"))
+        assert s.ledger.log.checkpoints() == [5]  # the writer of commit 5 left one
+        s.ledger.log.delete_checkpoint(5)  # as if it were damaged, or from before the chain
+    with ModelStore(root) as s:
+        assert s.get_model_metadata("m").version == 7  # replayed 7 commits: one is left behind
+        assert s.ledger.log.checkpoints() == [7]
+    with ModelStore(root) as s:
+        s.ledger.log.delete_checkpoint(7)
+        s.save_model(7, make_md("m"))  # commit 8 folded by a warm process: no checkpoint
+        assert s.ledger.log.checkpoints() == [7]  # (written by the start-up of this process)

@@ -65,7 +65,6 @@ class Ledger:
         self._state: StoreState | None = None
         self._recent: deque[tuple[int, tuple[Op, ...]]] = deque(maxlen=_RECENT)
         self._lock = threading.RLock()
-        self._replayed = 0  # commits folded since the last checkpoint this process could use
         self._end_listed = backend.read_concurrency > 1  # an object store's refresh lists past the end
 
     # -- reading ------------------------------------------------------------------------
@@ -92,15 +91,17 @@ class Ledger:
             return self._refresh().position
 
     def _refresh(self) -> StoreState:
+        starting = self._state is None
         if self._state is None:
             self._state = self._start()
         st = self._state
+        folded = 0
         for position, commit, chain in self.log.after(st.position, st.chain):
             self._fold(st, position, commit, chain)
-        if self._replayed >= CHECKPOINT_EVERY:
-            # No usable checkpoint spared this replay (an older store's, or a damaged
-            # one): leave one, so that the next process does not replay it all again.
-            self._replayed = 0
+            folded += 1
+        if starting and folded >= CHECKPOINT_EVERY:
+            # No usable checkpoint spared this start-up its replay (an older store's, or a
+            # damaged one): leave one, so that the next process does not replay it all again.
             self._checkpoint(st, quiet=True)
         return st
 
@@ -110,7 +111,6 @@ class Ledger:
         admitted = st.apply(position, commit.ops)
         st.chain_before, st.chain = st.chain, chain
         self._recent.append((position, commit.ops))
-        self._replayed += 1
         return admitted
 
     def _start(self) -> StoreState:

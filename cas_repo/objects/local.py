@@ -381,6 +381,18 @@ class LocalBackend(ObjectBackend):
         finally:
             os.close(d)
 
+    def exists(self, key: str) -> bool:
+        """Whether anything is at ``key``: one ``lstat`` (nothing is read, so nothing is
+        followed; a symlink there counts as present, and every read refuses it)."""
+        path = self._path(key)
+        try:
+            os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise _io_error("stat", path, exc) from exc
+        return True
+
     def stat(self, key: str) -> ObjectInfo:
         st = self._in_dir(key, "stat", lambda name, d: os.stat(name, dir_fd=d, follow_symlinks=False))
         if not stat_mod.S_ISREG(st.st_mode):
