@@ -117,8 +117,10 @@ class IntegrityError(CasRepoError):
             parts.append(f"expected {expected}")
         if actual is not None:
             parts.append(f"actual {actual}")
-        parts.append("run `cas-repo fsck --full`; the object may be restored from a backup")
-        super().__init__("; ".join(parts))
+        parts.append(self._advice)
+        super().__init__("; ".join(p for p in parts if p))
+
+    _advice = "run `cas-repo fsck --full`; the object may be restored from a backup"
 
     def with_version(self, model_id: str, version: int) -> IntegrityError:
         """Return a copy that names the model version being read."""
@@ -139,6 +141,8 @@ class LogDamagedError(IntegrityError):
     Attributes:
         position: the log position at fault.
     """
+
+    _advice = ""  # the message says what to do
 
     def __init__(self, position: int, message: str, *, expected: str | None = None,
                  actual: str | None = None) -> None:
