@@ -210,8 +210,7 @@ def _remove_temp(store: ModelStore, plan: GcPlan) -> tuple[TempFile, ...]:
     cutoff = plan.at - plan.grace
     removed = []
     for info in store.objects.backend.list_incomplete():
-        if info.key in planned and info.mtime <= cutoff:
-            store.objects.backend.remove_incomplete(info)
+        if info.key in planned and info.mtime <= cutoff and store.objects.backend.remove_incomplete(info):
             removed.append(TempFile(info.key, info.size, info.mtime))
     return tuple(removed)
 
