@@ -1,18 +1,21 @@
 """gc and fsck --repair against writes in flight: a running save's temp file is never taken,
-whatever --grace says; a dead writer's is taken at once."""
+whatever --grace says; a dead writer's is taken at once; a repack whose copy vanished
+before its commit moves nothing."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import numpy as np
 
 from cas_repo import ModelStore, faults
-from cas_repo.maintenance import fsck, run_gc
+from cas_repo.maintenance import collect, fsck, run_gc
+from cas_repo.maintenance.collect import LOST
 
 from ..robustness.harness import REPO_ROOT, run_worker, worker_env
-from .conftest import NO_GRACE
+from .conftest import NO_GRACE, age_store, locations, pack_path
 
 GC_LOOP = """
 import sys
@@ -90,3 +93,31 @@ def test_saves_racing_a_gc_loop_with_no_grace_all_succeed(store_dir, tmp_path, m
         run_gc(store, grace=NO_GRACE)
         assert fsck(store, full=True, grace=NO_GRACE).findings == ()
     assert list((store_dir / "objects").rglob(".tmp-*")) == []
+
+
+def test_a_repack_whose_copy_vanished_before_its_commit_moves_nothing(store, store_dir, make_md, rng,
+                                                                      monkeypatch):
+    shared = rng.standard_normal(20_000)
+    store.save_model({"s": shared, "own": rng.standard_normal(80_000)}, make_md("a"))
+    store.save_model({"s": shared}, make_md("b"))  # dedups onto a's pack
+    store.delete_model("a")
+    old = locations(store, "a", 1)[0].pack
+    age_store(store_dir, 2)
+    real_copy = collect.copy_live
+
+    def copy_then_lose_it(*args, **kwargs):
+        # As a `gc --no-commit` elsewhere would, had the copy taken longer than its grace.
+        copies, written, skipped = real_copy(*args, **kwargs)
+        for loc in written:
+            pack_path(store_dir, loc.pack).unlink(missing_ok=True)
+        return copies, written, skipped
+
+    monkeypatch.setattr(collect, "copy_live", copy_then_lose_it)
+    report = run_gc(store, grace=timedelta(hours=1), purge_older_than=NO_GRACE)
+    monkeypatch.undo()
+    assert report.repacked == () and report.skipped == ((old.hex, LOST),)
+    assert pack_path(store_dir, old).exists()
+    assert np.array_equal(store.load_model("b")[0]["s"], shared)
+    again = run_gc(store, grace=timedelta(hours=1))
+    assert [p.pack for p in again.repacked] == [old.hex] and not pack_path(store_dir, old).exists()
+    assert np.array_equal(store.load_model("b")[0]["s"], shared) and fsck(store, full=True).findings == ()
