@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .. import faults
-from ..errors import ObjectNotFoundError, StoreError
+from ..errors import ObjectNotFoundError, StoreError, StoreFullError
 from .backend import Buffer, ObjectBackend, ObjectInfo
 from .keys import is_valid_key
 from .temps import TEMP_PREFIX, abandoned, temp_name
@@ -28,10 +28,10 @@ _OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _io_error(action: str, path: Path | str, exc: OSError) -> StoreError:
-    if exc.errno == errno.ENOSPC:
-        hint = "the disk is full: free space (e.g. `cas-repo gc`) and retry; nothing was recorded"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+def _io_error(action: str, path: Path | str, exc: OSError, root: Path | None = None) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFullError(action, str(path), exc.strerror or str(exc), str(root) if root else None)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "check the permissions of the store folder"
     elif action in ("read", "list", "stat", "open"):
         hint = "nothing was changed; check the disk (`dmesg`) and retry, then `cas-repo fsck --full`"
@@ -151,7 +151,10 @@ class LocalBackend(ObjectBackend):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _io_error("create", self.root, exc) from exc
+            raise self._fail("create", self.root, exc) from exc
+
+    def _fail(self, action: str, path: Path | str, exc: OSError) -> StoreError:
+        return _io_error(action, path, exc, self.root)
 
     # -- paths -------------------------------------------------------------------------
 
@@ -171,7 +174,7 @@ class LocalBackend(ObjectBackend):
         try:
             fd = os.open(self.root, _OPEN_DIR & ~_NOFOLLOW)
         except OSError as exc:
-            raise _io_error("open", self.root, exc) from exc
+            raise self._fail("open", self.root, exc) from exc
         cur = self.root
         try:
             for part in d.relative_to(self.root).parts:
@@ -197,7 +200,7 @@ class LocalBackend(ObjectBackend):
                 raise StoreError(f"{cur} is not a plain directory (a symlink?); "
                                  "refusing to follow it") from exc
             if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-                raise _io_error("open", cur, exc) from exc
+                raise self._fail("open", cur, exc) from exc
             raise
 
     # -- primitives ----------------------------------------------------------------------
@@ -220,7 +223,7 @@ class LocalBackend(ObjectBackend):
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise _io_error("refresh", path, exc) from exc
+            raise self._fail("refresh", path, exc) from exc
         direct = self._direct and sum(memoryview(p).nbytes for p in parts) >= DIRECT_MIN
         for attempt in range(2):
             tmp = self._write_temp(d, path, parts, direct)
@@ -237,7 +240,7 @@ class LocalBackend(ObjectBackend):
             except BaseException as exc:
                 _unlink_quietly(tmp, d)
                 if isinstance(exc, OSError):
-                    raise _io_error("write", path, exc) from exc
+                    raise self._fail("write", path, exc) from exc
                 raise
         if faults.ARMED:
             faults.crash_point("after-rename")
@@ -246,7 +249,7 @@ class LocalBackend(ObjectBackend):
             try:
                 os.fsync(d)
             except OSError as exc:
-                raise _io_error("sync", path.parent, exc) from exc
+                raise self._fail("sync", path.parent, exc) from exc
         return True
 
     def _write_temp(self, d: int, path: Path, parts: Sequence[Buffer], direct: bool) -> str:
@@ -261,7 +264,7 @@ class LocalBackend(ObjectBackend):
                 self._direct = direct = False  # this filesystem has no O_DIRECT (e.g. tmpfs)
                 fd = os.open(tmp, _OPEN_TEMP, 0o644, dir_fd=d)
         except OSError as exc:
-            raise _io_error("create", path.parent / tmp, exc) from exc
+            raise self._fail("create", path.parent / tmp, exc) from exc
         try:
             try:
                 if direct:
@@ -278,7 +281,7 @@ class LocalBackend(ObjectBackend):
         except BaseException as exc:
             _unlink_quietly(tmp, d)
             if isinstance(exc, OSError):
-                raise _io_error("write", path, exc) from exc
+                raise self._fail("write", path, exc) from exc
             raise
         return tmp
 
@@ -309,7 +312,7 @@ class LocalBackend(ObjectBackend):
             try:
                 fd = os.open(tmp, _OPEN_TEMP, 0o444, dir_fd=d)
             except OSError as exc:
-                raise _io_error("create", path.parent / tmp, exc) from exc
+                raise self._fail("create", path.parent / tmp, exc) from exc
             try:
                 try:
                     _write_all(fd, memoryview(data).cast("B"))
@@ -331,7 +334,7 @@ class LocalBackend(ObjectBackend):
                     continue
                 return True
             except OSError as exc:
-                raise _io_error("write", path, exc) from exc
+                raise self._fail("write", path, exc) from exc
             finally:
                 _unlink_quietly(tmp, d)
         raise AssertionError("unreachable: the second attempt returns or raises")
@@ -349,7 +352,7 @@ class LocalBackend(ObjectBackend):
                     return b"".join(chunks)
                 chunks.append(b)
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -374,7 +377,7 @@ class LocalBackend(ObjectBackend):
         try:
             return os.pread(fd, length, offset)
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -384,7 +387,7 @@ class LocalBackend(ObjectBackend):
         try:
             return [os.pread(fd, length, offset) for offset, length in ranges]
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -394,7 +397,7 @@ class LocalBackend(ObjectBackend):
         try:
             return [_preadv_all(fd, views, offset) for offset, views in ranges]
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -412,7 +415,7 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise StoreError(f"{path} is a symlink; refusing to follow it") from exc
-            raise _io_error(action, path, exc) from exc
+            raise self._fail(action, path, exc) from exc
         finally:
             os.close(d)
 
@@ -488,6 +491,6 @@ class LocalBackend(ObjectBackend):
         except FileNotFoundError:
             return False
         except OSError as exc:
-            raise _io_error("delete", self.root / rel, exc) from exc
+            raise self._fail("delete", self.root / rel, exc) from exc
         finally:
             os.close(d)
