@@ -155,9 +155,6 @@ class Catalog:
         if wal.is_symlink() or self.path.is_symlink():
             raise CatalogError(f"{self.path} or its WAL is a symlink; refusing to let the catalog write through it")
         pending = _size(wal)  # a WAL left behind means the last session did not close
-        if not pending and self.path.exists() and not _size(self.path):
-            # An empty file holds nothing (a creation cut short); DuckDB would call it damaged.
-            self.path.unlink()
         born = self.path.exists()
         try:
             # The attachment forwards every other attribute to the host connection.

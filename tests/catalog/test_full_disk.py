@@ -76,12 +76,3 @@ def test_a_new_index_on_a_full_disk_leaves_no_stub(small_disk, tmp_path, make_md
         small_disk.empty()
         assert len(store.history("m0")) == 3 and set_aside(index) == []
 
-
-def test_an_empty_index_file_is_built_afresh_not_set_aside(tmp_path, make_md):
-    index = tmp_path / "index" / "catalog.duckdb"
-    index.parent.mkdir()
-    index.touch()  # a creation cut short by an older cas-repo, or by a crash
-    with ModelStore(tmp_path / "cas", catalog=index) as store:
-        fill_store(store, make_md, 0, 3)
-        assert len(store.history("m0")) == 1
-    assert set_aside(index) == [] and index.stat().st_size > 0
