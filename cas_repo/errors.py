@@ -200,6 +200,51 @@ class CatalogError(CasRepoError):
     """The DuckDB catalog failed or is unusable."""
 
 
+# --- a full disk -------------------------------------------------------------------
+
+# What every full-disk error ends with: how to free space when even a commit cannot be
+# written (gc and delete both commit first). docs/maintenance.md, "When the disk is full".
+def full_disk_steps(objects_root: str | None = None) -> str:
+    """How to free space on a full disk; ``objects_root``: the store's ``objects`` folder, if known."""
+    root = objects_root or "STORE/objects"
+    return (
+        "`cas-repo gc` and `cas-repo delete` write a log commit first, so they fail too until some space is "
+        "free. Free space without a commit: `cas-repo gc --no-commit` removes temp files of interrupted "
+        "writes, packs a finished gc forgot, and packs no commit mentions that are older than --grace "
+        "(default 24h; `--grace 1h` takes more, never less than 15m). Safe to delete by hand: the catalog "
+        "index (`catalog.duckdb` and `catalog.duckdb.wal`, `store.catalog.path`; it is rebuilt from the log), "
+        f"`.tmp-*` files under {root} untouched for 15 minutes, and the files under {root}/checkpoints/ "
+        f"(derived from the log). Never delete anything under {root}/log/ or {root}/packs/. Then "
+        "`cas-repo delete`/`cas-repo retain` and `cas-repo gc` free the rest "
+        "(docs/maintenance.md, \"When the disk is full\")")
+
+
+class DiskFullError(CasRepoError):
+    """A write failed because its filesystem is full (ENOSPC, or a quota); nothing was recorded."""
+
+
+class StoreFullError(StoreError, DiskFullError):
+    """The disk holding the store folder is full; every version stored before is intact."""
+
+    def __init__(self, action: str, path: str, cause: str, objects_root: str | None = None) -> None:
+        self.path = path
+        super().__init__(
+            f"could not {action} {path}: {cause}. The disk is full: nothing was recorded, and every version "
+            "stored before is intact. " + full_disk_steps(objects_root))
+
+
+class CatalogFullError(CatalogError, DiskFullError):
+    """The disk holding the catalog index is full; the index is intact and was not moved aside."""
+
+    def __init__(self, path: str, what: str, cause: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{what} failed: the disk holding the catalog index {path} is full ({cause}). The index is "
+            "not damaged and was left in place: free space on that disk and retry. The index is derived, "
+            f"so deleting {path} and {path}.wal is safe (the next command rebuilds it from the store's log "
+            "once there is room). If the store is on the same disk: " + full_disk_steps())
+
+
 class CatalogLockedError(CatalogError):
     """The catalog lock could not be taken within the timeout."""
 

@@ -62,6 +62,16 @@ def make_md() -> Callable[..., ModelMetadata]:
 
     return make
 
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 32 MiB filesystem (a tmpfs) mounted for this test, which the test can fill."""
+    from .small_disk import mounted
+
+    with mounted(tmp_path / "disk") as disk:
+        yield disk
+
+
 # S3-protocol servers on loopback (moto, SeaweedFS), for the S3 backend and whole-store tests.
 from .s3_server import s3, s3_server, seaweed  # noqa: E402,F401 - fixtures found by name here; after the env above
 

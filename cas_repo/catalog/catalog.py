@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 
 import duckdb
 
-from ..errors import CatalogCorruptError, CatalogError, ConcurrentModificationError
+from ..errors import CatalogCorruptError, CatalogError, CatalogFullError, ConcurrentModificationError
 from ..location import Location
 from ..log.state import VersionRow, parents_of
 from .convert import aware_utc, location_of
@@ -68,21 +68,37 @@ _CORRUPTION = ("Corrupt database file", "not a valid DuckDB database", "Failure 
                "database has been invalidated")
 
 
+# A full disk, in DuckDB's words (the OS's strerror inside them). It must be recognised
+# before damage and conflicts: a checkpoint that fails for want of space reports "The
+# database has been invalidated", and a commit that does "TransactionContext Error", and
+# neither means the file is damaged or another writer was there. The file is intact (the
+# rows are in its write-ahead log) and must stay where it is.
+_DISK_FULL = ("No space left on device", "Disk quota exceeded")
+
+
 def _is_corruption(exc: duckdb.Error) -> bool:
     text = str(exc)
-    return any(marker in text for marker in _CORRUPTION)
+    return not _is_disk_full(exc) and any(marker in text for marker in _CORRUPTION)
+
+
+def _is_disk_full(exc: duckdb.Error) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in _DISK_FULL)
+
+
+def _full(path: Path | None, what: str, exc: duckdb.Error) -> CatalogFullError:
+    return CatalogFullError(str(path) if path else "file", what, f"{type(exc).__name__}: {exc}")
 
 
 def translate_error(exc: duckdb.Error, what: str, path: Path | None = None) -> CatalogError:
-    """A DuckDB error as the catalog error a caller can act on (damage, conflict, full disk)."""
+    """A DuckDB error as the catalog error a caller can act on (full disk, damage, conflict)."""
+    if _is_disk_full(exc):
+        return _full(path, what, exc)
     if _is_corruption(exc):
         return CatalogCorruptError(str(path) if path else "file", f"{what} failed: {exc}")
     if isinstance(exc, (duckdb.ConstraintException, duckdb.TransactionException)):
         return ConcurrentModificationError(f"{what} conflicted with another writer: {exc}")
-    text = str(exc)
-    if "No space left" in text or "disk is full" in text.lower():
-        return CatalogError(f"{what} failed: the disk is full; free space and retry (nothing was recorded)")
-    return CatalogError(f"{what} failed: {text}")
+    return CatalogError(f"{what} failed: {exc}")
 
 
 def _size(path: Path) -> int:
@@ -139,10 +155,15 @@ class Catalog:
         if wal.is_symlink() or self.path.is_symlink():
             raise CatalogError(f"{self.path} or its WAL is a symlink; refusing to let the catalog write through it")
         pending = _size(wal)  # a WAL left behind means the last session did not close
+        born = self.path.exists()
         try:
             # The attachment forwards every other attribute to the host connection.
             con = cast(duckdb.DuckDBPyConnection, _Attached(self._host_instance(), self))
         except duckdb.Error as exc:
+            if _is_disk_full(exc):
+                if not born:
+                    self._remove()  # the stub DuckDB began and could not finish
+                raise _full(self.path, "opening the catalog index", exc) from exc
             raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
         try:
             if pending:
@@ -152,6 +173,10 @@ class Catalog:
                 self._migrated = True
         except duckdb.Error as exc:
             con.close()
+            if _is_disk_full(exc):
+                # A checkpoint that failed for want of space: the file and its WAL are
+                # intact and hold every row; they stay for the next session.
+                raise _full(self.path, "opening the catalog index", exc) from exc
             if _is_corruption(exc):
                 raise CatalogCorruptError(str(self.path), f"{type(exc).__name__}: {exc}") from exc
             raise CatalogError(f"migrating the catalog {self.path} failed: {exc}") from exc
@@ -286,7 +311,7 @@ class Catalog:
             try:
                 yield con
             except CatalogError as exc:
-                if not any(marker in str(exc) for marker in _CORRUPTION):
+                if isinstance(exc, CatalogFullError) or not any(marker in str(exc) for marker in _CORRUPTION):
                     raise
                 con.close()
                 self._set_aside(CatalogCorruptError(str(self.path), str(exc)))

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import CatalogError, CatalogLockedError
+from ..errors import CatalogError, CatalogFullError, CatalogLockedError
 
 
 class CatalogLock:
@@ -56,6 +56,9 @@ class CatalogLock:
             if exc.errno == errno.ELOOP:
                 raise CatalogError(f"{self.path} is a symlink; refusing to follow it (remove it: "
                                    "the lock file is recreated on demand)") from exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CatalogFullError(str(self.path), "creating the catalog lock",
+                                       exc.strerror or str(exc)) from exc
             raise CatalogError(f"cannot open the catalog lock {self.path}: {exc.strerror or exc}") from exc
         delay = 0.0005
         while True:

@@ -139,9 +139,13 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
     from ..maintenance import DEFAULT_GRACE, format_duration, run_gc
     from ..maintenance.collect import refusal
     from ..maintenance.gc import DEFAULT_REPACK_BELOW
-    from . import open_store
+    from . import UsageError, open_store
 
     grace = DEFAULT_GRACE if args.grace is None else args.grace
+    if args.no_commit:
+        if args.purge_deleted_older_than is not None or args.repack_below is not None:
+            raise UsageError("--no-commit takes only --grace and --dry-run: purges and repacks need a commit")
+        return _gc_no_commit(args, out, grace)
     repack_below = DEFAULT_REPACK_BELOW if args.repack_below is None else args.repack_below
     with open_store(args) as store:
         report = run_gc(store, dry_run=args.dry_run, grace=grace, purge_older_than=args.purge_deleted_older_than,
@@ -173,6 +177,30 @@ def cmd_gc(args: argparse.Namespace, out: Output) -> int:
              + (f" (log commit {report.position})" if report.position else ""))
     for pack, why in report.skipped:
         out.line(f"  {pack[:16]}: {why}")
+    return EXIT_OK
+
+
+def _gc_no_commit(args: argparse.Namespace, out: Output, grace: timedelta) -> int:
+    from ..maintenance import format_duration, reclaim_space
+    from ..maintenance.reclaim import FLOOR
+    from . import open_store
+
+    with open_store(args) as store:
+        report = reclaim_space(store, grace=grace, dry_run=args.dry_run)
+    if out.json_mode:
+        out.json({"dry_run": report.dry_run, "position": report.position, "freed_bytes": report.freed_bytes,
+                  "files": report.files, "temp_removed": report.temp_files, "orphans_deleted": report.orphans,
+                  "leftovers_deleted": report.leftovers, "kept": report.kept})
+        return EXIT_OK
+    verb = "would free" if report.dry_run else "freed"
+    out.line(f"gc --no-commit (grace {format_duration(grace)}, no log commit written): {verb} "
+             f"{human_bytes(report.freed_bytes)} in {report.files} files: {len(report.temp_files)} temp files, "
+             f"{len(report.orphans)} packs no commit mentions, {len(report.leftovers)} packs a gc forgot")
+    if report.kept:
+        out.line(f"kept: {len(report.kept)} packs no commit mentions ({human_bytes(sum(p.size for p in report.kept))}),"
+                 f" younger than the grace period or {format_duration(FLOOR)}: a save may still commit them")
+    if not report.dry_run:
+        out.line("next: free the rest with `cas-repo delete MODEL` or `cas-repo retain ...`, then `cas-repo gc`")
     return EXIT_OK
 
 
@@ -257,6 +285,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--grace", type=_duration,
                    help="only drop packs no commit mentions, and temp files, older than this (default 24h)")
+    p.add_argument("--no-commit", action="store_true",
+                   help="for a full disk: write nothing, only delete temp files, packs a gc forgot, and packs "
+                   "no commit mentions older than --grace (at least 15m)")
     p.add_argument("--purge-deleted-older-than", type=_duration, metavar="AGE",
                    help="purge versions of models deleted, and versions retired, at least AGE ago")
     p.add_argument("--repack-below", type=_fraction, metavar="FRACTION",

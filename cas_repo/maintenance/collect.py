@@ -59,16 +59,20 @@ from ..errors import GcRefusedError, ObjectNotFoundError
 from ..location import Location
 from ..log.ops import ForgetPacks, MarkOp, MoveEntries, Op
 from ..log.state import ModelEntry, StoreState, VersionState
+from ..objects.keys import pack_key
 from ..objects.pack import packs_of
 from ..repository import ModelStore
 from .common import DEFAULT_GRACE, ProgressFactory, maintenance_lock, no_progress, progress_bar, utcnow
 from .gc import DEFAULT_REPACK_BELOW, GcPlan, PackRef, TempFile, plan_gc
 from .guard import guard_at
 from .marks import Check, MarkRequest, mark_ops
+from .reclaim import FLOOR as RECLAIM_FLOOR
 from .repack import copy_live
 
 UNSAFE = "kept: a save committed since the plan needs it"
 STALE = "kept: another gc or repair changed packs since the plan"
+LOST = ("kept: a pack this gc copied into was deleted before its commit (a `gc --no-commit` with a grace "
+        "shorter than this repack took?); run gc again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +154,9 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
                 ops.append(ForgetPacks(tuple(drop), utcnow()))
             sources = sorted(p for p in copies if p not in unsafe and p not in st.forgotten)
             locs = [l for p in sources for l in copies[p]]
-            if sources and not {l.pack.hex for l in locs} & st.forgotten:
-                used = {l.pack for l in locs}
+            used = {l.pack for l in locs}
+            outcome["copies_gone"] = bool(sources) and not _copies_still_there(store, used)
+            if sources and not {l.pack.hex for l in locs} & st.forgotten and not outcome["copies_gone"]:
                 ops.append(MoveEntries(tuple(sources), tuple(locs), packs_of(_unique(written, used)), utcnow()))
             return ops
 
@@ -167,8 +172,9 @@ def collect_garbage(store: ModelStore, plan: GcPlan, *, progress: ProgressFactor
                 _delete(store, pack)
                 bar.advance()
     unsafe = outcome.get("unsafe")
-    why = STALE if unsafe is None else UNSAFE
-    skipped += [(p, why) for p in sorted(set(planned) - dropped - sources)]
+    lost = copies if outcome.get("copies_gone") else {}
+    skipped += [(p, STALE if unsafe is None else LOST if p in lost else UNSAFE)
+                for p in sorted(set(planned) - dropped - sources)]
     return GcReport(plan, False, position if ops else None,
                     tuple((m.model_id, m.version) for m in ops if isinstance(m, MarkOp)),
                     tuple(deleted), tuple(r for r in plan.repack if r.pack in sources), tuple(sorted(new)),
@@ -210,10 +216,28 @@ def _remove_temp(store: ModelStore, plan: GcPlan) -> tuple[TempFile, ...]:
     cutoff = plan.at - plan.grace
     removed = []
     for info in store.objects.backend.list_incomplete():
-        if info.key in planned and info.mtime <= cutoff:
-            store.objects.backend.remove_incomplete(info)
+        if info.key in planned and info.mtime <= cutoff and store.objects.backend.remove_incomplete(info):
             removed.append(TempFile(info.key, info.size, info.mtime))
     return tuple(removed)
+
+
+def _copies_still_there(store: ModelStore, packs: set[Digest]) -> bool:
+    """Check the packs a repack wrote are all there, just before its commit; False if one is gone.
+
+    Until this commit is in the log they are orphans to a ``gc --no-commit``
+    (:mod:`.reclaim`), which deletes orphans older than its floor: one already deleted
+    makes this run move nothing rather than point at a missing file, and one more than a
+    third of that floor old is touched, so it cannot age past the floor before the commit.
+    """
+    now = utcnow()
+    try:
+        for pack in packs:
+            key = pack_key(pack)
+            if now - store.objects.backend.stat(key).mtime > RECLAIM_FLOOR / 3:
+                store.objects.backend.touch(key)  # on S3 a rewrite: only for a long repack
+    except ObjectNotFoundError:
+        return False
+    return True
 
 
 def _delete(store: ModelStore, pack: str) -> None:

@@ -125,11 +125,14 @@ class ObjectBackend(abc.ABC):
         return self.read_range(key, 0, self.stat(key).size)
 
     def list_incomplete(self) -> Iterator[ObjectInfo]:
-        """Leftovers of interrupted writes (temp files); none where puts are atomic."""
+        """Leftovers of interrupted writes (temp files no write in progress can be using);
+        none where puts are atomic."""
         return iter(())
 
-    def remove_incomplete(self, info: ObjectInfo) -> None:  # noqa: B027 - optional: backends with no leftovers keep this no-op
-        """Delete one leftover reported by :meth:`list_incomplete`."""
+    def remove_incomplete(self, info: ObjectInfo) -> bool:
+        """Delete one leftover reported by :meth:`list_incomplete`; False if it is gone, or a
+        write has used it since it was listed (it is kept then)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional: a backend that holds nothing open keeps this no-op
         """Release connections or handles."""

@@ -6,7 +6,6 @@ import errno
 import fcntl
 import mmap
 import os
-import secrets
 import stat as stat_mod
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -15,23 +14,24 @@ from pathlib import Path
 from typing import TypeVar
 
 from .. import faults
-from ..errors import ObjectNotFoundError, StoreError
+from ..errors import ObjectNotFoundError, StoreError, StoreFullError
 from .backend import Buffer, ObjectBackend, ObjectInfo
 from .keys import is_valid_key
+from .temps import TEMP_PREFIX, abandoned, temp_name
 
 _T = TypeVar("_T")
 
-TEMP_PREFIX = ".tmp-"
+__all__ = ["TEMP_PREFIX", "LocalBackend"]
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _OPEN_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _OPEN_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-def _io_error(action: str, path: Path | str, exc: OSError) -> StoreError:
-    if exc.errno == errno.ENOSPC:
-        hint = "the disk is full: free space (e.g. `cas-repo gc`) and retry; nothing was recorded"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+def _io_error(action: str, path: Path | str, exc: OSError, root: Path | None = None) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFullError(action, str(path), exc.strerror or str(exc), str(root) if root else None)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "check the permissions of the store folder"
     elif action in ("read", "list", "stat", "open"):
         hint = "nothing was changed; check the disk (`dmesg`) and retry, then `cas-repo fsck --full`"
@@ -115,6 +115,21 @@ def _preadv_all(fd: int, views: Sequence[memoryview], offset: int) -> int:
     return done
 
 
+def _unlink_quietly(name: str, d: int) -> None:
+    try:
+        os.unlink(name, dir_fd=d)
+    except OSError:
+        pass
+
+
+def _vanished(path: Path, exc: OSError) -> StoreError:
+    return StoreError(
+        f"could not publish {path}: its temp file was deleted twice between being written and being "
+        f"published ({exc.strerror or exc}); nothing was recorded. Something removes fresh `.tmp-*` files in "
+        f"{path.parent} (a cleanup script; gc or fsck --repair of an older cas-repo, run with a short --grace): "
+        "stop it and retry")
+
+
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, tz=UTC)
 
@@ -136,7 +151,10 @@ class LocalBackend(ObjectBackend):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _io_error("create", self.root, exc) from exc
+            raise self._fail("create", self.root, exc) from exc
+
+    def _fail(self, action: str, path: Path | str, exc: OSError) -> StoreError:
+        return _io_error(action, path, exc, self.root)
 
     # -- paths -------------------------------------------------------------------------
 
@@ -156,7 +174,7 @@ class LocalBackend(ObjectBackend):
         try:
             fd = os.open(self.root, _OPEN_DIR & ~_NOFOLLOW)
         except OSError as exc:
-            raise _io_error("open", self.root, exc) from exc
+            raise self._fail("open", self.root, exc) from exc
         cur = self.root
         try:
             for part in d.relative_to(self.root).parts:
@@ -182,7 +200,7 @@ class LocalBackend(ObjectBackend):
                 raise StoreError(f"{cur} is not a plain directory (a symlink?); "
                                  "refusing to follow it") from exc
             if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-                raise _io_error("open", cur, exc) from exc
+                raise self._fail("open", cur, exc) from exc
             raise
 
     # -- primitives ----------------------------------------------------------------------
@@ -205,9 +223,38 @@ class LocalBackend(ObjectBackend):
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise _io_error("refresh", path, exc) from exc
-        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+            raise self._fail("refresh", path, exc) from exc
         direct = self._direct and sum(memoryview(p).nbytes for p in parts) >= DIRECT_MIN
+        for attempt in range(2):
+            tmp = self._write_temp(d, path, parts, direct)
+            if faults.ARMED:
+                faults.crash_point("after-fsync")
+            try:
+                os.rename(tmp, name, src_dir_fd=d, dst_dir_fd=d)
+                break
+            except FileNotFoundError as exc:
+                # Our own folder descriptor is held: the temp file itself went (an old
+                # cas-repo's gc, a cleanup script). Nothing was published; write it again.
+                if attempt:
+                    raise _vanished(path, exc) from exc
+            except BaseException as exc:
+                _unlink_quietly(tmp, d)
+                if isinstance(exc, OSError):
+                    raise self._fail("write", path, exc) from exc
+                raise
+        if faults.ARMED:
+            faults.crash_point("after-rename")
+        if self._fsync:
+            # The rename is durable only once the directory entry is.
+            try:
+                os.fsync(d)
+            except OSError as exc:
+                raise self._fail("sync", path.parent, exc) from exc
+        return True
+
+    def _write_temp(self, d: int, path: Path, parts: Sequence[Buffer], direct: bool) -> str:
+        """A new temp file beside ``path`` holding ``parts``, fsynced and read-only; its name."""
+        tmp = temp_name()
         try:
             try:
                 fd = os.open(tmp, _OPEN_TEMP | (_O_DIRECT if direct else 0), 0o644, dir_fd=d)
@@ -217,7 +264,7 @@ class LocalBackend(ObjectBackend):
                 self._direct = direct = False  # this filesystem has no O_DIRECT (e.g. tmpfs)
                 fd = os.open(tmp, _OPEN_TEMP, 0o644, dir_fd=d)
         except OSError as exc:
-            raise _io_error("create", path.parent / tmp, exc) from exc
+            raise self._fail("create", path.parent / tmp, exc) from exc
         try:
             try:
                 if direct:
@@ -231,26 +278,12 @@ class LocalBackend(ObjectBackend):
                 os.fchmod(fd, 0o444)
             finally:
                 os.close(fd)
-            if faults.ARMED:
-                faults.crash_point("after-fsync")
-            os.rename(tmp, name, src_dir_fd=d, dst_dir_fd=d)
         except BaseException as exc:
-            try:
-                os.unlink(tmp, dir_fd=d)
-            except OSError:
-                pass
+            _unlink_quietly(tmp, d)
             if isinstance(exc, OSError):
-                raise _io_error("write", path, exc) from exc
+                raise self._fail("write", path, exc) from exc
             raise
-        if faults.ARMED:
-            faults.crash_point("after-rename")
-        if self._fsync:
-            # The rename is durable only once the directory entry is.
-            try:
-                os.fsync(d)
-            except OSError as exc:
-                raise _io_error("sync", path.parent, exc) from exc
-        return True
+        return tmp
 
     def create(self, key: str, data: bytes) -> bool:
         """Write a temp file, fsync it, then ``link(2)`` it to ``key``: the link fails with
@@ -274,32 +307,37 @@ class LocalBackend(ObjectBackend):
             os.close(d)
 
     def _link_new(self, d: int, path: Path, data: bytes) -> bool:
-        tmp = f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-        try:
-            fd = os.open(tmp, _OPEN_TEMP, 0o444, dir_fd=d)
-        except OSError as exc:
-            raise _io_error("create", path.parent / tmp, exc) from exc
-        try:
+        for attempt in range(2):
+            tmp = temp_name()
             try:
-                _write_all(fd, memoryview(data).cast("B"))
-                if self._fsync:
-                    os.fsync(fd)
+                fd = os.open(tmp, _OPEN_TEMP, 0o444, dir_fd=d)
+            except OSError as exc:
+                raise self._fail("create", path.parent / tmp, exc) from exc
+            try:
+                try:
+                    _write_all(fd, memoryview(data).cast("B"))
+                    if self._fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if faults.ARMED:
+                    faults.crash_point("before-link")
+                try:
+                    os.link(tmp, path.name, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
+                except FileExistsError:
+                    return False
+                except FileNotFoundError as exc:
+                    # The temp file went between its fsync and the link (see _put): nothing
+                    # was published, so writing it again is all there is to do.
+                    if attempt:
+                        raise _vanished(path, exc) from exc
+                    continue
+                return True
+            except OSError as exc:
+                raise self._fail("write", path, exc) from exc
             finally:
-                os.close(fd)
-            if faults.ARMED:
-                faults.crash_point("before-link")
-            try:
-                os.link(tmp, path.name, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
-            except FileExistsError:
-                return False
-            return True
-        except OSError as exc:
-            raise _io_error("write", path, exc) from exc
-        finally:
-            try:
-                os.unlink(tmp, dir_fd=d)
-            except OSError:
-                pass
+                _unlink_quietly(tmp, d)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -314,7 +352,7 @@ class LocalBackend(ObjectBackend):
                     return b"".join(chunks)
                 chunks.append(b)
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -339,7 +377,7 @@ class LocalBackend(ObjectBackend):
         try:
             return os.pread(fd, length, offset)
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -349,7 +387,7 @@ class LocalBackend(ObjectBackend):
         try:
             return [os.pread(fd, length, offset) for offset, length in ranges]
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -359,7 +397,7 @@ class LocalBackend(ObjectBackend):
         try:
             return [_preadv_all(fd, views, offset) for offset, views in ranges]
         except OSError as exc:
-            raise _io_error("read", key, exc) from exc
+            raise self._fail("read", key, exc) from exc
         finally:
             os.close(fd)
 
@@ -377,7 +415,7 @@ class LocalBackend(ObjectBackend):
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise StoreError(f"{path} is a symlink; refusing to follow it") from exc
-            raise _io_error(action, path, exc) from exc
+            raise self._fail(action, path, exc) from exc
         finally:
             os.close(d)
 
@@ -431,6 +469,8 @@ class LocalBackend(ObjectBackend):
         self._in_dir(key, "touch", lambda name, d: os.utime(name, dir_fd=d, follow_symlinks=False))
 
     def list_incomplete(self) -> Iterator[ObjectInfo]:
+        """Temp files no write in progress can be using (:func:`.temps.abandoned`)."""
+        now = datetime.now(UTC)
         for dirpath, _dirnames, filenames in os.walk(self.root, followlinks=False):
             for name in filenames:
                 if name.startswith(TEMP_PREFIX):
@@ -439,9 +479,11 @@ class LocalBackend(ObjectBackend):
                         st = os.lstat(full)
                     except FileNotFoundError:
                         continue
-                    yield ObjectInfo(os.path.relpath(full, self.root), st.st_size, _mtime(st))
+                    if abandoned(name, _mtime(st), now):
+                        yield ObjectInfo(os.path.relpath(full, self.root), st.st_size, _mtime(st))
 
-    def remove_incomplete(self, info: ObjectInfo) -> None:
+    def remove_incomplete(self, info: ObjectInfo) -> bool:
+        """Delete a temp file :meth:`list_incomplete` reported, unless a write has touched it since."""
         name = os.path.basename(info.key)
         if not name.startswith(TEMP_PREFIX):
             raise StoreError(f"{info.key} is not a temp file")
@@ -451,10 +493,16 @@ class LocalBackend(ObjectBackend):
         try:
             d = self._open_dir(self.root / rel.parent, create=False)
         except FileNotFoundError:
-            return
+            return False
         try:
+            # Judged again on the file as it is now: the listing may be minutes old.
+            if not abandoned(name, _mtime(os.stat(name, dir_fd=d, follow_symlinks=False)), datetime.now(UTC)):
+                return False
             os.unlink(name, dir_fd=d)
+            return True
         except FileNotFoundError:
-            pass
+            return False
+        except OSError as exc:
+            raise self._fail("delete", self.root / rel, exc) from exc
         finally:
             os.close(d)
