@@ -61,8 +61,7 @@ def repair_findings(store: ModelStore, facts: Facts, found: Found) -> None:
         ok = finding.repaired
         if finding.code == "temp-file":
             if isinstance(payload, ObjectInfo):  # fsck attaches the listed leftover
-                store.objects.backend.remove_incomplete(payload)
-                ok = True
+                ok = store.objects.backend.remove_incomplete(payload)  # False: a write took it up again
         elif finding.code == "index-mismatch":
             rebuild_index(store)
             ok = True

@@ -112,7 +112,7 @@ def targets(backend: ObjectBackend, which: str) -> list[tuple[str, str, int | No
 
 
 def attack(backend: ObjectBackend, write: Callable[[str, bytes], None], tally: Tally,
-           chosen: list[tuple[str, str, int | None]], *, every_bit: bool = True) -> None:
+           chosen: list[tuple[str, str, int | None]], *, every_bit: bool = True, where: str = "") -> None:
     """Damage each chosen object in every way, one at a time, and fold after each."""
     expected = fingerprint(backend)
     for key, name, position in chosen:
@@ -122,7 +122,7 @@ def attack(backend: ObjectBackend, write: Callable[[str, bytes], None], tally: T
             outcome, detail = classify(backend, expected, position)
             if position is None and outcome == "refused":
                 outcome, detail = "crashed", "a damaged checkpoint stopped the reader"
-            tally.add(f"{name}: {how}", outcome, detail)
+            tally.add(f"{where}{name}: {how}", outcome, detail)
         write(key, original)
     assert fingerprint(backend) == expected
 
@@ -137,7 +137,7 @@ def run(s3: bool = False) -> Tally:
             backend = store.objects.backend
             for which in ("commits", "checkpoint"):
                 attack(backend, lambda key, data: overwrite(root / "objects" / key, data), tally,
-                       targets(backend, which))
+                       targets(backend, which), where="folder, every bit: ")
     if s3:
         from tools.s3_servers import SeaweedServer
 
@@ -150,7 +150,7 @@ def run(s3: bool = False) -> Tally:
                     backend = store.objects.backend
                     for which in ("commits", "checkpoint"):
                         attack(backend, lambda key, data: replace_object(backend, key, data), tally,
-                               targets(backend, which), every_bit=False)
+                               targets(backend, which), every_bit=False, where="SeaweedFS, one bit per byte: ")
             finally:
                 server.stop()
     return tally
