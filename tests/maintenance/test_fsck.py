@@ -61,7 +61,7 @@ def test_a_flipped_byte_is_found_only_by_full(filled, store_dir):
     [f] = report.findings
     assert (f.code, f.severity, f.subject) == ("entry-corrupt", "error", loc.digest.hex)
     assert f.affected == ("a@1",)
-    assert "backup" in f.action
+    assert "--repair-from" in f.action
 
 
 def test_a_truncated_pack(filled, store_dir):
