@@ -191,12 +191,12 @@ class Ledger:
         with self._lock:
             for _ in range(MAX_ATTEMPTS):
                 st = self._refresh()
+                if not self._end_listed:
+                    self._check_end(st)
                 ops = tuple(build(st))
                 if not ops:
                     return st.position, ()
                 position = st.position + 1
-                if not self._end_listed:
-                    self._check_end(st)
                 data = self.log.encode(Commit(self.writer, ops, position, prev=st.chain))
                 if self._create(position, data, ops):
                     # Fold exactly what other processes will read back (records filled in).

@@ -33,7 +33,7 @@ _SITES = (
     ("cas_repo.log.ops", None, "metadata_json", "metadata encode"),
     ("cas_repo.log.log", "Log", "encode", "commit encode"),
     ("cas_repo.objects.local", "LocalBackend", "create", "log commit (write + fsync + link)"),
-    ("cas_repo.log.commit", "Commit", "from_bytes", "commit parse"),
+    ("cas_repo.log.log", "Log", "decode", "commit check + parse"),
     ("cas_repo.log.ledger", "Ledger", "_fold", "fold into state"),
     ("cas_repo.objects.local", "LocalBackend", "read_ranges", "pack read"),
     ("cas_repo.objects.local", "LocalBackend", "read_ranges_into", "pack read"),
