@@ -3,6 +3,10 @@
 - **commit** — the bytes created once at one **position** of the log (``log/<20 digits>``,
   positions 1, 2, 3 … with no gaps), by a create-only write; the unit of atomicity
   (:mod:`.commit`, :mod:`.log`).
+- **chain** — each commit carries the BLAKE3 of its body and ``prev``, the chain digest
+  after the commit before it; a commit's own chain digest covers every commit before it,
+  so a changed, removed, reordered or foreign commit breaks the next link. Readers check
+  both before folding (:mod:`.commit`, :meth:`.log.Log.link`).
 - **operation** — one change a commit holds: a save, an event, a mark, an alias move, or
   one of gc's pack changes (:mod:`.ops`). A commit holds one or more.
 - **admit** — the one rule deciding whether an operation applies after the ones before

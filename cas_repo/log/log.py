@@ -5,6 +5,10 @@ backend's ``create`` lets exactly one of any number of racing writers win a key,
 log is one total order of commits, decided by the object store itself, with no lock
 service. A crash cannot leave a partial commit (``create`` publishes all or nothing)
 nor a gap (nothing is reserved before it is written).
+
+Every commit read is checked before it is used: its digest, its position, its seal in a
+keyed store, and its link to the commits before it. A gap or a cut end found on the
+way is damage, never the end of the log (:meth:`Log.after`).
 """
 
 from __future__ import annotations
