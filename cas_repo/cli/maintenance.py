@@ -131,7 +131,7 @@ def cmd_fsck(args: argparse.Namespace, out: Output) -> int:
              f"{report.objects} objects, {report.events} events; {len(report.errors)} errors, "
              f"{len(report.warnings)} warnings"
              + (f", {sum(f.repaired for f in report.findings)} repaired" if report.repair else "")
-             + (f", {len(report.restored)} objects restored from {args.repair_from}" if args.repair_from else ""))
+             + (f", {len(report.restored)} object(s) restored from {args.repair_from}" if args.repair_from else ""))
     return EXIT_PROBLEMS if bad else EXIT_OK
 
 

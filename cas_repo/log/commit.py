@@ -155,16 +155,3 @@ class Commit:
                     raise IntegrityError("an operation in it does not match its recorded digest: the commit "
                                          "was changed", expected=o["record"], actual=event_id_of(o))
         return cls(obj["writer"], parsed, obj["position"], None if legacy else prev, digest)
-
-    @classmethod
-    def from_bytes(cls, data: bytes | memoryview) -> Commit:
-        """Parse unsealed stored commit bytes of either format, checking a format-2 digest.
-
-        Raises:
-            IntegrityError: damaged, or not a commit this version of cas-repo understands.
-        """
-        data = bytes(data)
-        split = split_digest_line(data)
-        if split is None:
-            return cls.parse(data, hash_bytes(data).hex, legacy=True)
-        return cls.parse(split[0], split[1], legacy=False)
