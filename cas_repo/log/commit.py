@@ -2,7 +2,8 @@
 
 A commit is a canonical JSON **body** and a **digest line**::
 
-    {"format":"cas-repo/commit/2","ops":[...],"position":N,"prev":"<64 hex>","writer":"<host>/<pid>/<token>"}
+    {"author":"ana","format":"cas-repo/commit/2","ops":[...],"position":N,"prev":"<64 hex>",
+     "writer":"<host>/<pid>/<token>"}                     (one line)
     blake3 <64 hex: the BLAKE3 of the body line's bytes>
 
 - The digest line makes a commit **self-verifying**: any changed, missing or added byte
@@ -13,6 +14,8 @@ A commit is a canonical JSON **body** and a **digest line**::
   swapping in any commit (from another store, say) breaks the first link after it.
 - ``position`` binds a commit to its key: a commit copied to another position (a replay
   of an old event, hiding the one it overwrote) is refused.
+- ``author`` names the person: ``CAS_REPO_USER``, else the OS user ("" when neither is
+  known); with the host in ``writer``, it says who did what.
 - ``writer`` makes every commit's bytes unique, so two writers never publish identical
   objects (an object store's ETag is the MD5 of the bytes; a compare-and-swap over equal
   bytes could not tell two writers apart).
@@ -28,6 +31,7 @@ commit too.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import secrets
@@ -49,6 +53,21 @@ _TRAILER = len(_DIGEST_LINE) + 64 + 1
 _LEGACY_LINK = b"cas-repo/chain/legacy\n"
 
 
+AUTHOR_ENV = "CAS_REPO_USER"
+_AUTHOR_MAX = 128
+
+
+def author_name() -> str:
+    """Who commits from this process: ``CAS_REPO_USER``, else the OS user, else ""."""
+    name = os.environ.get(AUTHOR_ENV, "")
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError, ImportError):  # no user name in this environment (a bare container)
+            name = ""
+    return "".join(c for c in name if c.isprintable())[:_AUTHOR_MAX]
+
+
 def new_writer_id() -> str:
     """``host/pid/token``: who wrote a commit, and unique to this process."""
     host = socket.gethostname()[:64] or "host"
@@ -62,10 +81,10 @@ def with_event_id(op_json: dict[str, Any]) -> dict[str, Any]:
     return op_json
 
 
-def body_json(writer: str, ops: tuple[Op, ...], position: int, prev: str) -> bytes:
+def body_json(writer: str, ops: tuple[Op, ...], position: int, prev: str, author: str) -> bytes:
     """The canonical body of a format-2 commit (before any seal and the digest line)."""
     return canonical_json({"format": COMMIT_FORMAT, "position": position, "prev": prev, "writer": writer,
-                           "ops": [with_event_id(op_to_json(o)) for o in ops]})
+                           "author": author, "ops": [with_event_id(op_to_json(o)) for o in ops]})
 
 
 def with_digest_line(body: bytes) -> bytes:
@@ -101,6 +120,7 @@ class Commit:
 
     ``prev``: the chain digest before it (None in a format-1 commit, which has no link).
     ``digest``: the BLAKE3 of its body (format 2) or of all its bytes (format 1).
+    ``author``: who committed it (None: not recorded, as in a format-1 commit).
     """
 
     writer: str
@@ -108,6 +128,7 @@ class Commit:
     position: int
     prev: str | None = None
     digest: str = ""
+    author: str | None = None
 
     @property
     def chained(self) -> bool:
@@ -146,6 +167,9 @@ class Commit:
         prev = obj.get("prev")
         if not legacy and not (isinstance(prev, str) and (prev == GENESIS or len(prev) == 64)):
             raise IntegrityError("a log commit has no link to the commit before it")
+        author = obj.get("author")
+        if author is not None and not isinstance(author, str):
+            raise IntegrityError("a log commit's author is not a string")
         parsed = tuple(op_from_json(o) for o in ops)
         if legacy:
             # A format-1 commit has no digest of its own; each save, event and mark in it
@@ -154,4 +178,4 @@ class Commit:
                 if isinstance(o, dict) and "record" in o and o["record"] != event_id_of(o):
                     raise IntegrityError("an operation in it does not match its recorded digest: the commit "
                                          "was changed", expected=o["record"], actual=event_id_of(o))
-        return cls(obj["writer"], parsed, obj["position"], None if legacy else prev, digest)
+        return cls(obj["writer"], parsed, obj["position"], None if legacy else prev, digest, author)

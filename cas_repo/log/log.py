@@ -21,7 +21,7 @@ from ..errors import IntegrityError, LogDamagedError
 from ..objects.backend import ObjectBackend
 from ..objects.keys import CHECKPOINTS, LOG, checkpoint_key, log_key, parse_checkpoint_key, parse_log_key
 from ..sealing import StoreKey
-from .commit import Commit, body_json, split_digest_line, with_digest_line
+from .commit import Commit, author_name, body_json, split_digest_line, with_digest_line
 
 # How many commits past the last one a catch-up fetches at once from a backend that
 # overlaps requests (an object store); a folder is read one commit at a time.
@@ -67,7 +67,8 @@ class Log:
         """The bytes ``commit`` is stored as: its body, sealed in a keyed store, and its digest line."""
         if commit.prev is None:
             raise ValueError("a new commit needs its link to the one before it (prev)")
-        body = body_json(commit.writer, commit.ops, commit.position, commit.prev)
+        body = body_json(commit.writer, commit.ops, commit.position, commit.prev,
+                         author_name() if commit.author is None else commit.author)
         return with_digest_line(self.key.seal(body) if self.key else body)
 
     def decode(self, position: int, data: bytes) -> Commit:

@@ -4,6 +4,7 @@ never a save lost past a gap or on a cut log. On a folder and on SeaweedFS."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 
@@ -291,3 +292,17 @@ def test_a_commit_whose_answer_is_lost_confirms_itself_by_reading_back(seaweed, 
             assert [m.version for m in fresh.history("m")] == [1, 2, 3]  # it was recorded, once
     finally:
         proxy.close()
+
+
+def test_every_new_commit_names_its_author_and_older_ones_read_as_unknown(tmp_path, monkeypatch):
+    store = Folder(tmp_path)
+    _as_format_1(store, range(1, 4))
+    monkeypatch.setenv("CAS_REPO_USER", "ana")
+    with store.open() as s:
+        s.save_model({"w": 3}, metadata("m"))
+        assert s.ledger.log.read(1).author is None  # written before authors were recorded
+        assert s.ledger.log.read(4).author == "ana"
+    monkeypatch.delenv("CAS_REPO_USER")
+    with store.open() as s:
+        s.set_alias("m", "prod", 3)
+        assert s.ledger.log.read(5).author == getpass.getuser()  # the OS user otherwise
