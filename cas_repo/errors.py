@@ -140,14 +140,16 @@ class LogDamagedError(IntegrityError):
 
     Attributes:
         position: the log position at fault.
+        reason: what is wrong there, without the advice (fsck's tables give their own).
     """
 
     _advice = ""  # the message says what to do
 
-    def __init__(self, position: int, message: str, *, expected: str | None = None,
+    def __init__(self, position: int, message: str, *, reason: str = "", expected: str | None = None,
                  actual: str | None = None) -> None:
         super().__init__(message, expected=expected, actual=actual)
         self.position = position
+        self.reason = reason or message
 
 
 # --- serialization -----------------------------------------------------------------

@@ -87,9 +87,9 @@ def body_json(writer: str, ops: tuple[Op, ...], position: int, prev: str, author
                            "author": author, "ops": [with_event_id(op_to_json(o)) for o in ops]})
 
 
-def with_digest_line(body: bytes) -> bytes:
-    """``body`` followed by its digest line: the bytes a format-2 commit is stored as."""
-    return body + _DIGEST_LINE + hash_bytes(body).hex.encode() + b"\n"
+def with_digest_line(body: bytes, digest: str | None = None) -> bytes:
+    """``body`` followed by its digest line (``digest``: its BLAKE3, if already computed)."""
+    return body + _DIGEST_LINE + (digest or hash_bytes(body).hex).encode() + b"\n"
 
 
 def split_digest_line(data: bytes) -> tuple[bytes, str] | None:

@@ -22,15 +22,14 @@ from ..errors import (
     CommitOutcomeUnknownError,
     ConcurrentModificationError,
     IntegrityError,
-    LogDamagedError,
     OutcomeUnknownError,
 )
 from ..objects.backend import ObjectBackend
 from ..objects.keys import log_key
 from ..sealing import StoreKey
 from . import checkpoint
-from .commit import Commit, new_writer_id
-from .log import Log, missing_error
+from .commit import Commit, author_name, new_writer_id
+from .log import Log, damaged, missing_error
 from .ops import Op
 from .state import StoreState
 
@@ -61,6 +60,7 @@ class Ledger:
         self.log = Log(backend, key)
         self.key = key
         self.writer = new_writer_id()
+        self.author = author_name()
         self._legacy = legacy
         self._state: StoreState | None = None
         self._recent: deque[tuple[int, tuple[Op, ...]]] = deque(maxlen=_RECENT)
@@ -108,8 +108,7 @@ class Ledger:
     def _fold(self, st: StoreState, position: int, commit: Commit, chain: str | None) -> list[Op]:
         if chain is None:
             raise IntegrityError("the ledger lost track of the log's chain; this is a bug in cas-repo")
-        admitted = st.apply(position, commit.ops)
-        st.chain_before, st.chain = st.chain, chain
+        admitted = st.apply(position, commit.ops, chain)
         self._recent.append((position, commit.ops))
         return admitted
 
@@ -122,7 +121,7 @@ class Ledger:
                 if data is None:
                     continue
                 st = checkpoint.decode(data, self.key)
-                self._check_anchor(position, st)
+                self.log.check_anchor(position, st)
                 return st
             except Exception as exc:  # whatever is wrong with it (even MemoryError), it is skipped
                 logger.warning("checkpoint %d of %s is unusable (%s); trying an older one, or the log itself",
@@ -131,22 +130,11 @@ class Ledger:
             self._upgrade()
         return StoreState()
 
-    def _check_anchor(self, position: int, st: StoreState) -> None:
-        """A checkpoint is used only where the log holds the commit it was taken at, with the
-        chain digest it records: it can neither move a process past the log's end nor
-        stand for another store's history."""
-        if st.position != position:
-            raise IntegrityError(f"it says it is the state as of commit {st.position}")
-        commit = self.log.read(position)
-        if commit is None:
-            raise IntegrityError(f"the log holds no commit {position}: it is past the log's end")
-        if commit.chain_after(st.chain_before) != st.chain or commit.prev not in (None, st.chain_before):
-            raise IntegrityError(f"it was not taken from this log's commit {position} (the chain digests differ)")
-
     def _upgrade(self) -> None:
         """Write a format-1 store's history (records in packs) as the log's first commit."""
         ops = self._legacy() if self._legacy is not None else ()
-        if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops), 1, prev=""))):
+        if ops and self.log.create(1, self.log.encode(Commit(self.writer, tuple(ops), 1, prev="",
+                                                             author=self.author))):
             logger.warning("upgraded %s to the log format: %d events from its packs are commit 1",
                            self.log.backend.url, len(ops))
 
@@ -163,9 +151,7 @@ class Ledger:
         # last one's chain digest must be the one this process folded.
         for p, commit, after in self.log.after(position, None):
             if p == target and after is not None and after != chain:
-                raise LogDamagedError(p, f"log commit {p} changed after this process read it; run `cas-repo "
-                                      "fsck` and restore it from a copy (`cas-repo fsck --repair-from COPY`)",
-                                      expected=chain, actual=after)
+                raise damaged(p, "changed after this process read it", expected=chain, actual=after)
             if p > target:
                 return
             yield p, commit.ops
@@ -197,10 +183,10 @@ class Ledger:
                 if not ops:
                     return st.position, ()
                 position = st.position + 1
-                data = self.log.encode(Commit(self.writer, ops, position, prev=st.chain))
+                data, commit = self.log.prepare(Commit(self.writer, ops, position, prev=st.chain,
+                                                       author=self.author))
                 if self._create(position, data, ops):
                     # Fold exactly what other processes will read back (records filled in).
-                    commit = self.log.decode(position, data)
                     if len(self._fold(st, position, commit, commit.chain_after(st.chain))) != len(ops):
                         raise IntegrityError(f"commit {position} holds an operation its own state refuses; "
                                              "this is a bug in cas-repo: run `cas-repo fsck`")

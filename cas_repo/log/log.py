@@ -21,7 +21,8 @@ from ..errors import IntegrityError, LogDamagedError
 from ..objects.backend import ObjectBackend
 from ..objects.keys import CHECKPOINTS, LOG, checkpoint_key, log_key, parse_checkpoint_key, parse_log_key
 from ..sealing import StoreKey
-from .commit import Commit, author_name, body_json, split_digest_line, with_digest_line
+from .commit import Commit, body_json, split_digest_line, with_digest_line
+from .state import StoreState
 
 # How many commits past the last one a catch-up fetches at once from a backend that
 # overlaps requests (an object store); a folder is read one commit at a time.
@@ -29,17 +30,26 @@ _FETCH_BATCH = 64
 _RESTORE = "restore it from a copy of the store (`cas-repo fsck --repair-from COPY`)"
 
 
+def damaged(position: int, reason: str, *, expected: str | None = None,
+            actual: str | None = None) -> LogDamagedError:
+    """The error for a commit no reader may fold: ``reason``, and what to do."""
+    return LogDamagedError(position, f"log commit {position} ({log_key(position)}) {reason}. Nothing from it on is "
+                           f"used: run `cas-repo fsck` and {_RESTORE}", reason=reason, expected=expected,
+                           actual=actual)
+
+
 def missing_error(position: int, last: int) -> LogDamagedError:
     return LogDamagedError(position, f"log commit {position} ({log_key(position)}) is missing, but commits after it "
                            f"exist (up to {last}): it was deleted or lost. No reader folds past it and no writer "
-                           f"commits until it is back: run `cas-repo fsck`, then {_RESTORE}")
+                           f"commits until it is back: run `cas-repo fsck`, then {_RESTORE}",
+                           reason=f"missing below commits that exist (up to {last})")
 
 
 def cut_error(position: int) -> LogDamagedError:
     return LogDamagedError(position, f"log commit {position} ({log_key(position)}), which this process already "
                            "read, is gone: the log was cut (commits deleted, or an older copy of the store put back "
                            f"over it). Nothing was committed. Run `cas-repo fsck` and {_RESTORE}; if the older "
-                           "state is the one you want, restart this process")
+                           "state is the one you want, restart this process", reason="gone after it was read")
 
 
 class Log:
@@ -65,11 +75,18 @@ class Log:
 
     def encode(self, commit: Commit) -> bytes:
         """The bytes ``commit`` is stored as: its body, sealed in a keyed store, and its digest line."""
+        return self.prepare(commit)[0]
+
+    def prepare(self, commit: Commit) -> tuple[bytes, Commit]:
+        """The bytes ``commit`` is stored as, and the commit as every reader will parse them
+        (event ids filled in, its digest), hashing the body once."""
         if commit.prev is None:
             raise ValueError("a new commit needs its link to the one before it (prev)")
-        body = body_json(commit.writer, commit.ops, commit.position, commit.prev,
-                         author_name() if commit.author is None else commit.author)
-        return with_digest_line(self.key.seal(body) if self.key else body)
+        body = body_json(commit.writer, commit.ops, commit.position, commit.prev, commit.author or "")
+        if self.key:
+            body = self.key.seal(body)
+        digest = hash_bytes(body).hex
+        return with_digest_line(body, digest), Commit.parse(body, digest, legacy=False)
 
     def decode(self, position: int, data: bytes) -> Commit:
         """The commit stored at ``position``, every byte of it checked.
@@ -88,9 +105,8 @@ class Log:
                                      "another one")
             return commit
         except IntegrityError as exc:
-            raise LogDamagedError(position, f"log commit {position} ({log_key(position)}) is unreadable: "
-                                  f"{exc.message}. Nothing from it on is used: run `cas-repo fsck` and {_RESTORE}",
-                                  expected=exc.expected, actual=exc.actual) from exc
+            raise damaged(position, f"is unreadable: {exc.message}", expected=exc.expected,
+                          actual=exc.actual) from exc
 
     @staticmethod
     def link(before: str | None, position: int, commit: Commit) -> str | None:
@@ -100,12 +116,26 @@ class Log:
             LogDamagedError: its link names another chain than the one before it.
         """
         if commit.prev is not None and before is not None and commit.prev != before:
-            raise LogDamagedError(
-                position, f"log commit {position} ({log_key(position)}) does not follow commit {position - 1}: "
-                "its link to the commits before it does not match them, so an earlier commit was changed, "
-                f"removed or replaced, or commit {position} comes from another store. Nothing from it on is "
-                f"used: run `cas-repo fsck` and {_RESTORE}", expected=before, actual=commit.prev)
+            raise damaged(position, f"does not follow commit {position - 1}: its link to the commits before it "
+                          "does not match them, so an earlier commit was changed, removed or replaced, or commit "
+                          f"{position} comes from another store", expected=before, actual=commit.prev)
         return commit.chain_after(before)
+
+    def check_anchor(self, position: int, st: StoreState) -> None:
+        """Use a checkpoint's state ``st`` only where the log holds the commit it was taken
+        at, with the chain digest it records: so it can neither move a process past the
+        log's end nor stand for another store's history (one read of that commit).
+
+        Raises:
+            IntegrityError: it is not this log's state at ``position``.
+        """
+        if st.position != position:
+            raise IntegrityError(f"it says it is the state as of commit {st.position}")
+        commit = self.read(position)
+        if commit is None:
+            raise IntegrityError(f"the log holds no commit {position}: it is past the log's end")
+        if commit.chain_after(st.chain_before) != st.chain or commit.prev not in (None, st.chain_before):
+            raise IntegrityError(f"it was not taken from this log's commit {position} (the chain digests differ)")
 
     def create(self, position: int, data: bytes) -> bool:
         """Publish encoded commit bytes at ``position``; False if another writer got there first."""

@@ -163,10 +163,13 @@ class StoreState:
 
     # -- folding ------------------------------------------------------------------------
 
-    def apply(self, position: int, ops: Sequence[Op]) -> list[Op]:
-        """Fold the commit at ``position`` (the next one) in; returns the operations admitted."""
+    def apply(self, position: int, ops: Sequence[Op], chain: str | None = None) -> list[Op]:
+        """Fold the commit at ``position`` (the next one) in, ``chain`` being the chain digest
+        after it (None: not tracked); returns the operations admitted."""
         if position != self.position + 1:
             raise ValueError(f"commit {position} applied at position {self.position}")
+        if chain is not None:
+            self.chain_before, self.chain = self.chain, chain
         admitted = []
         heads: dict[str, Head] = {}
         for o in ops:

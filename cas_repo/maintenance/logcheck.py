@@ -87,21 +87,19 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
                 if commit is None:
                     raise LogDamagedError(p, "it was listed but cannot be read")
             except LogDamagedError as exc:
-                cause = exc.__cause__ if isinstance(exc.__cause__, IntegrityError) else exc
-                found.add("log-unreadable", log_key(p), _short(cause.message))
+                found.add("log-unreadable", log_key(p), exc.reason.removeprefix("is unreadable: "))
                 stopped, chain = True, None
                 continue
             try:
                 chain = log.link(chain, p, commit)
             except LogDamagedError as exc:
-                found.add("log-chain", log_key(p), _short(exc.message))
+                found.add("log-chain", log_key(p), exc.reason)
                 stopped, chain = True, commit.chain_after(None)
                 continue
             if stopped or p != st.position + 1:
                 stopped = True  # past a gap or a bad commit: no reader gets here
                 continue
-            st.apply(p, commit.ops)
-            st.chain_before, st.chain = st.chain, chain or ""
+            st.apply(p, commit.ops, chain or "")
             batch.append((p, commit.ops))
             if len(batch) >= _FOLD_BATCH:
                 feed.fold(s, store_id, batch)
@@ -114,11 +112,6 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
         found.add("log-refused", f"{log_key(position)}#{index}",
                   "every replay skips it (a hand-made or damaged commit, or a bug)")
     return facts
-
-
-def _short(message: str) -> str:
-    """A commit error's cause without the advice fsck's table gives anyway."""
-    return message.split(". Nothing from it on is used")[0]
 
 
 def _check_checkpoint(store: ModelStore, position: int, st: StoreState, found: Found) -> None:

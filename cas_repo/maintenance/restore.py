@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..digest import Digest, hash_bytes
-from ..errors import CasRepoError, IntegrityError, LogDamagedError, StoreError
+from ..errors import CasRepoError, LogDamagedError, StoreError
 from ..log import checkpoint
 from ..log.commit import GENESIS
 from ..objects.backend import ObjectBackend
-from ..objects.keys import checkpoint_key, damaged_key, log_key, pack_key
+from ..objects.keys import checkpoint_key, damaged_key, log_key, pack_key, parse_checkpoint_key
 from ..repository import ModelStore
 from .findings import FsckReport
 
@@ -101,8 +101,8 @@ def restore_log(store: ModelStore, source: ObjectBackend, done: Restored, stamp:
 def restore_checkpoints(store: ModelStore, source: ObjectBackend, report: FsckReport, done: Restored,
                         stamp: str) -> None:
     log = store.ledger.log
-    bad = sorted({int(f.subject.rsplit("/", 1)[1]) for f in report.findings
-                  if f.code in ("checkpoint-bad", "checkpoint-mismatch", "log-cut")})
+    bad = sorted({p for f in report.findings if f.code in ("checkpoint-bad", "checkpoint-mismatch", "log-cut")
+                  and (p := parse_checkpoint_key(f.subject)) is not None})
     for position in bad:
         key = checkpoint_key(position)
         data = source.get(key)
@@ -110,9 +110,7 @@ def restore_checkpoints(store: ModelStore, source: ObjectBackend, report: FsckRe
         if data is not None:
             try:
                 st = checkpoint.decode(data, store.ledger.key)
-                commit = log.read(position)
-                if commit is None or st.position != position or commit.chain_after(st.chain_before) != st.chain:
-                    raise IntegrityError("it does not carry this log's chain at its position")
+                log.check_anchor(position, st)
                 if _replace(log.backend, key, data, done, stamp):
                     done.checkpoints.append(position)
                     continue

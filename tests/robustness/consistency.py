@@ -82,8 +82,7 @@ def fold_from_scratch(objects: ObjectStore, key: str | None = None,
     st = st if st is not None else StoreState()
     try:
         for position, commit, chain in log.after(st.position, st.chain):
-            st.apply(position, commit.ops)
-            st.chain_before, st.chain = st.chain, chain or ""
+            st.apply(position, commit.ops, chain or "")
     except CasRepoError as exc:
         problems.append(f"the log cannot be read past commit {st.position}: {exc}")
     listed = sorted(p for p in (parse_log_key(i.key) for i in objects.backend.list("log/")) if p)
