@@ -211,6 +211,26 @@ class ModelStore:
         self._check_open()
         edits.set_tags(self.ledger, self._now, model_id, tags, version)
 
+    def log_metrics(self, model_id: str, metrics: Mapping[str, float], version: int | None = None) -> int:
+        """Record metric values of a version (default: the latest) that arrived after its save.
+
+        ``model_id`` may be a reference: ``store.log_metrics("alpha@3", {"backtest_sharpe": 1.4})``.
+        Each value is one log event with the time it arrived and who logged it; a value of a
+        metric the version already has becomes its current value (``get_model_metadata``,
+        ``v_metrics``) while the earlier one stays in ``v_metric_history``. As of a time
+        before it arrived (:meth:`as_of`), the value is not there.
+
+        Returns:
+            The version the values were logged for.
+
+        Raises:
+            InvalidMetadataError: no values, or a value that is not a finite number.
+            ModelNotFoundError / AliasNotFoundError: no such model, version or alias.
+            ModelDeletedError: the model is tombstoned.
+        """
+        self._check_open()
+        return edits.log_metrics(self.ledger, self._now, model_id, metrics, version)
+
     def set_alias(self, model_id: str, alias: str, version: int) -> int | None:
         """Point ``alias`` of ``model_id`` at ``version`` (one log commit; no model bytes).
 

@@ -64,7 +64,14 @@ def versions_at(s: Session, at: datetime, *, model_id: str | None = None, versio
             "SELECT model_id, version, key, value FROM tags_as_of(?) "
             "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY key", [t, ids]):
         tags.setdefault((mid, ver), {})[key] = value
-    return [dataclasses.replace(r, tags=tags.get((r.model_id, r.version), {})) for r in found]
+    # Metric values logged later than ``at`` were not there yet.
+    logged: dict[tuple[str, int], dict[str, float]] = {}
+    for mid, ver, metric, value in s.rows(
+            "SELECT model_id, version, metric, value FROM metrics_as_of(?) "
+            "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY metric", [t, ids]):
+        logged.setdefault((mid, ver), {})[metric] = value
+    return [dataclasses.replace(r, tags=tags.get((r.model_id, r.version), {}),
+                                logged=logged.get((r.model_id, r.version), {})) for r in found]
 
 
 def lineage(s: Session, model_id: str, version: int) -> Lineage:
