@@ -113,8 +113,8 @@ def log_metrics(ledger: Ledger, now: Callable[[], datetime], model_id: str, metr
     """
     if not isinstance(metrics, Mapping) or not metrics:
         raise InvalidMetadataError("log_metrics needs at least one metric: {name: number}")
-    # numpy's and Decimal's numbers are numbers too; they are stored as doubles.
-    values = validate_metrics({k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v
+    # numpy's floats are numbers too (ints are checked as they are: one may overflow a double).
+    values = validate_metrics({k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, (bool, int)) else v
                                for k, v in metrics.items()})
     row = lookup.current_row(ledger, model_id, version)
 

@@ -122,6 +122,8 @@ def validate_metrics(metrics: Any) -> dict[str, float]:
     for k, v in metrics.items():
         if not isinstance(k, str):
             raise InvalidMetadataError(f"metric names must be strings, got {k!r}")
+        if not k:
+            raise InvalidMetadataError("a metric name is empty: name every metric")
         _check_text("a metric name", k)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise InvalidMetadataError(f"metric {k!r} must be a number, got {type(v).__name__}")

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .as_of import StoreAsOf
     from .catalog import Catalog
-    from .catalog.values import AliasChange, Event, ExportReport, Lineage, StoreStats
+    from .catalog.values import AliasChange, Event, ExportReport, Lineage, MetricRecord, StoreStats
     from .qlib_support.recorder import RecorderMirror
 
 DEFAULT_ROOT = "data/cas"
@@ -342,6 +342,19 @@ class ModelStore:
             ModelNotFoundError: no such model_id.
         """
         return queries.events(self.catalog, model_id)
+
+    def metric_history(self, model_id: str, version: int | None = None) -> list[MetricRecord]:
+        """Every metric value recorded for ``model_id`` (or for one version: ``"m@3"``, ``"m@prod"``
+        or ``version``), in the order recorded: each save's values, then each value logged
+        later (:meth:`log_metrics`) with when it arrived and who logged it.
+
+        Raises:
+            ModelNotFoundError: no such model or version. AliasNotFoundError: no such alias.
+        """
+        if "@" in model_id or version is not None:
+            md = self.get_model_metadata(model_id, version)
+            model_id, version = md.model_id, md.saved_version()
+        return queries.metric_history(self.catalog, model_id, version)
 
     def alias_history(self, model_id: str, alias: str | None = None) -> list[AliasChange]:
         """Every recorded move of ``model_id``'s aliases (or of one), in log order."""
