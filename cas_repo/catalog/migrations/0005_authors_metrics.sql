@@ -44,6 +44,30 @@ SELECT model_id, version, experiment_name, model_type, e.key AS metric, e.value
 FROM versions,
      unnest(map_entries(map_concat(metrics, coalesce(logged, MAP {}::MAP(VARCHAR, DOUBLE))))) AS u(e);
 
+-- Versions with their metrics now (saved, superseded by any value logged later).
+DROP VIEW v_versions;
+CREATE VIEW v_versions AS
+SELECT
+    model_id,
+    version,
+    kind,
+    rollback_of,
+    experiment_name,
+    model_type,
+    created_at,
+    saved_at,
+    manifest AS digest,
+    logical_size,
+    new_bytes,
+    map_concat(metrics, coalesce(logged, MAP {}::MAP(VARCHAR, DOUBLE))) AS metrics,
+    hyperparameters,
+    coalesce(tags, MAP {}::MAP(VARCHAR, VARCHAR)) AS tags,
+    coalesce(parents, []::VARCHAR[]) AS parents,
+    parents[1] AS parent,
+    qlib_recorder_id,
+    record
+FROM versions;
+
 -- Every metric value ever recorded: at the save (`source` 'save') and each one logged
 -- afterwards ('log'), with when it arrived and who recorded it.
 CREATE VIEW v_metric_history AS
