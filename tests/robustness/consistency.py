@@ -39,7 +39,8 @@ from cas_repo.objects.keys import parse_log_key
 from cas_repo.sealing import StoreKey
 
 # The catalog tables a rebuild must reproduce row for row (log_index aside).
-TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs")
+TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs",
+          "commits", "metric_log")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def _state_against_fold(opened: StoreState, st: StoreState) -> list[str]:
     from the log folded from scratch."""
     def summary(x: StoreState):
         return (x.position,
-                {m: (e.seq, e.deleted, e.head_row.manifest, [(v.manifest, v.position, v.tags, v.mark)
+                {m: (e.seq, e.deleted, e.head_row.manifest, [(v.manifest, v.position, v.tags, v.mark, v.logged)
                                                              for v in e.versions]) for m, e in x.models.items()},
                 x.entries, x.forgotten)
 
