@@ -25,6 +25,8 @@ COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.co
                    "cas_repo.cli.maintenance", "cas_repo.cli.ui")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+# What a shell reports for a process ended by SIGPIPE (128 + 13), as `git log | head` does.
+EXIT_PIPE_CLOSED = 141
 
 
 class UsageError(Exception):
@@ -63,6 +65,30 @@ def open_store(args: argparse.Namespace) -> ModelStore:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cas-repo`` command; returns the process exit code."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at exit
+    except BrokenPipeError:
+        # The reader went away (`cas-repo log m | head`): stop quietly. Python would try to
+        # flush stdout once more at exit and print a second traceback, so point it at
+        # devnull first (the recipe of the `signal` module's "Note on SIGPIPE").
+        _silence_stdout()
+        return EXIT_PIPE_CLOSED
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (captured in tests): nothing will be flushed to a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     out = Output(sys.stdout, sys.stderr)
     try:
         parser = build_parser()
