@@ -12,7 +12,25 @@ import pickle
 
 
 class CasRepoError(Exception):
-    """Root of every error raised by cas-repo."""
+    """Root of every error raised by cas-repo.
+
+    ``str(error)`` speaks to Python callers. An error whose advice names Python calls
+    also carries ``cli_message``: the same facts with the advice as `cas-repo` commands
+    and flags, which the command line shows instead (:meth:`for_cli`).
+    """
+
+    cli_message: str | None = None
+
+    def for_cli(self) -> str:
+        """The message as the `cas-repo` command line shows it."""
+        return self.cli_message or str(self)
+
+    @classmethod
+    def advised(cls, facts: str, advice: str, cli_advice: str) -> CasRepoError:
+        """``cls("facts; advice")`` whose command line message is ``"facts; cli_advice"``."""
+        error = cls(f"{facts}; {advice}")
+        error.cli_message = f"{facts}; {cli_advice}"
+        return error
 
 
 # --- not found -------------------------------------------------------------------
@@ -26,8 +44,8 @@ class ModelNotFoundError(CasRepoError, FileNotFoundError):
         self.version = version
         what = f"model {model_id!r}" if version is None else f"version {version} of model {model_id!r}"
         msg = f"{what} does not exist"
-        msg += f"; {hint}" if hint else "; `list_models()` shows what the store holds"
-        super().__init__(msg)
+        super().__init__(f"{msg}; {hint or '`list_models()` shows what the store holds'}")
+        self.cli_message = f"{msg}; {hint or '`cas-repo ls` shows what the store holds'}"
 
     def __str__(self) -> str:  # FileNotFoundError would otherwise format errno/filename
         return self.args[0]
@@ -44,6 +62,8 @@ class ModelDeletedError(ModelNotFoundError):
         )
         self.args = (f"model {model_id!r} is deleted; `undelete_model({model_id!r})` brings it "
                      "back, or pass an explicit version to read its history",)
+        self.cli_message = (f"model {model_id!r} is deleted; `cas-repo undelete {model_id}` brings it back, "
+                            f"`cas-repo log {model_id}` shows its history and `{model_id}@VERSION` reads one")
 
 
 class ModelPurgedError(ModelNotFoundError):
@@ -172,6 +192,11 @@ class UnsafePickleError(SerializationError, pickle.UnpicklingError):
             "environment variable; stored metadata can never extend the allowlist"
         )
         super().__init__(msg)
+        self.cli_message = (
+            f"refused to load {global_name}: it is not in the unpickling allowlist"
+            + (f" ({reason})" if reason else "")
+            + f". If you trust this model class, run the command with CAS_REPO_ALLOW_GLOBALS={global_name} "
+            "in its environment (comma-separated for several); stored metadata can never extend the allowlist")
 
 
 # --- storage / catalog ---------------------------------------------------------------
@@ -335,8 +360,11 @@ class AliasNotFoundError(CasRepoError, LookupError):
 
     def __init__(self, model_id: str, alias: str) -> None:
         self.model_id, self.alias = model_id, alias
-        super().__init__(f"model {model_id!r} has no alias {alias!r}; `cas-repo alias ls {model_id}` shows its "
-                         f"aliases, `set_alias({model_id!r}, {alias!r}, VERSION)` sets one")
+        facts = f"model {model_id!r} has no alias {alias!r}"
+        super().__init__(f"{facts}; `aliases({model_id!r})` lists its aliases, "
+                         f"`set_alias({model_id!r}, {alias!r}, VERSION)` sets one")
+        self.cli_message = (f"{facts}; `cas-repo alias ls {model_id}` lists its aliases, "
+                            f"`cas-repo alias set {model_id} {alias} VERSION` sets one")
 
 
 class AliasTargetError(CasRepoError, ValueError):

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "log (default: $CAS_REPO_CATALOG, else one per store under "
                              "$CAS_REPO_INDEX_DIR or ~/.cache/cas-repo/index)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--create-bucket", action="store_true",
+                        help="with an s3:// --repo: create the bucket if it does not exist (default: refuse)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -60,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 def open_store(args: argparse.Namespace) -> ModelStore:
     from ..repository import ModelStore
 
-    return ModelStore(args.repo, catalog=args.catalog)
+    s3 = str(args.repo).startswith("s3://")
+    options = {"allow_bucket_creation": True} if s3 and getattr(args, "create_bucket", False) else None
+    return ModelStore(args.repo, catalog=args.catalog, backend_options=options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,13 +107,13 @@ def _run(argv: Sequence[str] | None) -> int:
         out.error(f"usage: {exc} (see `cas-repo --help`)")
         return EXIT_USAGE
     except (InvalidModelIdError, InvalidMetadataError, QueryError) as exc:
-        out.error(str(exc))
+        out.error(exc.for_cli())
         return EXIT_USAGE
     except ModelNotFoundError as exc:
-        out.error(str(exc))
+        out.error(exc.for_cli())
         return EXIT_PROBLEMS
     except CasRepoError as exc:
-        out.error(str(exc))
+        out.error(exc.for_cli())
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         out.error("interrupted")
