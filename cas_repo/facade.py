@@ -60,6 +60,7 @@ class CasModelRepository(IModelRepository):
     remove_alias = _offload("remove_alias")
     aliases = _offload("aliases")
     alias_history = _offload("alias_history")
+    all_aliases = _offload("all_aliases")
 
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from ..log.state import VersionRow
 from .catalog import VERSION_COLS, Session, versions_from_rows
 from .convert import aware_utc, naive_utc
-from .values import AliasChange, ContentDiff, Event, Lineage, LineageNode, ModelAt
+from .values import AliasChange, AliasPointer, ContentDiff, Event, Lineage, LineageNode, ModelAt
 
 
 def events(s: Session, model_id: str) -> list[Event]:
@@ -99,6 +99,12 @@ def alias_history(s: Session, model_id: str, alias: str | None = None) -> list[A
                   "FROM v_alias_history WHERE model_id = ? AND (?::VARCHAR IS NULL OR alias = ?) "
                   "ORDER BY log_position, alias", [model_id, alias, alias])
     return [AliasChange(m, a, f, t, aware_utc(at), by, p) for m, a, f, t, at, by, p in rows]
+
+
+def current_aliases(s: Session) -> list[AliasPointer]:
+    """Every alias set in the store, by model and name."""
+    rows = s.rows("SELECT model_id, alias, version, moved_at, moved_by FROM v_aliases ORDER BY model_id, alias")
+    return [AliasPointer(m, a, v, aware_utc(at), by) for m, a, v, at, by in rows]
 
 
 def aliases_at(s: Session, at: datetime, model_id: str) -> dict[str, int]:

@@ -105,6 +105,17 @@ class ExportReport:
 
 
 @dataclass(frozen=True, slots=True)
+class AliasPointer:
+    """An alias as it stands, ``model_id@alias`` -> ``version``, with its last move."""
+
+    model_id: str
+    alias: str
+    version: int
+    moved_at: datetime
+    moved_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class AliasChange:
     """One recorded move of an alias: ``from_version`` None when it was new, ``to_version``
     None when it was removed; ``moved_by`` is the writer (``host/pid/token``)."""
