@@ -199,6 +199,26 @@ class UnsafePickleError(SerializationError, pickle.UnpicklingError):
             "in its environment (comma-separated for several); stored metadata can never extend the allowlist")
 
 
+# --- files written for the caller ---------------------------------------------------
+
+
+class OutputFileError(CasRepoError):
+    """A file the caller asked for (a model written as a pickle) could not be written."""
+
+
+class OutputExistsError(OutputFileError, FileExistsError):
+    """The file to write exists, and replacing it was not asked for."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        facts = f"{path} exists; nothing was written"
+        super().__init__(f"{facts}: pass overwrite=True to replace it, or choose another path")
+        self.cli_message = f"{facts}: pass --force to replace it, or choose another -o path"
+
+    def __str__(self) -> str:  # FileExistsError would otherwise format errno/filename
+        return self.args[0]
+
+
 # --- storage / catalog ---------------------------------------------------------------
 
 
