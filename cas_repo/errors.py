@@ -226,6 +226,19 @@ class StoreError(CasRepoError):
     """The object store failed (I/O error, full disk, permissions)."""
 
 
+class AccessRefusedError(StoreError):
+    """The object store refused the request's credentials, or denied them access.
+
+    Attributes:
+        code: the server's error code (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``,
+            ``AccessDenied``, or the HTTP status when the answer had no body).
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class OutcomeUnknownError(StoreError):
     """A create was sent to an object store and no attempt got an answer: the object
     may or may not be there (read it back to know)."""
