@@ -54,12 +54,17 @@ class ModelNotFoundError(CasRepoError, FileNotFoundError):
 class ModelDeletedError(ModelNotFoundError):
     """The model exists but its latest event is a tombstone."""
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, when: str | None = None) -> None:
+        """``when``: the store was read as of a past time (``"as of 2026-01-05 13:30 UTC"``)."""
         super().__init__(
             model_id,
             hint="it was deleted (tombstoned); `undelete_model()` brings it back, "
             "or pass an explicit version to read its history",
         )
+        if when is not None:
+            self.args = (f"model {model_id!r} was deleted {when}; pass a version to read one",)
+            self.cli_message = f"model {model_id!r} was deleted {when}; `{model_id}@VERSION` reads one"
+            return
         self.args = (f"model {model_id!r} is deleted; `undelete_model({model_id!r})` brings it "
                      "back, or pass an explicit version to read its history",)
         self.cli_message = (f"model {model_id!r} is deleted; `cas-repo undelete {model_id}` brings it back, "
@@ -73,6 +78,7 @@ class ModelPurgedError(ModelNotFoundError):
         super().__init__(model_id, version)
         self.args = (f"version {version} of model {model_id!r} was purged by gc on {when}: its history "
                      "remains (`cas-repo log`) but its content is gone; load another version",)
+        self.cli_message = None  # the message above is the same for both audiences
 
 
 class ObjectNotFoundError(CasRepoError, FileNotFoundError):
@@ -391,8 +397,12 @@ class InvalidAliasError(InvalidMetadataError):
 class AliasNotFoundError(CasRepoError, LookupError):
     """``model@alias`` names an alias that is not set."""
 
-    def __init__(self, model_id: str, alias: str) -> None:
+    def __init__(self, model_id: str, alias: str, when: str | None = None) -> None:
+        """``when``: the store was read as of a past time (``"as of 2026-01-05 13:30 UTC"``)."""
         self.model_id, self.alias = model_id, alias
+        if when is not None:
+            super().__init__(f"model {model_id!r} had no alias {alias!r} {when}")
+            return
         facts = f"model {model_id!r} has no alias {alias!r}"
         super().__init__(f"{facts}; `aliases({model_id!r})` lists its aliases, "
                          f"`set_alias({model_id!r}, {alias!r}, VERSION)` sets one")

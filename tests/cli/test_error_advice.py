@@ -9,7 +9,13 @@ import pytest
 
 from cas_repo import ModelMetadata, ModelStore
 from cas_repo.cli import main
-from cas_repo.errors import AliasNotFoundError, AliasTargetError, ModelDeletedError, ModelNotFoundError
+from cas_repo.errors import (
+    AliasNotFoundError,
+    AliasTargetError,
+    ModelDeletedError,
+    ModelNotFoundError,
+    ModelPurgedError,
+)
 
 
 @pytest.fixture
@@ -58,3 +64,12 @@ def test_a_missing_bucket_names_the_cli_flag_that_creates_it(s3, capsys, monkeyp
     assert main(["--repo", url, "--catalog", str(tmp_path / "i.duckdb"), "--create-bucket", "ls"]) == 0
     capsys.readouterr()
     assert main(["--repo", url, "--catalog", str(tmp_path / "i.duckdb"), "ls"]) == 0  # it exists now
+
+
+def test_messages_replaced_by_a_subclass_or_an_as_of_read_stay_consistent_on_the_cli(repo, capsys):
+    code, err = _cli_error(capsys, repo, "show", "gone", "--as-of", "2030-01-01T00:00Z")
+    assert code == 1 and "was deleted as of" in err and "`gone@VERSION` reads one" in err
+    code, err = _cli_error(capsys, repo, "show", "m@prod", "--as-of", "2030-01-01T00:00Z")
+    assert code == 1 and "had no alias 'prod' as of" in err
+    purged = ModelPurgedError("m", 1, "2026-01-03")
+    assert purged.for_cli() == str(purged) and "purged by gc" in str(purged)
