@@ -1,4 +1,4 @@
-"""Appending to a model's history without new content: rollback, delete, undelete, tags.
+"""Appending to a model's history without new content: rollback, delete, undelete, tags, metrics.
 
 Each is one log commit built from the folded state:
 
@@ -14,17 +14,18 @@ So the preconditions hold however many writers race.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import numbers
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from . import lookup
 from .errors import IntegrityError, InvalidMetadataError, ModelDeletedError, ModelPurgedError
 from .log.ledger import Ledger
 from .log.log import Log
-from .log.ops import EventOp, SaveOp
+from .log.ops import EventOp, MetricsOp, SaveOp
 from .log.state import StoreState
 from .manifest import Manifest
-from .metadata import validate_model_id, validate_version
+from .metadata import validate_metrics, validate_model_id, validate_version
 from .objects.store import ObjectStore
 from .rows import to_metadata
 
@@ -95,3 +96,33 @@ def set_tags(ledger: Ledger, now: Callable[[], datetime], model_id: str, tags: d
             raise InvalidMetadataError(f"tags are str -> str (or None to remove), got {k!r}: {v!r}")
     ledger.commit(lambda st: event_ops(st, row.model_id, "tag", now(), deleted=None, version=row.version,
                                        tags=tags))
+
+
+def log_metrics(ledger: Ledger, now: Callable[[], datetime], model_id: str, metrics: Mapping[str, float],
+                version: int | None = None) -> int:
+    """Commit metric values of a version (default: the latest) that arrived after its save.
+
+    ``model_id`` may be a reference (``"m@3"``, ``"m@prod"``). Every value is kept in the
+    history with the time it arrived; one of a name the version already has becomes its
+    current value. Returns the version the values were logged for.
+
+    Raises:
+        InvalidMetadataError: no values, or one that is not a finite number.
+        ModelNotFoundError / AliasNotFoundError: no such model, version or alias.
+        ModelDeletedError: the model is tombstoned (undelete it first).
+    """
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise InvalidMetadataError("log_metrics needs at least one metric: {name: number}")
+    # numpy's floats are numbers too (ints are checked as they are: one may overflow a double).
+    values = validate_metrics({k: float(v) if isinstance(v, numbers.Real) and not isinstance(v, (bool, int)) else v
+                               for k, v in metrics.items()})
+    row = lookup.current_row(ledger, model_id, version)
+
+    def build(st: StoreState) -> list[MetricsOp]:
+        e = lookup.entry(st, row.model_id)
+        if e.deleted:
+            raise ModelDeletedError(row.model_id)
+        return [MetricsOp(row.model_id, e.seq + 1, row.version, now(), "", values)]
+
+    ledger.commit(build)
+    return row.version

@@ -61,6 +61,8 @@ class CasModelRepository(IModelRepository):
     aliases = _offload("aliases")
     alias_history = _offload("alias_history")
     all_aliases = _offload("all_aliases")
+    log_metrics = _offload("log_metrics")
+    metric_history = _offload("metric_history")
 
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""

@@ -84,7 +84,7 @@ def row_in(st: StoreState, log: Log, model_id: str, version: int | None) -> Vers
     if op is None:
         raise IntegrityError(f"log commit {ref.position} no longer holds version {version}: the log was "
                              "altered; run `cas-repo fsck`", model_id=model_id, version=version)
-    return version_row(op, e.deleted, ref.tags)
+    return version_row(op, e.deleted, ref.tags, ref.logged)
 
 
 def current_row(ledger: Ledger, model_id: str, version: int | None) -> VersionRow:

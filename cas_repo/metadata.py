@@ -110,6 +110,34 @@ def metadata_json(md: ModelMetadata) -> dict[str, Any]:
     }
 
 
+def validate_metrics(metrics: Any) -> dict[str, float]:
+    """``metrics`` (name -> finite number) as stored: names checked, values as doubles.
+
+    Raises:
+        InvalidMetadataError: not a dict of text -> finite number.
+    """
+    if not isinstance(metrics, dict):
+        raise InvalidMetadataError("metrics must be a dict of name -> number")
+    out = {}
+    for k, v in metrics.items():
+        if not isinstance(k, str):
+            raise InvalidMetadataError(f"metric names must be strings, got {k!r}")
+        if not k:
+            raise InvalidMetadataError("a metric name is empty: name every metric")
+        _check_text("a metric name", k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InvalidMetadataError(f"metric {k!r} must be a number, got {type(v).__name__}")
+        try:
+            as_double = float(v)  # metrics are stored as doubles
+        except OverflowError as exc:
+            raise InvalidMetadataError(f"metric {k!r} is an integer too large for a double") from exc
+        if not math.isfinite(as_double):
+            raise InvalidMetadataError(
+                f"metric {k!r} is {as_double}: store only finite numbers (drop it, or record it as a tag)")
+        out[k] = as_double
+    return out
+
+
 def check_metadata(md: ModelMetadata) -> None:
     """Validate ``md`` so what is stored is exactly what a load gives back.
 
@@ -134,21 +162,7 @@ def check_metadata(md: ModelMetadata) -> None:
         _check_text("qlib_recorder_id", md.qlib_recorder_id)
     _check_json("hyperparameters", md.hyperparameters, dict)
     _check_json("lineage", md.lineage, dict)
-    if not isinstance(md.metrics, dict):
-        raise InvalidMetadataError("metrics must be a dict of name -> number")
-    for k, v in md.metrics.items():
-        if not isinstance(k, str):
-            raise InvalidMetadataError(f"metric names must be strings, got {k!r}")
-        _check_text("a metric name", k)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InvalidMetadataError(f"metric {k!r} must be a number, got {type(v).__name__}")
-        try:
-            as_double = float(v)  # metrics are stored as doubles
-        except OverflowError as exc:
-            raise InvalidMetadataError(f"metric {k!r} is an integer too large for a double") from exc
-        if not math.isfinite(as_double):
-            raise InvalidMetadataError(
-                f"metric {k!r} is {as_double}: store only finite numbers (drop it, or record it as a tag)")
+    validate_metrics(md.metrics)
     if not isinstance(md.tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in md.tags.items()
     ):

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .catalog.values import AliasChange, AliasPointer, ContentDiff, Event, ExportReport, Lineage, StoreStats
+from .catalog.values import (
+    AliasChange,
+    AliasPointer,
+    ContentDiff,
+    Event,
+    ExportReport,
+    Lineage,
+    MetricRecord,
+    StoreStats,
+)
 from .errors import InvalidMetadataError, ModelNotFoundError
 from .metadata import ModelMetadata, split_ref, validate_alias, validate_model_id, validate_version
 from .rows import to_metadata
@@ -155,6 +164,22 @@ def all_aliases(catalog: Catalog) -> list[AliasPointer]:
 
     with catalog.session() as s:
         return catalog_history.current_aliases(s)
+
+
+def metric_history(catalog: Catalog, model_id: str, version: int | None = None) -> list[MetricRecord]:
+    """Every metric value recorded for ``model_id`` (or one version), in the order recorded.
+
+    Raises:
+        ModelNotFoundError: no such model_id.
+    """
+    from .catalog import history as catalog_history
+
+    validate_model_id(model_id)
+    with catalog.session() as s:
+        found = catalog_history.metric_history(s, model_id, version)
+        if not found and not s.rows("SELECT 1 FROM models WHERE model_id = ?", [model_id]):
+            raise ModelNotFoundError(model_id)
+    return found
 
 
 def alias_history(catalog: Catalog, model_id: str, alias: str | None = None) -> list[AliasChange]:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .as_of import StoreAsOf
     from .catalog import Catalog
-    from .catalog.values import AliasChange, AliasPointer, Event, ExportReport, Lineage, StoreStats
+    from .catalog.values import AliasChange, AliasPointer, Event, ExportReport, Lineage, MetricRecord, StoreStats
     from .qlib_support.recorder import RecorderMirror
 
 DEFAULT_ROOT = "data/cas"
@@ -211,6 +211,26 @@ class ModelStore:
         self._check_open()
         edits.set_tags(self.ledger, self._now, model_id, tags, version)
 
+    def log_metrics(self, model_id: str, metrics: Mapping[str, float], version: int | None = None) -> int:
+        """Record metric values of a version (default: the latest) that arrived after its save.
+
+        ``model_id`` may be a reference: ``store.log_metrics("alpha@3", {"backtest_sharpe": 1.4})``.
+        Each value is one log event with the time it arrived and who logged it; a value of a
+        metric the version already has becomes its current value (``get_model_metadata``,
+        ``v_metrics``) while the earlier one stays in ``v_metric_history``. As of a time
+        before it arrived (:meth:`as_of`), the value is not there.
+
+        Returns:
+            The version the values were logged for.
+
+        Raises:
+            InvalidMetadataError: no values, or a value that is not a finite number.
+            ModelNotFoundError / AliasNotFoundError: no such model, version or alias.
+            ModelDeletedError: the model is tombstoned.
+        """
+        self._check_open()
+        return edits.log_metrics(self.ledger, self._now, model_id, metrics, version)
+
     def set_alias(self, model_id: str, alias: str, version: int) -> int | None:
         """Point ``alias`` of ``model_id`` at ``version`` (one log commit; no model bytes).
 
@@ -326,6 +346,19 @@ class ModelStore:
     def all_aliases(self) -> list[AliasPointer]:
         """Every alias set in the store (model, alias, version, when and by whom it last moved)."""
         return queries.all_aliases(self.catalog)
+
+    def metric_history(self, model_id: str, version: int | None = None) -> list[MetricRecord]:
+        """Every metric value recorded for ``model_id`` (or for one version: ``"m@3"``, ``"m@prod"``
+        or ``version``), in the order recorded: each save's values, then each value logged
+        later (:meth:`log_metrics`) with when it arrived and who logged it.
+
+        Raises:
+            ModelNotFoundError: no such model or version. AliasNotFoundError: no such alias.
+        """
+        if "@" in model_id or version is not None:
+            md = self.get_model_metadata(model_id, version)
+            model_id, version = md.model_id, md.saved_version()
+        return queries.metric_history(self.catalog, model_id, version)
 
     def alias_history(self, model_id: str, alias: str | None = None) -> list[AliasChange]:
         """Every recorded move of ``model_id``'s aliases (or of one), in log order."""

@@ -9,14 +9,15 @@ from .metadata import ModelMetadata
 
 
 def to_metadata(row: VersionRow) -> ModelMetadata:
-    """The metadata callers get for ``row``: its stored fields, its tags now, its place in history."""
+    """The metadata callers get for ``row``: its stored fields, its tags and metrics now (a value
+    logged after the save supersedes the saved one), its place in history."""
     m = row.metadata
     return ModelMetadata(
         model_id=row.model_id,
         experiment_name=m["experiment_name"],
         model_type=m["model_type"],
         hyperparameters=m["hyperparameters"],
-        metrics=m["metrics"],
+        metrics={**m["metrics"], **row.logged} if row.logged else m["metrics"],
         created_at=datetime.fromisoformat(m["created_at"]),
         qlib_recorder_id=m["qlib_recorder_id"],
         tags=dict(row.tags),

@@ -51,6 +51,7 @@ class RepositoryMachine(RuleBasedStateMachine):
         self.deleted: set[str] = set()
         self.digests: dict[int, str] = {}
         self.aliases: dict[tuple[str, str], int] = {}  # (model_id, alias) -> version
+        self.logged: dict[tuple[str, int], dict[str, float]] = {}  # metrics logged after the save
 
     def _open(self, i: int) -> ModelStore:
         return ModelStore(f"{self.dir}/cas", catalog=f"{self.dir}/index-{i}/catalog.duckdb")
@@ -169,6 +170,18 @@ class RepositoryMachine(RuleBasedStateMachine):
             model, md = self.store.load_model(f"{model_id}@{alias}")
             assert (model["n"], md.version) == (self.versions[model_id][version - 1], version)
 
+    @precondition(lambda self: self.versions)
+    @rule(data=st.data(), name=st.sampled_from(["IC", "sharpe"]), value=st.floats(-5, 5))
+    def log_metrics(self, data, name, value):
+        model_id = data.draw(st.sampled_from(sorted(self.versions)))
+        version = data.draw(st.integers(1, len(self.versions[model_id])))
+        if model_id in self.deleted:
+            with pytest.raises(ModelDeletedError):
+                self.store.log_metrics(f"{model_id}@{version}", {name: value})
+            return
+        assert self.store.log_metrics(f"{model_id}@{version}", {name: value}) == version
+        self.logged.setdefault((model_id, version), {})[name] = value
+
     @rule(checkpoint=st.booleans())
     def reopen(self, checkpoint):
         if checkpoint:
@@ -211,6 +224,11 @@ class RepositoryMachine(RuleBasedStateMachine):
                 hist = store.history(model_id)
                 assert [h.version for h in hist] == list(range(1, len(payloads) + 1))
                 assert [h.digest for h in hist] == [self.digests[n] for n in payloads]
+                for h in hist:
+                    # A logged value supersedes the saved one of its name, in the fold and the index alike.
+                    for name, value in self.logged.get((model_id, h.saved_version()), {}).items():
+                        assert h.metrics[name] == value
+                        assert store.get_model_metadata(model_id, h.version).metrics[name] == value
 
     def teardown_check(self) -> None:
         """Each store's index, caught up, holds exactly what one folded from scratch holds
@@ -228,7 +246,7 @@ class RepositoryMachine(RuleBasedStateMachine):
 
 
 _TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs",
-           "alias_moves", "log_index")
+           "alias_moves", "commits", "metric_log", "log_index")
 
 
 def _index_rows(store: ModelStore) -> dict[str, list]:

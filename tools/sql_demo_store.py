@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -63,7 +64,18 @@ def build(root: str | Path) -> Path:
         "csi300": syn.make_dataset(n_instruments=40, n_days=240, seed=1),
         "csi500": syn.make_dataset(n_instruments=40, n_days=240, seed=2, signal=0.2),
     }
-    with ModelStore(root, clock=clock) as store:
+    # Two people: a researcher saves and tags, a release manager moves aliases. A store
+    # reads its author once, so each works through a store of their own.
+    before = os.environ.get("CAS_REPO_USER")
+    os.environ["CAS_REPO_USER"] = "ana"
+    store = ModelStore(root, clock=clock)
+    os.environ["CAS_REPO_USER"] = "ops-bo"
+    ops = ModelStore(root, clock=clock)
+    if before is None:
+        del os.environ["CAS_REPO_USER"]
+    else:
+        os.environ["CAS_REPO_USER"] = before
+    with store, ops:
         def save(when: str, model_id: str, universe: str, model: Any, params: dict[str, Any],
                  parents: tuple[str, ...] = (), tags: dict[str, str] | None = None) -> int:
             clock.set(when)
@@ -94,24 +106,34 @@ def build(root: str | Path) -> Path:
         clock.set("2026-02-16T08:00")
         store.set_tags("lgb_csi300", {"stage": "prod"}, version=3)
         store.set_tags("lgb_csi300", {"stage": None}, version=2)
-        store.set_alias("lgb_csi300", "prod", 3)  # promotion: a pointer move, no model bytes
+        ops.set_alias("lgb_csi300", "prod", 3)  # promotion: a pointer move, no model bytes
         # v3 underperformed in production: roll back to v2's model, then continue from it.
         clock.set("2026-03-02T07:20")
-        store.set_alias("lgb_csi300", "prod", 2)  # the production rollback itself
+        ops.set_alias("lgb_csi300", "prod", 2)  # the production rollback itself
         clock.set("2026-03-02T07:30")
         store.rollback("lgb_csi300", 2)
         m5 = syn.continue_training(m2, data["csi300"], 20)
         save("2026-03-09T09:00", "lgb_csi300", "csi300", m5, {**base, "num_boost_round": 150},
              parents=("lgb_csi300@4",), tags={"stage": "canary"})
 
+        # Figures that arrive after the save: a backtest, then live IC from production.
+        clock.set("2026-02-12T18:00")
+        store.log_metrics("lgb_csi300@3", {"backtest_sharpe": 1.42})
+        clock.set("2026-02-27T18:00")
+        ops.log_metrics("lgb_csi300@3", {"live_ic": 0.018})
+        clock.set("2026-03-06T18:00")
+        ops.log_metrics("lgb_csi300@2", {"live_ic": 0.041})
+        clock.set("2026-03-13T18:00")
+        ops.log_metrics("lgb_csi300@2", {"live_ic": 0.037})
+
         fast = {"num_leaves": 63, "learning_rate": 0.1, "num_boost_round": 60}
         c1 = fit("csi500", **fast)
         save("2026-01-14T09:00", "lgb_csi500", "csi500", c1, fast, tags={"stage": "prod"})
-        store.set_alias("lgb_csi500", "prod", 1)
+        ops.set_alias("lgb_csi500", "prod", 1)
         c2 = syn.continue_training(c1, data["csi500"], 20)
         save("2026-02-11T09:00", "lgb_csi500", "csi500", c2, {**fast, "num_boost_round": 80},
              parents=("lgb_csi500@1",))
-        store.set_alias("lgb_csi500", "staging", 2)
+        ops.set_alias("lgb_csi500", "staging", 2)
         slow = {"num_leaves": 15, "learning_rate": 0.05, "num_boost_round": 100}
         save("2026-02-12T09:00", "lgb_csi500_small", "csi500", fit("csi500", **slow), slow)
         clock.set("2026-03-04T17:00")

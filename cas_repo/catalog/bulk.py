@@ -26,7 +26,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "versions": ("model_id", "version", "manifest", "record", "kind", "rollback_of", "experiment_name",
                  "model_type", "created_at", "saved_at", "qlib_recorder_id", "logical_size", "new_bytes",
                  "metrics", "hyperparameters", "lineage", "metadata_json"),
-    "events": ("model_id", "seq", "kind", "version", "event_at", "record"),
+    "events": ("model_id", "seq", "kind", "version", "event_at", "record", "log_position"),
     "event_tags": ("model_id", "seq", "version", "key", "value"),
     "alias_moves": ("log_position", "op_index", "model_id", "alias", "from_version", "to_version", "moved_at",
                     "moved_by"),
@@ -36,13 +36,13 @@ _REFRESH_HEADS = """
 INSERT INTO models (model_id, experiment_name, model_type, head_version, last_seq, deleted, updated_at,
                     head_manifest, head_kind, head_rollback_of, head_saved_at, head_logical_size,
                     head_created_at, head_qlib_recorder_id, head_hyperparameters, head_metrics,
-                    head_lineage, head_tags, head_parents)
+                    head_lineage, head_tags, head_parents, head_logged)
 SELECT v.model_id, v.experiment_name, v.model_type, v.version, e.last_seq,
        coalesce(e.last_state = 'delete', false), e.updated_at,
        v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size,
        v.metadata_json::JSON ->> 'created_at', v.qlib_recorder_id,
        (v.metadata_json::JSON -> 'hyperparameters')::VARCHAR, (v.metadata_json::JSON -> 'metrics')::VARCHAR,
-       coalesce((v.metadata_json::JSON -> 'lineage')::VARCHAR, '{}'), v.tags, v.parents
+       coalesce((v.metadata_json::JSON -> 'lineage')::VARCHAR, '{}'), v.tags, v.parents, v.logged
 FROM (
     SELECT model_id, max(version) AS head FROM versions
     WHERE model_id IN (SELECT model_id FROM _cas_touched) GROUP BY model_id
@@ -62,7 +62,7 @@ ON CONFLICT (model_id) DO UPDATE SET
     head_logical_size = excluded.head_logical_size, head_created_at = excluded.head_created_at,
     head_qlib_recorder_id = excluded.head_qlib_recorder_id, head_hyperparameters = excluded.head_hyperparameters,
     head_metrics = excluded.head_metrics, head_lineage = excluded.head_lineage,
-    head_tags = excluded.head_tags, head_parents = excluded.head_parents
+    head_tags = excluded.head_tags, head_parents = excluded.head_parents, head_logged = excluded.head_logged
 """
 
 # Versions take their tags and parents columns from the tag and lineage rows (imported

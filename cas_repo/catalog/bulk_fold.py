@@ -34,10 +34,10 @@ def _ts() -> pa.DataType:
     return pa.timestamp("us")
 
 
-def fold_run(s: Session, ops: Sequence[SaveOp | EventOp], alias_moves: Sequence[tuple] = ()) -> None:
-    """Insert the rows of ``ops`` (all admitted, in log order) and ``alias_moves`` (rows of
-    :func:`cas_repo.catalog.feed.alias_row`) in one bulk import."""
-    saves = [o for o in ops if isinstance(o, SaveOp)]
+def fold_run(s: Session, run: Sequence[tuple[int, SaveOp | EventOp]], alias_moves: Sequence[tuple] = ()) -> None:
+    """Insert the rows of ``run`` (admitted operations with their commit's position, in log
+    order) and ``alias_moves`` (rows of :func:`cas_repo.catalog.feed.alias_row`) in one bulk import."""
+    saves = [o for _, o in run if isinstance(o, SaveOp)]
     packs: dict[str, tuple] = {}
     objects: dict[str, tuple] = {}
     chunks: dict[str, tuple] = {}
@@ -67,9 +67,9 @@ def fold_run(s: Session, ops: Sequence[SaveOp | EventOp], alias_moves: Sequence[
         "tags": _table(["model_id", "version", "key", "value"], tags,
                        [pa.string(), pa.int32(), pa.string(), pa.string()]),
         "versions": _versions(saves),
-        "events": _table(["model_id", "seq", "kind", "version", "event_at", "record"],
-                         [(o.model_id, o.seq, o.kind, o.version, naive_utc(o.at), o.event_id) for o in ops],
-                         [pa.string(), pa.int32(), pa.string(), pa.int32(), _ts(), pa.string()]),
+        "events": _table(["model_id", "seq", "kind", "version", "event_at", "record", "log_position"],
+                         [(o.model_id, o.seq, o.kind, o.version, naive_utc(o.at), o.event_id, p) for p, o in run],
+                         [pa.string(), pa.int32(), pa.string(), pa.int32(), _ts(), pa.string(), pa.int64()]),
         "event_tags": _table(["model_id", "seq", "version", "key", "value"],
                              [(c.model_id, c.seq, c.version, k, c.tags[k]) for c in saves for k in sorted(c.tags)],
                              [pa.string(), pa.int32(), pa.int32(), pa.string(), pa.string()]),

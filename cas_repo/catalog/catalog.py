@@ -43,7 +43,8 @@ _HEAD_COLS = (
     "model_id, head_version, head_manifest, head_kind, head_rollback_of, head_saved_at, "
     "head_logical_size, head_created_at, deleted, coalesce(head_tags::JSON::VARCHAR, '{}'), "
     "coalesce(head_parents::JSON::VARCHAR, '[]'), experiment_name, model_type, "
-    "head_qlib_recorder_id, head_hyperparameters, head_metrics, head_lineage"
+    "head_qlib_recorder_id, head_hyperparameters, head_metrics, head_lineage, "
+    "coalesce(head_logged::JSON::VARCHAR, '{}')"
 )
 # One head: its MAP and LIST converted directly are cheaper than casts to JSON text.
 _HEAD_COLS_ONE = _HEAD_COLS.replace("coalesce(head_tags::JSON::VARCHAR, '{}')", "head_tags").replace(
@@ -53,7 +54,7 @@ _HEAD_COLS_ONE = _HEAD_COLS.replace("coalesce(head_tags::JSON::VARCHAR, '{}')", 
 # through the index cost more than the rest of a 1,000-version history together.
 VERSION_COLS = (
     "v.model_id, v.version, v.manifest, v.kind, v.rollback_of, v.saved_at, v.logical_size, "
-    "v.metadata_json, m.deleted, v.tags, v.record"
+    "v.metadata_json, m.deleted, v.tags, v.record, coalesce(v.logged::JSON::VARCHAR, '{}')"
 )
 
 
@@ -487,16 +488,16 @@ class Session:
 
 def _head_versions(rows: list[tuple]) -> list[VersionRow]:
     """Rows of _HEAD_COLS_ONE as values; ``metadata`` holds what ModelMetadata needs."""
-    hyper, metrics, lineage = (_parse_many([r[i] for r in rows]) for i in (14, 15, 16))
+    hyper, metrics, lineage, logged = (_parse_many([r[i] for r in rows]) for i in (14, 15, 16, 17))
     return [
         VersionRow(
             model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
             saved_at=aware_utc(r[5]), logical_size=r[6],
             metadata={"experiment_name": r[11], "model_type": r[12], "hyperparameters": h,
                       "metrics": m, "created_at": r[7], "qlib_recorder_id": r[13], "lineage": ln},
-            tags=r[9], parents=tuple(r[10]), deleted=r[8],
+            tags=r[9], parents=tuple(r[10]), deleted=r[8], logged=lg,
         )
-        for r, h, m, ln in zip(rows, hyper, metrics, lineage)
+        for r, h, m, ln, lg in zip(rows, hyper, metrics, lineage, logged)
     ]
 
 def versions_from_rows(rows: list[tuple]) -> list[VersionRow]:
@@ -506,7 +507,7 @@ def versions_from_rows(rows: list[tuple]) -> list[VersionRow]:
             model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
             saved_at=aware_utc(r[5]), logical_size=r[6],
             metadata=md, tags=r[9], parents=parents_of(md.get("parents") or ()), deleted=r[8],
-            event_id=r[10],
+            event_id=r[10], logged=lg,
         )
-        for r, md in zip(rows, _parse_many([r[7] for r in rows]))
+        for r, md, lg in zip(rows, _parse_many([r[7] for r in rows]), _parse_many([r[11] for r in rows]))
     ]

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from ..log.commit import Commit
 from ..log.ledger import Ledger
-from ..log.ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MoveEntries, Op, SaveOp
+from ..log.ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, Op, SaveOp
 from ..log.state import Head, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
 from .convert import naive_utc
 from .maintenance import IN_PACKS, forget_rows
 from .retention import insert_marks
-from .writes import fold_event, fold_save, insert_locations, insert_rows
+from .writes import fold_event, fold_metrics, fold_save, insert_locations, insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ class IndexFeeder:
                                "newest commits are gone (restored from an older copy?); run `cas-repo fsck`",
                                self.ledger.log.backend.url, position, have[1])
             return False
-        batch: list[tuple[int, Sequence[Op]]] = []
-        for p, ops in self.ledger.commits_after(have[1] if have else 0):
-            batch.append((p, ops))
+        batch: list[tuple[int, Commit]] = []
+        for p, commit in self.ledger.log_after(have[1] if have else 0):
+            batch.append((p, commit))
             if len(batch) >= _BATCH:
                 fold(s, store_id, batch)
                 batch = []
@@ -87,7 +88,7 @@ def alias_row(position: int, index: int, op: AliasMove) -> tuple:
     return (position, index, op.model_id, op.alias, op.previous, op.version, naive_utc(op.at), op.by)
 
 
-def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Sequence[Op]]]) -> int:
+def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Commit]]) -> int:
     """Apply ``commits`` (consecutive, after the indexed position) in one transaction.
 
     Returns the number of operations admitted.
@@ -96,12 +97,13 @@ def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Sequence[Op]]])
         return 0
     admitted = 0
     with s.transaction(f"indexing log commits {commits[0][0]}–{commits[-1][0]}"):
-        heads = _heads(s, {o.model_id for _, ops in commits for o in ops if hasattr(o, "model_id")})
+        insert_rows(s, "commits", [(p, c.author, c.writer) for p, c in commits])
+        heads = _heads(s, {o.model_id for _, c in commits for o in c.ops if hasattr(o, "model_id")})
         run: list = []
         # Alias moves touch only their own table: they join any run and go in with it.
         moves: list[tuple] = []
-        for position, ops in commits:
-            for i, op in enumerate(ops):
+        for position, commit in commits:
+            for i, op in enumerate(commit.ops):
                 if not admit(op, heads):
                     continue
                 admitted += 1
@@ -109,11 +111,11 @@ def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Sequence[Op]]])
                     moves.append(alias_row(position, i, op))
                     continue
                 if bulkable(op):
-                    run.append(op)
+                    run.append((position, op))
                     continue
                 _flush(s, run, moves)
                 run, moves = [], []
-                apply(s, op)
+                apply(s, position, op)
         _flush(s, run, moves)
         s.con.execute("INSERT INTO log_index VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                       "store_id = excluded.store_id, position = excluded.position",
@@ -126,20 +128,22 @@ def _flush(s: Session, run: list, moves: list[tuple]) -> None:
     if len(run) + len(moves) >= BULK_MIN:
         fold_run(s, run, moves)
     else:
-        for op in run:
-            apply(s, op)
+        for position, op in run:
+            apply(s, position, op)
         for row in moves:
             insert_rows(s, "alias_moves", [row])
 
 
-def apply(s: Session, op: Op) -> None:
-    """One admitted operation, inside the caller's transaction."""
+def apply(s: Session, position: int, op: Op) -> None:
+    """One admitted operation of the commit at ``position``, inside the caller's transaction."""
     if isinstance(op, SaveOp):
-        fold_save(s, op)
+        fold_save(s, position, op)
     elif isinstance(op, EventOp):
-        fold_event(s, op)
+        fold_event(s, position, op)
+    elif isinstance(op, MetricsOp):
+        fold_metrics(s, position, op)
     elif isinstance(op, MarkOp):
-        insert_marks(s, [op])
+        insert_marks(s, position, [op])
     elif isinstance(op, AdoptEntries):
         insert_locations(s, op.locations, op.new_packs, op.at)
         insert_rows(s, "manifest_chunks", [(m, i, d, n) for m, chunks in op.manifests

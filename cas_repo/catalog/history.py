@@ -12,7 +12,7 @@ from datetime import datetime
 from ..log.state import VersionRow
 from .catalog import VERSION_COLS, Session, versions_from_rows
 from .convert import aware_utc, naive_utc
-from .values import AliasChange, AliasPointer, ContentDiff, Event, Lineage, LineageNode, ModelAt
+from .values import AliasChange, AliasPointer, ContentDiff, Event, Lineage, LineageNode, MetricRecord, ModelAt
 
 
 def events(s: Session, model_id: str) -> list[Event]:
@@ -21,10 +21,15 @@ def events(s: Session, model_id: str) -> list[Event]:
     for seq, key, value in s.rows(
             "SELECT seq, key, value FROM event_tags WHERE model_id = ? ORDER BY seq, key", [model_id]):
         tags.setdefault(seq, {})[key] = value
+    metrics: dict[int, dict[str, float]] = {}
+    for seq, key, value in s.rows(
+            "SELECT seq, metric, value FROM v_metric_history WHERE model_id = ? ORDER BY seq, metric", [model_id]):
+        metrics.setdefault(seq, {})[key] = value
     return [
-        Event(model_id, seq, kind, version, aware_utc(at), tags.get(seq, {}))
-        for seq, kind, version, at in s.rows(
-            "SELECT seq, kind, version, event_at FROM events WHERE model_id = ? ORDER BY seq", [model_id])
+        Event(model_id, seq, kind, version, aware_utc(at), tags.get(seq, {}), author, host, metrics.get(seq, {}))
+        for seq, kind, version, at, author, host in s.rows(
+            "SELECT seq, kind, version, event_at, author, host FROM v_events WHERE model_id = ? ORDER BY seq",
+            [model_id])
     ]
 
 
@@ -64,7 +69,14 @@ def versions_at(s: Session, at: datetime, *, model_id: str | None = None, versio
             "SELECT model_id, version, key, value FROM tags_as_of(?) "
             "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY key", [t, ids]):
         tags.setdefault((mid, ver), {})[key] = value
-    return [dataclasses.replace(r, tags=tags.get((r.model_id, r.version), {})) for r in found]
+    # Metric values logged later than ``at`` were not there yet.
+    logged: dict[tuple[str, int], dict[str, float]] = {}
+    for mid, ver, metric, value in s.rows(
+            "SELECT model_id, version, metric, value FROM metrics_as_of(?) "
+            "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY metric", [t, ids]):
+        logged.setdefault((mid, ver), {})[metric] = value
+    return [dataclasses.replace(r, tags=tags.get((r.model_id, r.version), {}),
+                                logged=logged.get((r.model_id, r.version), {})) for r in found]
 
 
 def lineage(s: Session, model_id: str, version: int) -> Lineage:
@@ -95,16 +107,25 @@ def content_diff(s: Session, manifest_a: str, manifest_b: str) -> ContentDiff:
 
 def alias_history(s: Session, model_id: str, alias: str | None = None) -> list[AliasChange]:
     """Every recorded move of ``model_id``'s aliases (or of ``alias``), in log order."""
-    rows = s.rows("SELECT model_id, alias, from_version, to_version, moved_at, moved_by, log_position "
+    rows = s.rows("SELECT model_id, alias, from_version, to_version, moved_at, moved_by, log_position, author "
                   "FROM v_alias_history WHERE model_id = ? AND (?::VARCHAR IS NULL OR alias = ?) "
                   "ORDER BY log_position, alias", [model_id, alias, alias])
-    return [AliasChange(m, a, f, t, aware_utc(at), by, p) for m, a, f, t, at, by, p in rows]
+    return [AliasChange(m, a, f, t, aware_utc(at), by, p, who) for m, a, f, t, at, by, p, who in rows]
+
+
+def metric_history(s: Session, model_id: str, version: int | None = None) -> list[MetricRecord]:
+    """Every metric value recorded for ``model_id`` (or one version), in the order recorded."""
+    rows = s.rows("SELECT model_id, version, metric, value, source, recorded_at, author, seq FROM v_metric_history "
+                  "WHERE model_id = ? AND (?::INTEGER IS NULL OR version = ?) ORDER BY seq, metric",
+                  [model_id, version, version])
+    return [MetricRecord(m, v, k, x, src, aware_utc(at), who, q) for m, v, k, x, src, at, who, q in rows]
 
 
 def current_aliases(s: Session) -> list[AliasPointer]:
     """Every alias set in the store, by model and name."""
-    rows = s.rows("SELECT model_id, alias, version, moved_at, moved_by FROM v_aliases ORDER BY model_id, alias")
-    return [AliasPointer(m, a, v, aware_utc(at), by) for m, a, v, at, by in rows]
+    rows = s.rows("SELECT model_id, alias, version, moved_at, moved_by, author FROM v_aliases "
+                  "ORDER BY model_id, alias")
+    return [AliasPointer(m, a, v, aware_utc(at), by, who) for m, a, v, at, by, who in rows]
 
 
 def aliases_at(s: Session, at: datetime, model_id: str) -> dict[str, int]:

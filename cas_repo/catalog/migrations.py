@@ -38,8 +38,9 @@ def available() -> list[Migration]:
     return out
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Apply pending migrations, each in its own transaction; returns how many ran.
+def migrate(con: duckdb.DuckDBPyConnection, upto: int | None = None) -> int:
+    """Apply pending migrations (up to number ``upto``: all), each in its own transaction;
+    returns how many ran.
 
     Raises:
         CatalogError: an applied migration's checksum differs from the shipped file, or the
@@ -57,7 +58,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             f"the catalog was written by a newer cas-repo (schema {max(applied)}, this one knows "
             f"{len(shipped)}); upgrade cas-repo")
     ran = 0
-    for m in shipped:
+    for m in shipped[:upto]:
         if m.number in applied:
             if applied[m.number][1] != m.checksum:
                 raise CatalogError(

@@ -97,13 +97,14 @@ def version_marks(s: Session) -> dict[tuple[str, int], tuple[str, datetime]]:
             for r in s.rows(f"WITH {MARKS_CTE} SELECT model_id, version, state, since FROM marks")}
 
 
-def insert_marks(s: Session, marks: Sequence[MarkOp]) -> None:
-    """Fold retire/restore/purge events in (the caller holds the transaction)."""
+def insert_marks(s: Session, position: int, marks: Sequence[MarkOp]) -> None:
+    """Fold retire/restore/purge events of the commit at ``position`` in (the caller holds the transaction)."""
     s.con.execute(
-        "INSERT INTO events SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
-        "unnest(?::INTEGER[]), unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[])",
+        "INSERT INTO events (model_id, seq, kind, version, event_at, record, log_position) "
+        "SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[]), "
+        "unnest(?::INTEGER[]), unnest(?::TIMESTAMP[]), unnest(?::VARCHAR[]), ?",
         [[m.model_id for m in marks], [m.seq for m in marks], [m.kind for m in marks],
-         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.event_id for m in marks]])
+         [m.version for m in marks], [naive_utc(m.at) for m in marks], [m.event_id for m in marks], position])
     # A rebuilt catalog cannot size a version whose manifest is gone; the purge record
     # carries what the version was.
     sized = [m for m in marks if m.kind == "purge" and m.logical_size is not None]

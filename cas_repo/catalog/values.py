@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -26,7 +26,12 @@ class StoreStats:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One entry of a model's event log; ``tags`` is what a save or tag event set (None: removed)."""
+    """One entry of a model's event log.
+
+    ``tags`` is what a save or tag event set (None: removed); ``metrics`` what a save
+    recorded or a metrics event logged; ``author`` the person whose commit made it (None:
+    a commit from before commits named one) and ``host`` the machine.
+    """
 
     model_id: str
     seq: int
@@ -34,6 +39,9 @@ class Event:
     version: int
     at: datetime
     tags: dict[str, str | None]
+    author: str | None = None
+    host: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,19 +114,22 @@ class ExportReport:
 
 @dataclass(frozen=True, slots=True)
 class AliasPointer:
-    """An alias as it stands, ``model_id@alias`` -> ``version``, with its last move."""
+    """An alias as it stands, ``model_id@alias`` -> ``version``, with its last move: when, the
+    writer (``host/pid/token``) and the person (None for commits written before authors)."""
 
     model_id: str
     alias: str
     version: int
     moved_at: datetime
     moved_by: str
+    author: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AliasChange:
     """One recorded move of an alias: ``from_version`` None when it was new, ``to_version``
-    None when it was removed; ``moved_by`` is the writer (``host/pid/token``)."""
+    None when it was removed; ``moved_by`` is the writer (``host/pid/token``) and ``author``
+    the person (None: a commit from before commits named one)."""
 
     model_id: str
     alias: str
@@ -127,3 +138,18 @@ class AliasChange:
     moved_at: datetime
     moved_by: str
     log_position: int
+    author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    """One metric value as recorded: at the save (``source`` "save") or logged later ("log")."""
+
+    model_id: str
+    version: int
+    metric: str
+    value: float
+    source: str
+    recorded_at: datetime
+    author: str | None
+    seq: int

@@ -17,7 +17,7 @@ from .convert import naive_utc
 
 if TYPE_CHECKING:
     from .catalog import Session
-from ..log.ops import EventOp, SaveOp
+from ..log.ops import EventOp, MetricsOp, SaveOp
 from ..metadata import format_ref
 
 # Columns of the head table written on every save (migration 0002 added the head_* copies).
@@ -43,6 +43,9 @@ _TYPES = {
     "tags": {"model_id": "VARCHAR", "version": "INTEGER", "key": "VARCHAR", "value": "VARCHAR"},
     "event_tags": {"model_id": "VARCHAR", "seq": "INTEGER", "version": "INTEGER", "key": "VARCHAR",
                    "value": "VARCHAR"},
+    "commits": {"position": "BIGINT", "author": "VARCHAR", "writer": "VARCHAR"},
+    "metric_log": {"model_id": "VARCHAR", "seq": "INTEGER", "version": "INTEGER", "metric": "VARCHAR",
+                   "value": "DOUBLE"},
     "alias_moves": {"log_position": "BIGINT", "op_index": "INTEGER", "model_id": "VARCHAR", "alias": "VARCHAR",
                     "from_version": "INTEGER", "to_version": "INTEGER", "moved_at": "TIMESTAMP",
                     "moved_by": "VARCHAR"},
@@ -75,7 +78,7 @@ def insert_locations(s: Session, locs: Sequence[Location], packs: Sequence[tuple
                 or_ignore=True)
 
 
-def fold_save(s: Session, c: SaveOp) -> None:
+def fold_save(s: Session, position: int, c: SaveOp) -> None:
     """Index a save or rollback: objects, manifest chunks, version, lineage, tags, event, head."""
     at = naive_utc(c.at)
     with s.transaction(f"recording version {c.version} of {c.model_id!r}"):
@@ -102,12 +105,12 @@ def fold_save(s: Session, c: SaveOp) -> None:
             edges.append((c.model_id, c.version, c.model_id, c.rollback_of, "rollback_of"))
         insert_rows(s, "lineage", sorted(set(edges)))
         insert_rows(s, "tags", [(c.model_id, c.version, k, v) for k, v in sorted(c.tags.items())])
-        _insert_event(s, c, at, c.tags)
+        _insert_event(s, position, c, at, c.tags)
         meta = json.loads(c.metadata_json)
         s.con.execute(
             f"INSERT INTO models ({_MODEL_COLS}) VALUES (?, ?, ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "MAP(?::VARCHAR[], ?::VARCHAR[]), ?::VARCHAR[]) ON CONFLICT (model_id) DO UPDATE SET "
-            + ", ".join(f"{col} = excluded.{col}" for col in _MODEL_COLS.split(", ")[1:]),
+            + ", ".join(f"{col} = excluded.{col}" for col in _MODEL_COLS.split(", ")[1:]) + ", head_logged = NULL",
             [c.model_id, c.experiment_name, c.model_type, c.version, c.seq, at, c.manifest, c.kind,
              c.rollback_of, at, c.logical_size, meta["created_at"], c.qlib_recorder_id,
              _dump(meta["hyperparameters"]), _dump(meta["metrics"]), _dump(meta.get("lineage", {})),
@@ -116,11 +119,11 @@ def fold_save(s: Session, c: SaveOp) -> None:
             faults.crash_point("inside-transaction")
 
 
-def fold_event(s: Session, c: EventOp) -> None:
+def fold_event(s: Session, position: int, c: EventOp) -> None:
     """Index a delete, undelete or tag event."""
     at = naive_utc(c.at)
     with s.transaction(f"recording {c.kind} of {c.model_id!r}"):
-        _insert_event(s, c, at, c.set_tags)
+        _insert_event(s, position, c, at, c.set_tags)
         for key, value in sorted(c.set_tags.items()):
             s.con.execute("DELETE FROM tags WHERE model_id = ? AND version = ? AND key = ?",
                           [c.model_id, c.version, key])
@@ -141,8 +144,26 @@ def fold_event(s: Session, c: EventOp) -> None:
             faults.crash_point("inside-transaction")
 
 
-def _insert_event(s: Session, c: SaveOp | EventOp, at: datetime, tags: Mapping[str, str | None]) -> None:
-    """The ``events`` row of a save, rollback, delete, undelete or tag event, and the tags it set."""
-    s.con.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                  [c.model_id, c.seq, c.kind, c.version, at, c.event_id])
+def fold_metrics(s: Session, position: int, c: MetricsOp) -> None:
+    """Index metric values logged after a save: the event, each value, the version's current ones."""
+    at = naive_utc(c.at)
+    with s.transaction(f"recording metrics of {c.model_id!r} version {c.version}"):
+        _insert_event(s, position, c, at, {})
+        names = sorted(c.metrics)
+        insert_rows(s, "metric_log", [(c.model_id, c.seq, c.version, k, c.metrics[k]) for k in names])
+        s.con.execute(
+            "UPDATE versions SET logged = map_concat(coalesce(logged, MAP {}::MAP(VARCHAR, DOUBLE)), "
+            "MAP(?::VARCHAR[], ?::DOUBLE[])) WHERE model_id = ? AND version = ?",
+            [names, [c.metrics[k] for k in names], c.model_id, c.version])
+        s.con.execute(
+            "UPDATE models SET last_seq = ?, updated_at = ?, head_logged = CASE WHEN head_version = ? THEN "
+            "(SELECT logged FROM versions WHERE model_id = ? AND version = ?) ELSE head_logged END "
+            "WHERE model_id = ?", [c.seq, at, c.version, c.model_id, c.version, c.model_id])
+
+
+def _insert_event(s: Session, position: int, c: SaveOp | EventOp | MetricsOp, at: datetime,
+                  tags: Mapping[str, str | None]) -> None:
+    """The ``events`` row of a save, rollback, delete, undelete, tag or metrics event, and the tags it set."""
+    s.con.execute("INSERT INTO events (model_id, seq, kind, version, event_at, record, log_position) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)", [c.model_id, c.seq, c.kind, c.version, at, c.event_id, position])
     insert_rows(s, "event_tags", [(c.model_id, c.seq, c.version, k, v) for k, v in sorted(tags.items())])

@@ -6,7 +6,8 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..metadata import ModelMetadata, split_ref, validate_model_id, validate_version
-from .render import Output, human_bytes
+from ..text import cell_text
+from .render import Output, human_bytes, who
 
 if TYPE_CHECKING:
     from ..ports import ReadView
@@ -65,6 +66,8 @@ def _event_note(e, md: ModelMetadata | None) -> str:
         parts.append(f"rollback to v{md.rollback_of}")
     elif e.kind in ("delete", "undelete"):
         parts.append(f"{e.kind}d")
+    elif e.kind == "metrics":
+        parts.append("logged " + ", ".join(f"{k}={v:.6g}" for k, v in e.metrics.items()))
     if e.tags:
         parts.append("tags " + ", ".join(f"{k}={v}" if v is not None else f"-{k}" for k, v in e.tags.items()))
     return "; ".join(parts)
@@ -81,15 +84,16 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
     making = {e.seq for e in events if e.kind in ("save", "rollback")}
     if out.json_mode:
         out.json([{"seq": e.seq, "event": e.kind, "at": e.at, "version": e.version, "tags_set": e.tags,
+                   "author": e.author, "host": e.host, "metrics_recorded": e.metrics,
                    **({"metadata": md_json(versions[e.version])} if e.seq in making else {})}
                   for e in events])
         return 0
     rows = []
     for e in events:
         md = versions.get(e.version) if e.seq in making else None
-        rows.append([e.seq, e.at, e.kind, e.version, (md.digest or "")[:12] if md else "",
-                     md.metrics if md else "", ",".join(md.parents) if md else "", _event_note(e, md)])
-    out.table(["seq", "at (UTC)", "event", "version", "digest", "metrics", "parents", "note"], rows)
+        rows.append([e.seq, e.at, e.kind, e.version, who(e.author, e.host), (md.digest or "")[:12] if md else "",
+                     e.metrics if md else "", ",".join(md.parents) if md else "", _event_note(e, md)])
+    out.table(["seq", "at (UTC)", "event", "version", "by", "digest", "metrics", "parents", "note"], rows)
     last = versions[max(versions)]
     if last.deleted:
         out.line(f"({model_id} is deleted; `cas-repo undelete {model_id}` brings it back)")
@@ -103,10 +107,16 @@ def cmd_show(args: argparse.Namespace, out: Output) -> int:
         view = _as_of(store, args)
         md = view.get_model_metadata(ref(args.model))
         pointing = _aliases_text(view.aliases(md.model_id), md.version)
+        made = next((e for e in store.events(md.model_id)
+                     if e.version == md.version and e.kind in ("save", "rollback")), None)
+    saved = {"saved_at": made.at if made else None, "saved_by": who(made.author, made.host) if made else None}
     if out.json_mode:
-        out.json({**md_json(md), "aliases": pointing.split()})
+        out.json({**md_json(md), "aliases": pointing.split(), **saved,
+                  "author": made.author if made else None, "host": made.host if made else None})
         return 0
-    for k, v in {**md_json(md), "aliases": pointing}.items():
+    if made:
+        saved["saved_at"] = cell_text(made.at)
+    for k, v in {**md_json(md), **saved, "aliases": pointing}.items():
         out.line(f"{k:>17}: {v if v not in (None, {}, [], '') else '-'}")
     return 0
 
@@ -183,8 +193,9 @@ def _all_aliases(args: argparse.Namespace, out: Output) -> int:
     if out.json_mode:
         out.json([{f: getattr(p, f) for f in p.__dataclass_fields__} for p in pointers])
     else:
-        out.table(["model_id", "alias", "version", "moved_at (UTC)", "moved_by"],
-                  [[p.model_id, p.alias, p.version, p.moved_at, p.moved_by] for p in pointers])
+        out.table(["model_id", "alias", "version", "moved_at (UTC)", "by", "writer"],
+                  [[p.model_id, p.alias, p.version, p.moved_at, who(p.author, p.moved_by.partition("/")[0]),
+                    p.moved_by] for p in pointers])
     return 0
 
 
@@ -216,9 +227,10 @@ def cmd_alias(args: argparse.Namespace, out: Output) -> int:
             if out.json_mode:
                 out.json([{f: getattr(c, f) for f in c.__dataclass_fields__} for c in moves])
             else:
-                out.table(["at (UTC)", "alias", "from", "to", "by", "log position"],
+                out.table(["at (UTC)", "alias", "from", "to", "by", "writer", "log position"],
                           [[c.moved_at, c.alias, "-" if c.from_version is None else c.from_version,
-                            "removed" if c.to_version is None else c.to_version, c.moved_by, c.log_position]
+                            "removed" if c.to_version is None else c.to_version,
+                            who(c.author, c.moved_by.partition("/")[0]), c.moved_by, c.log_position]
                            for c in moves])
             return 0
     if out.json_mode:
@@ -236,7 +248,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", metavar="TIME", help="as the store stood at TIME (ISO 8601, e.g. 2026-01-09T18:00Z)")
     p.set_defaults(handler=cmd_ls)
 
-    p = sub.add_parser("log", help="a model's history: saves, rollbacks, deletes, undeletes, tags")
+    p = sub.add_parser("log", help="a model's history: who saved, rolled back, deleted, tagged, logged metrics")
     p.add_argument("model", metavar="MODEL_ID")
     p.set_defaults(handler=cmd_log)
 

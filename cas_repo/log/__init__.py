@@ -7,7 +7,7 @@
   after the commit before it; a commit's own chain digest covers every commit before it,
   so a changed, removed, reordered or foreign commit breaks the next link. Readers check
   both before folding (:mod:`.commit`, :meth:`.log.Log.link`).
-- **operation** — one change a commit holds: a save, an event, a mark, an alias move, or
+- **operation** — one change a commit holds: a save, an event, a mark, metrics logged after a save, an alias move, or
   one of gc's pack changes (:mod:`.ops`). A commit holds one or more.
 - **admit** — the one rule deciding whether an operation applies after the ones before
   it (:func:`.state.admit`); every replay, in memory or into the catalog index, uses it.

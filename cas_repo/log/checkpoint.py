@@ -35,18 +35,19 @@ _UNCHAINED = b"CASCKPT1"  # formats 1 and 2: no digest, no chain
 
 def _row(r: VersionRow) -> list[Any]:
     return [r.model_id, r.version, r.manifest, r.kind, r.rollback_of, r.saved_at.isoformat(), r.logical_size,
-            r.metadata, r.tags, list(r.parents), r.deleted, r.event_id]
+            r.metadata, r.tags, list(r.parents), r.deleted, r.event_id, r.logged]
 
 
 def _unrow(x: list[Any]) -> VersionRow:
+    # A checkpoint written before metrics could be logged after a save has no ``logged``.
     return VersionRow(x[0], x[1], x[2], x[3], x[4], datetime.fromisoformat(x[5]), x[6], x[7], x[8], tuple(x[9]),
-                      x[10], x[11])
+                      x[10], x[11], dict(x[12]) if len(x) > 12 else {})
 
 
 def encode(state: StoreState, key: StoreKey | None = None) -> bytes:
     models = [[e.model_id, _row(e.head_row), e.seq, e.deleted,
                [[v.manifest, v.position, v.logical_size, v.tags, v.mark,
-                 v.mark_at.isoformat() if v.mark_at else None] for v in e.versions]]
+                 v.mark_at.isoformat() if v.mark_at else None, v.logged] for v in e.versions]]
               for e in state.models.values()]
     packs: dict[str, int] = {}
     entries = []
@@ -90,8 +91,9 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
         st.position = int(obj["position"])
         st.chain, st.chain_before = str(obj["chain"]), str(obj["chain_before"])
         for mid, row, seq, deleted, versions in obj["models"]:
-            refs = [VersionState(m, p, n, t, mk, datetime.fromisoformat(at) if at else None)
-                    for m, p, n, t, mk, at in versions]
+            refs = [VersionState(v[0], v[1], v[2], v[3], v[4], datetime.fromisoformat(v[5]) if v[5] else None,
+                                 dict(v[6]) if len(v) > 6 else {})
+                    for v in versions]
             st.models[mid] = ModelEntry(mid, _unrow(row), seq, deleted, refs)
         packs = [Digest.from_hex(p) for p in obj["packs"]]
         for d, kind, n, off, stored, size, codec in obj["entries"]:

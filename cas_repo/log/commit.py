@@ -75,8 +75,8 @@ def new_writer_id() -> str:
 
 
 def with_event_id(op_json: dict[str, Any]) -> dict[str, Any]:
-    """``op_json`` with its event id (JSON key ``record``) filled in: save, event and mark operations."""
-    if op_json["op"] in ("save", "event", "mark"):
+    """``op_json`` with its event id (JSON key ``record``) filled in: save, event, mark and metrics operations."""
+    if op_json["op"] in ("save", "event", "mark", "metrics"):
         op_json = dict(op_json, record=event_id_of(op_json))
     return op_json
 

@@ -63,7 +63,7 @@ class Ledger:
         self.author = author_name()
         self._legacy = legacy
         self._state: StoreState | None = None
-        self._recent: deque[tuple[int, tuple[Op, ...]]] = deque(maxlen=_RECENT)
+        self._recent: deque[tuple[int, Commit]] = deque(maxlen=_RECENT)
         self._lock = threading.RLock()
         self._end_listed = backend.read_concurrency > 1  # an object store's refresh lists past the end
 
@@ -109,7 +109,7 @@ class Ledger:
         if chain is None:
             raise IntegrityError("the ledger lost track of the log's chain; this is a bug in cas-repo")
         admitted = st.apply(position, commit.ops, chain)
-        self._recent.append((position, commit.ops))
+        self._recent.append((position, commit))
         return admitted
 
     def _start(self) -> StoreState:
@@ -139,13 +139,17 @@ class Ledger:
                            self.log.backend.url, len(ops))
 
     def commits_after(self, position: int) -> Iterator[tuple[int, tuple[Op, ...]]]:
+        """The operations of every commit after ``position`` up to the folded one."""
+        return ((p, c.ops) for p, c in self.log_after(position))
+
+    def log_after(self, position: int) -> Iterator[tuple[int, Commit]]:
         """Every commit after ``position`` up to the folded one (from memory where it can)."""
         with self._lock:
             st = self._refresh()
             recent = list(self._recent) if self._recent and self._recent[0][0] <= position + 1 else None
             target, chain = st.position, st.chain
         if recent is not None:
-            yield from ((p, ops) for p, ops in recent if position < p <= target)
+            yield from ((p, c) for p, c in recent if position < p <= target)
             return
         # Read back from the store: each commit's link checks the one before it, and the
         # last one's chain digest must be the one this process folded.
@@ -154,7 +158,7 @@ class Ledger:
                 raise damaged(p, "changed after this process read it", expected=chain, actual=after)
             if p > target:
                 return
-            yield p, commit.ops
+            yield p, commit
 
     # -- writing ------------------------------------------------------------------------
 

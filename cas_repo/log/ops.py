@@ -8,13 +8,14 @@ each the whole of one change to the store's history:
 | ``SaveOp``     | ``save``    | a new version: a save, or a rollback to an old one   |
 | ``EventOp``    | ``event``   | a delete, undelete or tag change of a model          |
 | ``MarkOp``     | ``mark``    | retention's retire, restore or purge of a version    |
+| ``MetricsOp``  | ``metrics`` | metric values logged for a version after its save    |
 | ``AliasMove``  | ``alias``   | an alias set, moved or removed                       |
 | ``ForgetPacks``| ``forget``  | gc dropped packs no version needs                    |
 | ``MoveEntries``| ``move``    | gc repacked live entries out of sparse packs         |
 | ``AdoptEntries``| ``adopt``  | a format-1 store's entries, taken into the log       |
 
 Whether an operation applies is decided by one rule, :func:`cas_repo.log.state.admit`,
-for every replay alike. The save, event and mark operations carry an ``event_id``: the
+for every replay alike. The save, event, mark and metrics operations carry an ``event_id``: the
 BLAKE3 of their canonical JSON, filled in when the commit is encoded (JSON key
 ``record``; the catalog's ``record`` columns hold it).
 """
@@ -125,6 +126,26 @@ class MarkOp:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsOp:
+    """Metric values of one version that arrived after its save (a backtest, live IC).
+
+    Each value is kept in history with the time it arrived; a later value of the same
+    name supersedes it in the version's current metrics, never erasing it.
+    """
+
+    model_id: str
+    seq: int
+    version: int
+    at: datetime
+    event_id: str
+    metrics: dict[str, float]
+
+    @property
+    def kind(self) -> str:
+        return "metrics"
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetPacks:
     """gc dropped these packs: no committed version needs an entry in them any more.
 
@@ -176,7 +197,7 @@ class AliasMove:
     by: str
 
 
-Op = SaveOp | EventOp | MarkOp | ForgetPacks | MoveEntries | AdoptEntries | AliasMove
+Op = SaveOp | EventOp | MarkOp | MetricsOp | ForgetPacks | MoveEntries | AdoptEntries | AliasMove
 
 
 def event_id_of(op_json: dict[str, Any]) -> str:
@@ -208,6 +229,17 @@ def _opt_int(v: Any) -> int | None:
     return v
 
 
+def _metrics(m: Any) -> dict[str, float]:
+    if not isinstance(m, dict) or not m:
+        raise ValueError("metrics is not a non-empty object")
+    out = {}
+    for k, v in m.items():
+        if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"bad metric {k!r:.40}: {v!r:.40}")
+        out[k] = float(v)
+    return out
+
+
 def op_to_json(op: Op) -> dict[str, Any]:
     if isinstance(op, SaveOp):
         return {
@@ -225,6 +257,9 @@ def op_to_json(op: Op) -> dict[str, Any]:
         return {"op": "mark", "kind": op.kind, "model_id": op.model_id, "version": op.version, "seq": op.seq,
                 "at": op.at.isoformat(), "logical_size": op.logical_size, "new_bytes": op.new_bytes,
                 "record": op.event_id}
+    if isinstance(op, MetricsOp):
+        return {"op": "metrics", "model_id": op.model_id, "version": op.version, "seq": op.seq,
+                "at": op.at.isoformat(), "metrics": op.metrics, "record": op.event_id}
     if isinstance(op, ForgetPacks):
         return {"op": "forget", "packs": list(op.packs), "at": op.at.isoformat()}
     if isinstance(op, MoveEntries):
@@ -270,6 +305,9 @@ def op_from_json(o: Any) -> Op:
         if kind == "mark":
             return MarkOp(o["model_id"], int(o["seq"]), o["kind"], int(o["version"]),
                               datetime.fromisoformat(o["at"]), o["record"], o["logical_size"], o["new_bytes"])
+        if kind == "metrics":
+            return MetricsOp(str(o["model_id"]), int(o["seq"]), int(o["version"]), datetime.fromisoformat(o["at"]),
+                             o["record"], _metrics(o["metrics"]))
         if kind == "forget":
             return ForgetPacks(tuple(Digest.from_hex(p).hex for p in o["packs"]), datetime.fromisoformat(o["at"]))
         if kind == "move":

@@ -18,7 +18,7 @@ from typing import Any
 from ..digest import Digest
 from ..location import Location
 from ..metadata import format_ref, parse_ref
-from .ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MoveEntries, Op, SaveOp
+from .ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, Op, SaveOp
 
 # Save and rollback start a version; the event and mark kinds annotate an existing one.
 SAVE_KINDS = ("save", "rollback")
@@ -62,6 +62,9 @@ def admit(op: Op, heads: dict[str, Head]) -> bool:
         if op.kind not in ("delete", "undelete", "tag"):
             return False
         h.deleted = op.deleted
+    elif isinstance(op, MetricsOp):
+        if h.deleted or not op.metrics:
+            return False
     elif op.kind not in ("retire", "restore", "purge"):
         return False
     elif op.kind == "purge" and op.version in h.aliases.values():
@@ -89,7 +92,9 @@ class VersionRow:
     """One version as readers take it: from the fold, a checkpoint, or the catalog index.
 
     ``metadata`` is the stored metadata JSON (the catalog's head copy holds only what
-    :class:`~cas_repo.metadata.ModelMetadata` needs); ``tags`` are the version's tags now.
+    :class:`~cas_repo.metadata.ModelMetadata` needs); ``tags`` are the version's tags now;
+    ``logged`` the newest value of each metric logged after the save (they supersede the
+    saved ones of the same name).
     """
 
     model_id: str
@@ -104,6 +109,7 @@ class VersionRow:
     parents: tuple[str, ...]
     deleted: bool
     event_id: str = ""
+    logged: dict[str, float] = field(default_factory=dict)
 
 
 def parents_of(parents: Iterable[str]) -> tuple[str, ...]:
@@ -111,13 +117,14 @@ def parents_of(parents: Iterable[str]) -> tuple[str, ...]:
     return tuple(format_ref(m, v) for m, v in sorted({parse_ref(r) for r in parents}))
 
 
-def version_row(op: SaveOp, deleted: bool, tags: dict[str, str] | None = None) -> VersionRow:
+def version_row(op: SaveOp, deleted: bool, tags: dict[str, str] | None = None,
+                logged: dict[str, float] | None = None) -> VersionRow:
     """The version ``op`` made, as the load and metadata paths take it."""
     md = json.loads(op.metadata_json)
     return VersionRow(model_id=op.model_id, version=op.version, manifest=op.manifest, kind=op.kind,
                       rollback_of=op.rollback_of, saved_at=op.at, logical_size=op.logical_size, metadata=md,
                       tags=dict(op.tags if tags is None else tags), parents=parents_of(md.get("parents") or ()),
-                      deleted=deleted, event_id=op.event_id)
+                      deleted=deleted, event_id=op.event_id, logged=dict(logged or {}))
 
 
 @dataclass(slots=True)
@@ -130,6 +137,7 @@ class VersionState:
     tags: dict[str, str]  # as saved, then as tag events changed them
     mark: str | None = None  # "retire" or "purge" while one holds
     mark_at: datetime | None = None
+    logged: dict[str, float] = field(default_factory=dict)  # newest value of each metric logged later
 
 
 @dataclass(slots=True)
@@ -213,6 +221,13 @@ class StoreState:
                         tags[k] = v
                 ref.tags = dict(sorted(tags.items()))
             e.head_row = replace(e.head_row, deleted=e.deleted, tags=e.versions[-1].tags)
+        elif isinstance(op, MetricsOp):
+            e = self.models[op.model_id]
+            e.seq = op.seq
+            ref = e.versions[op.version - 1]
+            ref.logged = dict(sorted({**ref.logged, **op.metrics}.items()))
+            if op.version == e.head_version:
+                e.head_row = replace(e.head_row, logged=ref.logged)
         elif isinstance(op, MarkOp):
             e = self.models[op.model_id]
             e.seq = op.seq

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -19,8 +19,7 @@ from ..catalog import Catalog, feed
 from ..catalog.checks import differences
 from ..errors import CasRepoError, IntegrityError, LogDamagedError
 from ..log import checkpoint
-from ..log.commit import GENESIS
-from ..log.ops import Op
+from ..log.commit import GENESIS, Commit
 from ..log.state import StoreState
 from ..objects.keys import LOG, checkpoint_key, log_key, parse_log_key
 from ..repository import ModelStore
@@ -74,7 +73,7 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
                   f"ends at commit {end}: commits {end + 1}–{cp} at least were removed")
     store_id = log.store_id()
     st = facts.state
-    batch: list[tuple[int, Sequence[Op]]] = []
+    batch: list[tuple[int, Commit]] = []
     stopped = False
     chain: str | None = GENESIS
     with progress_bar(progress, len(listed), "fsck: reading the log") as bar, fresh.session() as s:
@@ -100,7 +99,7 @@ def check_log(store: ModelStore, fresh: Catalog, found: Found, progress: Progres
                 stopped = True  # past a gap or a bad commit: no reader gets here
                 continue
             st.apply(p, commit.ops, chain or "")
-            batch.append((p, commit.ops))
+            batch.append((p, commit))
             if len(batch) >= _FOLD_BATCH:
                 feed.fold(s, store_id, batch)
                 batch = []
@@ -149,11 +148,11 @@ def compare_index(store: ModelStore, fresh: Catalog, facts: LogFacts, found: Fou
 
 def _fold_more(store: ModelStore, fresh: Catalog, facts: LogFacts, position: int) -> None:
     batch = []
-    for p, ops in store.ledger.commits_after(facts.folded):
+    for p, commit in store.ledger.log_after(facts.folded):
         if p > position:
             break
-        facts.state.apply(p, ops)
-        batch.append((p, ops))
+        facts.state.apply(p, commit.ops)
+        batch.append((p, commit))
     with fresh.session() as s:
         feed.fold(s, store.ledger.log.store_id(), batch)
     facts.folded = facts.state.position

@@ -1,4 +1,4 @@
-"""Bulk import derives heads the way commits do; migration 0002 fills its copies.
+"""Bulk import derives heads the way commits do; migrations fill their copies or refold the index.
 
 Both work on a catalog file directly (no store, no log): the catalog's own contract.
 """
@@ -13,7 +13,7 @@ import pytest
 
 from cas_repo.catalog import Catalog
 from cas_repo.catalog.bulk import bulk_import
-from cas_repo.catalog.migrations import available
+from cas_repo.catalog.migrations import available, migrate
 from cas_repo.errors import CatalogError
 from cas_repo.rows import to_metadata
 from tools.bench.catalog_scale import generate
@@ -88,14 +88,39 @@ def test_migration_0002_fills_copies_of_a_catalog_written_before_it(tmp_path):
         for p in parents:
             con.execute("INSERT INTO lineage VALUES ('m', ?, 'm', ?, 'parent')", [version, int(p[2:])])
     con.execute("INSERT INTO models VALUES ('m', 'exp', 'LGBM', 2, 2, false, ?)", [at])
+    migrate(con, upto=4)
+    (head,) = con.execute("SELECT head_version, head_tags, head_parents, head_metrics, head_created_at "
+                          "FROM models").fetchall()
+    assert head == (2, {"a": "b", "stage": "prod"}, ["m@1"], '{"IC":0.5}', "2026-01-02T03:04:05")
+    rows = con.execute("SELECT version, tags, parents FROM v_versions ORDER BY version").fetchall()
+    assert rows == [(1, {"stage": "dev"}, []), (2, {"a": "b", "stage": "prod"}, ["m@1"])]
+    tag_events = con.execute("SELECT seq, key, value FROM v_tag_events ORDER BY ALL").fetchall()
+    assert tag_events == [(1, "stage", "dev"), (2, "a", "b"), (2, "stage", "prod")]
     con.close()
-    with Catalog(path).session() as s:
-        head = s.version_row("m", None)
-        assert (head.version, head.tags, head.parents, head.metadata["metrics"]) == \
-            (2, {"a": "b", "stage": "prod"}, ("m@1",), {"IC": 0.5})
-        assert head.metadata["created_at"] == "2026-01-02T03:04:05"
-        assert [h.tags for h in s.history("m")] == [{"stage": "dev"}, {"a": "b", "stage": "prod"}]
-        rows = s.con.execute("SELECT version, parents FROM v_versions ORDER BY version").fetchall()
-        assert [r[1] for r in rows] == [[], ["m@1"]]
-        tag_events = s.rows("SELECT seq, key, value FROM v_tag_events ORDER BY ALL")
-        assert tag_events == [(1, "stage", "dev"), (2, "a", "b"), (2, "stage", "prod")]
+
+
+def test_migration_0005_refolds_an_index_made_before_commits_named_authors(tmp_path, monkeypatch):
+    """An index from before 0005 (no authors, stale rows) is emptied and folded again from the log."""
+    from cas_repo import ModelMetadata, ModelStore
+
+    monkeypatch.setenv("CAS_REPO_USER", "ada")
+    md = ModelMetadata(model_id="m", experiment_name="e", model_type="LGBM", hyperparameters={},
+                       metrics={"IC": 0.1}, created_at=datetime(2026, 1, 1))
+    with ModelStore(tmp_path / "cas") as store:
+        store.save_model({"w": 1}, md)
+        store.set_alias("m", "prod", 1)
+        store_id, path = store.ledger.log.store_id(), store.catalog.path
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    migrate(con, upto=4)
+    # What an older cas-repo's index of this store held, plus a row only it had.
+    con.execute("INSERT INTO log_index VALUES (1, ?, 2)", [store_id])
+    con.execute("INSERT INTO models (model_id, experiment_name, model_type, head_version, last_seq, updated_at) "
+                "VALUES ('ghost', 'e', 'LGBM', 1, 1, now())")
+    con.close()
+    with ModelStore(tmp_path / "cas") as store:
+        assert [r["model_id"] for r in store.sql("SELECT model_id FROM v_models").to_pylist()] == ["m"]
+        assert store.sql("SELECT kind, author FROM v_events").to_pylist() == [{"kind": "save", "author": "ada"}]
+        assert store.sql("SELECT alias, author FROM v_alias_history").to_pylist() == \
+            [{"alias": "prod", "author": "ada"}]

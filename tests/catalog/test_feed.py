@@ -8,7 +8,7 @@ from cas_repo import ModelStore
 from cas_repo.catalog import bulk_fold
 
 TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks", "packs",
-          "alias_moves", "log_index")
+          "alias_moves", "commits", "metric_log", "log_index")
 
 
 def _rows(store: ModelStore) -> dict[str, list]:
@@ -34,6 +34,10 @@ def _history(store: ModelStore, make_md) -> None:
             store.set_alias(f"m{i % 5}", "shadow", 1 + (i + 1) % (i // 5 + 1))
         if i % 13 == 7:
             store.remove_alias(f"m{i % 5}", "shadow")
+        if i % 6 == 2 and f"m{i % 5}" not in deleted(store):
+            # a backtest arriving later, for the head and for version 1
+            store.log_metrics(f"m{i % 5}", {"sharpe": i / 10, "IC": -i / 100})
+            store.log_metrics(f"m{i % 5}@1", {"live_ic": i / 1000})
     store.rollback("m1", 2)
 
 
@@ -53,7 +57,7 @@ def test_bulk_and_one_by_one_folds_give_the_same_index(tmp_path, make_md, monkey
         rebuilt = _rows(fresh)
         assert [h.version for h in fresh.history("m1")] == list(range(1, 10))
         assert fresh.aliases("m1") == {"prod": 5, "shadow": 6}
-    assert len(rebuilt["alias_moves"]) > 30
+    assert len(rebuilt["alias_moves"]) > 30 and len(rebuilt["metric_log"]) > 15
     for t in TABLES:
         assert rebuilt[t] == incremental[t], t
 

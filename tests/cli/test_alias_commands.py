@@ -76,9 +76,9 @@ def test_alias_ls_without_a_model_lists_every_alias_in_the_store(repo, tmp_path,
     rows = json.loads(out)
     assert code == 0 and [(r["model_id"], r["alias"], r["version"]) for r in rows] == [("arima", "prod", 1),
                                                                                         ("lgb", "prod", 2)]
-    assert all(r["moved_at"] and r["moved_by"] for r in rows)
+    assert all(r["moved_at"] and r["moved_by"] and r["author"] for r in rows)
     code, out, _ = run(capsys, *repo, "alias", "ls")
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["model_id", "alias", "version", "moved_at", "(UTC)", "moved_by"]
+    assert code == 0 and lines[0].split() == ["model_id", "alias", "version", "moved_at", "(UTC)", "by", "writer"]
     assert [line.split()[:3] for line in lines[2:]] == [["arima", "prod", "1"], ["lgb", "prod", "2"]]
     assert run(capsys, "--repo", str(tmp_path / "empty"), "alias", "ls", "--json")[:2] == (0, "[]\n")

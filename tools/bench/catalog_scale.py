@@ -146,6 +146,7 @@ def generate(n_models: int = 100_000, n_versions: int = 1_000_000, big: int = 1_
         "event_at": pa.concat_arrays([saved, pa.array(
             saved.to_numpy(zero_copy_only=False)[dead] + np.timedelta64(3600, "s"), pa.timestamp("us"))]),
         "record": pa.concat_arrays([record, _hex(rng, len(dead))]),
+        "log_position": pa.nulls(len(model_id) + len(dead), pa.int64()),
     })
     # Rows in time order, as a catalog that grew save by save holds them: each model's
     # versions are spread over the whole table, so nothing benefits from model-sorted rows.
