@@ -34,11 +34,15 @@ def set_alias_ops(st: StoreState, model_id: str, alias: str, version: int, at: d
     if problem is not None:
         e = st.models.get(model_id)
         what = f"model {model_id!r}" if e is None else f"version {version} of {model_id!r}"
-        raise AliasTargetError(f"cannot point {alias!r} at {model_id}@{version}: " + {
-            "missing": f"{what} does not exist; `list_models()` / `history()` show what exists",
-            "deleted": f"the model is deleted; `undelete_model({model_id!r})` first",
-            "purged": f"gc purged its content on {problem.purged_at}; choose another version",
-        }[problem.kind])
+        facts, advice, cli_advice = {
+            "missing": (f"{what} does not exist", "`list_models()` / `history()` show what exists",
+                        f"`cas-repo ls` / `cas-repo log {model_id}` show what exists"),
+            "deleted": ("the model is deleted", f"`undelete_model({model_id!r})` first",
+                        f"`cas-repo undelete {model_id}` first"),
+            "purged": (f"gc purged its content on {problem.purged_at}", "choose another version",
+                       "choose another version"),
+        }[problem.kind]
+        raise AliasTargetError.advised(f"cannot point {alias!r} at {model_id}@{version}: {facts}", advice, cli_advice)
     before = st.models[model_id].aliases.get(alias)
     return [] if before == version else [AliasMove(model_id, alias, version, before, at, by)]
 

@@ -103,15 +103,11 @@ class StoreAsOf:
             if alias is not None:
                 version = history.aliases_at(s, self.at, model_id).get(alias)
                 if version is None:
-                    missing = AliasNotFoundError(model_id, alias)
-                    missing.args = (f"model {model_id!r} had no alias {alias!r} {when}",)
-                    raise missing
+                    raise AliasNotFoundError(model_id, alias, when)
             rows = history.versions_at(s, self.at, model_id=model_id, version=version)
         if not rows:
             raise ModelNotFoundError(model_id, version, hint=f"it did not exist {when}")
         if version is None and rows[0].deleted:
-            deleted = ModelDeletedError(model_id)
-            deleted.args = (f"model {model_id!r} was deleted {when}; pass a version to read one",)
-            raise deleted
+            raise ModelDeletedError(model_id, when)
         return rows[0]
 

@@ -20,13 +20,25 @@ from .metadata import ModelMetadata
 from .repository import ModelStore
 
 
-def _md(model_id: str, rounds: int, ic: float, parents: list[str] | None = None) -> ModelMetadata:
+def _md(model_id: str, model, ic: float, parents: list[str] | None = None) -> ModelMetadata:
+    """Metadata whose hyperparameters are read from the trained ``model`` itself."""
     return ModelMetadata(
         model_id=model_id, experiment_name="demo_csi300", model_type="LGBM",
-        hyperparameters={"num_boost_round": rounds, "learning_rate": 0.05, "num_leaves": 31},
+        hyperparameters=trained_hyperparameters(model),
         metrics={"IC": round(ic, 4)}, created_at=datetime.now(), tags={"dataset": "synthetic"},
         parents=parents or [],
     )
+
+
+def trained_hyperparameters(model) -> dict:
+    """The LGBModel's settings, with ``num_boost_round`` the rounds its booster holds.
+
+    A continued model is a copy of its parent with more trees, so its LGBModel attribute
+    still says the parent's count; the booster's own count is what it was trained with.
+    """
+    from .qlib_support.metadata import hyperparameters_of
+
+    return hyperparameters_of(model) | {"num_boost_round": model.model.current_iteration()}
 
 
 def _ic(model, dataset) -> float:
@@ -39,7 +51,8 @@ def _ic(model, dataset) -> float:
     return float(np.corrcoef(pred, label)[0, 1])
 
 
-def run(root: str, out: Output) -> None:
+def run(root: str, out: Output, *, rounds: int = 100) -> None:
+    """Run the demo into the store at ``root``; ``rounds``: boosting rounds of the first fits."""
     from .qlib_support import synthetic
 
     t0 = time.perf_counter()
@@ -57,28 +70,28 @@ def run(root: str, out: Output) -> None:
                      + (f"   -> {result}" if result is not None else ""))
 
         out.line("\n1. Train and save: two models, several versions each")
-        base = synthetic.train_lgbm(dataset, num_boost_round=100)
-        md = _md("alpha", 100, _ic(base, dataset))
-        step("save alpha v1 (100 rounds)", lambda: _save(store, base, md))
-        wide = synthetic.train_lgbm(dataset, num_boost_round=100, num_leaves=63, seed=3)
-        md_b = _md("beta", 100, _ic(wide, dataset))
+        base = synthetic.train_lgbm(dataset, num_boost_round=rounds)
+        md = _md("alpha", base, _ic(base, dataset))
+        step(f"save alpha v1 ({rounds} rounds)", lambda: _save(store, base, md))
+        wide = synthetic.train_lgbm(dataset, num_boost_round=rounds, num_leaves=63, seed=3)
+        md_b = _md("beta", wide, _ic(wide, dataset))
         step("save beta v1 (num_leaves=63)", lambda: _save(store, wide, md_b))
 
         out.line("\n2. Save alpha again, unchanged: no new content bytes")
-        md2 = _md("alpha", 100, md.metrics["IC"])
+        md2 = _md("alpha", base, md.metrics["IC"])
         step("save alpha v2 (same model)", lambda: _save(store, base, md2))
 
         out.line("\n3. Continue training alpha: most chunks are shared with its parent")
         model, parent = base, f"alpha@{md2.version}"
-        for i in range(2):
+        for _ in range(2):
             model = synthetic.continue_training(model, dataset, extra_rounds=10)
-            ref = _save(store, model, _md("alpha", 110 + 10 * i, _ic(model, dataset), [parent]))
+            ref = _save(store, model, _md("alpha", model, _ic(model, dataset), [parent]))
             ov = store.diff(parent, ref).content
             out.line(f"  save {ref:<12} (+10 rounds)   shares {ov.shared_fraction:6.1%} of its bytes "
                      f"with {parent}; new content {human_bytes(ov.added_bytes)}")
             parent = ref
         wide2 = synthetic.continue_training(wide, dataset, extra_rounds=10)
-        md_b2 = _md("beta", 110, _ic(wide2, dataset), [f"beta@{md_b.version}"])
+        md_b2 = _md("beta", wide2, _ic(wide2, dataset), [f"beta@{md_b.version}"])
         step("save beta v2 (+10 rounds)", lambda: _save(store, wide2, md_b2))
 
         out.line("\n4. Roll back, delete and undelete")

@@ -12,7 +12,25 @@ import pickle
 
 
 class CasRepoError(Exception):
-    """Root of every error raised by cas-repo."""
+    """Root of every error raised by cas-repo.
+
+    ``str(error)`` speaks to Python callers. An error whose advice names Python calls
+    also carries ``cli_message``: the same facts with the advice as `cas-repo` commands
+    and flags, which the command line shows instead (:meth:`for_cli`).
+    """
+
+    cli_message: str | None = None
+
+    def for_cli(self) -> str:
+        """The message as the `cas-repo` command line shows it."""
+        return self.cli_message or str(self)
+
+    @classmethod
+    def advised(cls, facts: str, advice: str, cli_advice: str) -> CasRepoError:
+        """``cls("facts; advice")`` whose command line message is ``"facts; cli_advice"``."""
+        error = cls(f"{facts}; {advice}")
+        error.cli_message = f"{facts}; {cli_advice}"
+        return error
 
 
 # --- not found -------------------------------------------------------------------
@@ -26,8 +44,8 @@ class ModelNotFoundError(CasRepoError, FileNotFoundError):
         self.version = version
         what = f"model {model_id!r}" if version is None else f"version {version} of model {model_id!r}"
         msg = f"{what} does not exist"
-        msg += f"; {hint}" if hint else "; `list_models()` shows what the store holds"
-        super().__init__(msg)
+        super().__init__(f"{msg}; {hint or '`list_models()` shows what the store holds'}")
+        self.cli_message = f"{msg}; {hint or '`cas-repo ls` shows what the store holds'}"
 
     def __str__(self) -> str:  # FileNotFoundError would otherwise format errno/filename
         return self.args[0]
@@ -36,14 +54,21 @@ class ModelNotFoundError(CasRepoError, FileNotFoundError):
 class ModelDeletedError(ModelNotFoundError):
     """The model exists but its latest event is a tombstone."""
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, when: str | None = None) -> None:
+        """``when``: the store was read as of a past time (``"as of 2026-01-05 13:30 UTC"``)."""
         super().__init__(
             model_id,
             hint="it was deleted (tombstoned); `undelete_model()` brings it back, "
             "or pass an explicit version to read its history",
         )
+        if when is not None:
+            self.args = (f"model {model_id!r} was deleted {when}; pass a version to read one",)
+            self.cli_message = f"model {model_id!r} was deleted {when}; `{model_id}@VERSION` reads one"
+            return
         self.args = (f"model {model_id!r} is deleted; `undelete_model({model_id!r})` brings it "
                      "back, or pass an explicit version to read its history",)
+        self.cli_message = (f"model {model_id!r} is deleted; `cas-repo undelete {model_id}` brings it back, "
+                            f"`cas-repo log {model_id}` shows its history and `{model_id}@VERSION` reads one")
 
 
 class ModelPurgedError(ModelNotFoundError):
@@ -53,6 +78,7 @@ class ModelPurgedError(ModelNotFoundError):
         super().__init__(model_id, version)
         self.args = (f"version {version} of model {model_id!r} was purged by gc on {when}: its history "
                      "remains (`cas-repo log`) but its content is gone; load another version",)
+        self.cli_message = None  # the message above is the same for both audiences
 
 
 class ObjectNotFoundError(CasRepoError, FileNotFoundError):
@@ -172,6 +198,31 @@ class UnsafePickleError(SerializationError, pickle.UnpicklingError):
             "environment variable; stored metadata can never extend the allowlist"
         )
         super().__init__(msg)
+        self.cli_message = (
+            f"refused to load {global_name}: it is not in the unpickling allowlist"
+            + (f" ({reason})" if reason else "")
+            + f". If you trust this model class, run the command with CAS_REPO_ALLOW_GLOBALS={global_name} "
+            "in its environment (comma-separated for several); stored metadata can never extend the allowlist")
+
+
+# --- files written for the caller ---------------------------------------------------
+
+
+class OutputFileError(CasRepoError):
+    """A file the caller asked for (a model written as a pickle) could not be written."""
+
+
+class OutputExistsError(OutputFileError, FileExistsError):
+    """The file to write exists, and replacing it was not asked for."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        facts = f"{path} exists; nothing was written"
+        super().__init__(f"{facts}: pass overwrite=True to replace it, or choose another path")
+        self.cli_message = f"{facts}: pass --force to replace it, or choose another -o path"
+
+    def __str__(self) -> str:  # FileExistsError would otherwise format errno/filename
+        return self.args[0]
 
 
 # --- storage / catalog ---------------------------------------------------------------
@@ -179,6 +230,19 @@ class UnsafePickleError(SerializationError, pickle.UnpicklingError):
 
 class StoreError(CasRepoError):
     """The object store failed (I/O error, full disk, permissions)."""
+
+
+class AccessRefusedError(StoreError):
+    """The object store refused the request's credentials, or denied them access.
+
+    Attributes:
+        code: the server's error code (``InvalidAccessKeyId``, ``SignatureDoesNotMatch``,
+            ``AccessDenied``, or the HTTP status when the answer had no body).
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class OutcomeUnknownError(StoreError):
@@ -333,10 +397,17 @@ class InvalidAliasError(InvalidMetadataError):
 class AliasNotFoundError(CasRepoError, LookupError):
     """``model@alias`` names an alias that is not set."""
 
-    def __init__(self, model_id: str, alias: str) -> None:
+    def __init__(self, model_id: str, alias: str, when: str | None = None) -> None:
+        """``when``: the store was read as of a past time (``"as of 2026-01-05 13:30 UTC"``)."""
         self.model_id, self.alias = model_id, alias
-        super().__init__(f"model {model_id!r} has no alias {alias!r}; `cas-repo alias ls {model_id}` shows its "
-                         f"aliases, `set_alias({model_id!r}, {alias!r}, VERSION)` sets one")
+        if when is not None:
+            super().__init__(f"model {model_id!r} had no alias {alias!r} {when}")
+            return
+        facts = f"model {model_id!r} has no alias {alias!r}"
+        super().__init__(f"{facts}; `aliases({model_id!r})` lists its aliases, "
+                         f"`set_alias({model_id!r}, {alias!r}, VERSION)` sets one")
+        self.cli_message = (f"{facts}; `cas-repo alias ls {model_id}` lists its aliases, "
+                            f"`cas-repo alias set {model_id} {alias} VERSION` sets one")
 
 
 class AliasTargetError(CasRepoError, ValueError):

@@ -60,6 +60,7 @@ class CasModelRepository(IModelRepository):
     remove_alias = _offload("remove_alias")
     aliases = _offload("aliases")
     alias_history = _offload("alias_history")
+    all_aliases = _offload("all_aliases")
     log_metrics = _offload("log_metrics")
     metric_history = _offload("metric_history")
 

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .catalog.values import AliasChange, ContentDiff, Event, ExportReport, Lineage, MetricRecord, StoreStats
+from .catalog.values import (
+    AliasChange,
+    AliasPointer,
+    ContentDiff,
+    Event,
+    ExportReport,
+    Lineage,
+    MetricRecord,
+    StoreStats,
+)
 from .errors import InvalidMetadataError, ModelNotFoundError
 from .metadata import ModelMetadata, split_ref, validate_alias, validate_model_id, validate_version
 from .rows import to_metadata
@@ -147,6 +156,14 @@ def diff(catalog: Catalog, a: ModelMetadata, b: ModelMetadata) -> VersionDiff:
              if ha.get(k, ABSENT) != hb.get(k, ABSENT) or (k in ha) != (k in hb)}
     metrics = {k: (a.metrics.get(k), b.metrics.get(k)) for k in sorted(a.metrics.keys() | b.metrics.keys())}
     return VersionDiff(a, b, hyper, metrics, content)
+
+
+def all_aliases(catalog: Catalog) -> list[AliasPointer]:
+    """Every alias set in the store, by model and name."""
+    from .catalog import history as catalog_history
+
+    with catalog.session() as s:
+        return catalog_history.current_aliases(s)
 
 
 def metric_history(catalog: Catalog, model_id: str, version: int | None = None) -> list[MetricRecord]:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .as_of import StoreAsOf
     from .catalog import Catalog
-    from .catalog.values import AliasChange, Event, ExportReport, Lineage, MetricRecord, StoreStats
+    from .catalog.values import AliasChange, AliasPointer, Event, ExportReport, Lineage, MetricRecord, StoreStats
     from .qlib_support.recorder import RecorderMirror
 
 DEFAULT_ROOT = "data/cas"
@@ -342,6 +342,10 @@ class ModelStore:
             ModelNotFoundError: no such model_id.
         """
         return queries.events(self.catalog, model_id)
+
+    def all_aliases(self) -> list[AliasPointer]:
+        """Every alias set in the store (model, alias, version, when and by whom it last moved)."""
+        return queries.all_aliases(self.catalog)
 
     def metric_history(self, model_id: str, version: int | None = None) -> list[MetricRecord]:
         """Every metric value recorded for ``model_id`` (or for one version: ``"m@3"``, ``"m@prod"``

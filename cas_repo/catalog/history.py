@@ -12,7 +12,7 @@ from datetime import datetime
 from ..log.state import VersionRow
 from .catalog import VERSION_COLS, Session, versions_from_rows
 from .convert import aware_utc, naive_utc
-from .values import AliasChange, ContentDiff, Event, Lineage, LineageNode, MetricRecord, ModelAt
+from .values import AliasChange, AliasPointer, ContentDiff, Event, Lineage, LineageNode, MetricRecord, ModelAt
 
 
 def events(s: Session, model_id: str) -> list[Event]:
@@ -119,6 +119,13 @@ def metric_history(s: Session, model_id: str, version: int | None = None) -> lis
                   "WHERE model_id = ? AND (?::INTEGER IS NULL OR version = ?) ORDER BY seq, metric",
                   [model_id, version, version])
     return [MetricRecord(m, v, k, x, src, aware_utc(at), who, q) for m, v, k, x, src, at, who, q in rows]
+
+
+def current_aliases(s: Session) -> list[AliasPointer]:
+    """Every alias set in the store, by model and name."""
+    rows = s.rows("SELECT model_id, alias, version, moved_at, moved_by, author FROM v_aliases "
+                  "ORDER BY model_id, alias")
+    return [AliasPointer(m, a, v, aware_utc(at), by, who) for m, a, v, at, by, who in rows]
 
 
 def aliases_at(s: Session, at: datetime, model_id: str) -> dict[str, int]:

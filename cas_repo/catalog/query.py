@@ -1,7 +1,7 @@
 """Users' SQL over the catalog views: read-only queries and Parquet exports.
 
 A query is refused unless DuckDB's own parser finds exactly one SELECT-type statement
-(SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE). It then runs on a read-only
+(SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, PIVOT, UNPIVOT). It then runs on a read-only
 connection with file access and extension loading disabled (``Catalog.reader``), inside
 a transaction that is always rolled back: three independent reasons a write cannot land.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,10 +34,29 @@ EXPORT_INFO = "export.json"
 Params = Sequence[Any] | Mapping[str, Any] | None
 
 
+# DuckDB parses a PIVOT without an explicit `IN (...)` list as a MULTI statement: a
+# temporary ENUM of the pivoted column's values, then the SELECT that uses it. Its parser
+# makes MULTI statements for nothing else, so a MULTI whose text starts as a query is one.
+_QUERY_KEYWORDS = frozenset({"select", "with", "from", "pivot", "unpivot", "pivot_wider", "pivot_longer"})
+
+
+def _is_dynamic_pivot(statement: duckdb.Statement) -> bool:
+    if statement.type != duckdb.StatementType.MULTI:
+        return False
+    text = statement.query
+    for start, kind in duckdb.tokenize(text):
+        if kind == duckdb.token_type.comment:
+            continue
+        # tokenize gives start offsets only; the keyword runs to the next non-letter
+        word = re.match(r"[A-Za-z_]+", text[start:])
+        return kind == duckdb.token_type.keyword and word is not None and word.group().lower() in _QUERY_KEYWORDS
+    return False
+
+
 def _refuse(kind: str) -> ReadOnlyQueryError:
     return ReadOnlyQueryError(
         f"refused a {kind} statement: cas-repo SQL is read-only (one SELECT, WITH, FROM, "
-        "VALUES, DESCRIBE, SHOW or SUMMARIZE query); change the store through its API or "
+        "VALUES, DESCRIBE, SHOW, SUMMARIZE or PIVOT query); change the store through its API or "
         "CLI, and use `cas-repo export DIR` for a copy you can write to")
 
 
@@ -60,7 +80,7 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.Statem
         raise ReadOnlyQueryError(
             f"refused {len(statements)} statements ({kinds}): send one SELECT query at a time")
     statement = statements[0]
-    if statement.type != duckdb.StatementType.SELECT:
+    if statement.type != duckdb.StatementType.SELECT and not _is_dynamic_pivot(statement):
         raise _refuse(statement.type.name)
     return statement
 

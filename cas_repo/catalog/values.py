@@ -113,6 +113,19 @@ class ExportReport:
 
 
 @dataclass(frozen=True, slots=True)
+class AliasPointer:
+    """An alias as it stands, ``model_id@alias`` -> ``version``, with its last move: when, the
+    writer (``host/pid/token``) and the person (None for commits written before authors)."""
+
+    model_id: str
+    alias: str
+    version: int
+    moved_at: datetime
+    moved_by: str
+    author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AliasChange:
     """One recorded move of an alias: ``from_version`` None when it was new, ``to_version``
     None when it was removed; ``moved_by`` is the writer (``host/pid/token``) and ``author``

@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 # Command modules, each registering one or more subcommands.
 COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.compare", "cas_repo.cli.qlib",
-                   "cas_repo.cli.maintenance", "cas_repo.cli.ui", "cas_repo.cli.metrics")
+                   "cas_repo.cli.maintenance", "cas_repo.cli.ui", "cas_repo.cli.metrics", "cas_repo.cli.get")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+# What a shell reports for a process ended by SIGPIPE (128 + 13), as `git log | head` does.
+EXIT_PIPE_CLOSED = 141
 
 
 class UsageError(Exception):
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "log (default: $CAS_REPO_CATALOG, else one per store under "
                              "$CAS_REPO_INDEX_DIR or ~/.cache/cas-repo/index)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--create-bucket", action="store_true",
+                        help="with an s3:// --repo: create the bucket if it does not exist (default: refuse)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -58,11 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
 def open_store(args: argparse.Namespace) -> ModelStore:
     from ..repository import ModelStore
 
-    return ModelStore(args.repo, catalog=args.catalog)
+    s3 = str(args.repo).startswith("s3://")
+    options = {"allow_bucket_creation": True} if s3 and getattr(args, "create_bucket", False) else None
+    return ModelStore(args.repo, catalog=args.catalog, backend_options=options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``cas-repo`` command; returns the process exit code."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at exit
+    except BrokenPipeError:
+        # The reader went away (`cas-repo log m | head`): stop quietly. Python would try to
+        # flush stdout once more at exit and print a second traceback, so point it at
+        # devnull first (the recipe of the `signal` module's "Note on SIGPIPE").
+        _silence_stdout()
+        return EXIT_PIPE_CLOSED
+
+
+def _silence_stdout() -> None:
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (captured in tests): nothing will be flushed to a pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     out = Output(sys.stdout, sys.stderr)
     try:
         parser = build_parser()
@@ -77,13 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error(f"usage: {exc} (see `cas-repo --help`)")
         return EXIT_USAGE
     except (InvalidModelIdError, InvalidMetadataError, QueryError) as exc:
-        out.error(str(exc))
+        out.error(exc.for_cli())
         return EXIT_USAGE
     except ModelNotFoundError as exc:
-        out.error(str(exc))
+        out.error(exc.for_cli())
         return EXIT_PROBLEMS
     except CasRepoError as exc:
-        out.error(str(exc))
+        out.error(exc.for_cli())
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         out.error("interrupted")

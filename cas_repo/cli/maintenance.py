@@ -237,7 +237,10 @@ def cmd_retain(args: argparse.Namespace, out: Output) -> int:
     for v in report.retired:
         out.line(f"  {verb} {v.ref} (saved {v.saved_at:%Y-%m-%d})")
     for v in report.protected:
-        out.line(f"  kept {v.ref}: protected by --keep-tagged")
+        by = v.protected_by
+        why = (f"{by} pins it" if by.startswith("alias ") else f"{by} pin it" if by.startswith("aliases ")
+               else f"protected by --keep-tagged ({by})")
+        out.line(f"  kept {v.ref}: {why}")
     if report.retired and not report.dry_run:
         out.line("undo with `cas-repo retain --restore MODEL@VERSION`; "
                  "`cas-repo gc --purge-deleted-older-than AGE` frees the bytes")

@@ -185,9 +185,25 @@ def cmd_stats(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _all_aliases(args: argparse.Namespace, out: Output) -> int:
+    from . import open_store
+
+    with open_store(args) as store:
+        pointers = store.all_aliases()
+    if out.json_mode:
+        out.json([{f: getattr(p, f) for f in p.__dataclass_fields__} for p in pointers])
+    else:
+        out.table(["model_id", "alias", "version", "moved_at (UTC)", "by", "writer"],
+                  [[p.model_id, p.alias, p.version, p.moved_at, who(p.author, p.moved_by.partition("/")[0]),
+                    p.moved_by] for p in pointers])
+    return 0
+
+
 def cmd_alias(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
 
+    if args.action == "ls" and args.model is None:
+        return _all_aliases(args, out)
     model_id = validate_model_id(args.model)
     with open_store(args) as store:
         if args.action == "set":
@@ -268,8 +284,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("rm", help="remove ALIAS")
     a.add_argument("model", metavar="MODEL_ID")
     a.add_argument("alias", metavar="ALIAS")
-    a = actions.add_parser("ls", help="a model's aliases")
-    a.add_argument("model", metavar="MODEL_ID")
+    a = actions.add_parser("ls", help="a model's aliases; without MODEL_ID, every alias in the store")
+    a.add_argument("model", metavar="MODEL_ID", nargs="?")
     a = actions.add_parser("log", help="every move of a model's aliases: who, when, from, to")
     a.add_argument("model", metavar="MODEL_ID")
     a.add_argument("alias", metavar="ALIAS", nargs="?")

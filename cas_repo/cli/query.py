@@ -93,6 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", metavar="JSON", help="bound parameters: a JSON list for ?, object for $name")
     p.set_defaults(handler=cmd_sql)
 
-    p = sub.add_parser("export", help="write every catalog view as Parquet into DIR")
+    p = sub.add_parser("export", help="write every catalog view as Parquet into DIR "
+                                      "(tables, not models: `get` writes a model)")
     p.add_argument("directory", metavar="DIR")
     p.set_defaults(handler=cmd_export)

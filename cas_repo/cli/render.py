@@ -50,6 +50,12 @@ class Output:
     def json(self, value: Any) -> None:
         self.stdout.write(json.dumps(value, default=_default, indent=2, sort_keys=True) + "\n")
 
+    def binary(self, data: bytes) -> None:
+        """Raw bytes to stdout, after any text already written there."""
+        self.stdout.flush()
+        self.stdout.buffer.write(data)
+        self.stdout.buffer.flush()
+
     def line(self, text: str = "") -> None:
         self.stdout.write(text + "\n")
 

@@ -10,7 +10,7 @@ version an alias points at (it is reported as protected).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from ..catalog.retention import candidates, select_versions, version_marks
@@ -59,13 +59,17 @@ class RetentionPolicy:
         return " ".join(parts)
 
     def protects(self, ever_tags: Sequence[str]) -> bool:
+        return self.protecting_rule(ever_tags) is not None
+
+    def protecting_rule(self, ever_tags: Sequence[str]) -> str | None:
+        """The first ``keep_tagged`` rule a version with ``ever_tags`` matches, if any."""
         for rule in self.keep_tagged:
             if "=" in rule:
                 if rule in ever_tags:
-                    return True
+                    return rule
             elif any(t.split("=", 1)[0] == rule for t in ever_tags):
-                return True
-        return False
+                return rule
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,8 @@ class VersionRef:
     version: int
     saved_at: datetime
     logical_size: int
+    #: Why a policy that selected it kept it: ``alias prod``, ``tag keep=yes`` ("" if retired).
+    protected_by: str = ""
 
     @property
     def ref(self) -> str:
@@ -127,7 +133,7 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
                 kept += 1
             elif row["aliases"] or policy.protects(row["ever_tags"]):
                 # An alias pins its version: it is what someone serves.
-                protected.append(ref)
+                protected.append(replace(ref, protected_by=_protection(policy, row["aliases"], row["ever_tags"])))
                 kept += 1
             else:
                 retired.append(ref)
@@ -137,6 +143,13 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
             kept += sum((v.model_id, v.version) not in done for v in retired)
             retired = [v for v in retired if (v.model_id, v.version) in done]
     return RetentionReport(policy.describe(), dry_run, tuple(retired), tuple(protected), kept)
+
+
+def _protection(policy: RetentionPolicy, aliases: Sequence[str], ever_tags: Sequence[str]) -> str:
+    """``alias prod`` / ``aliases prod, shadow``, else the --keep-tagged rule that matched."""
+    if aliases:
+        return ("alias " if len(aliases) == 1 else "aliases ") + ", ".join(aliases)
+    return f"tag {policy.protecting_rule(ever_tags)}"
 
 
 @dataclass(frozen=True, slots=True)

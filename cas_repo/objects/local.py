@@ -298,10 +298,13 @@ class LocalBackend(ObjectBackend):
                 try:
                     os.fsync(d)  # the new name must outlive a power cut, like the bytes
                 except OSError as exc:
-                    raise StoreError(
+                    raise StoreError.advised(
                         f"{path} was published, but syncing its folder failed ({exc.strerror or exc}): it is "
-                        "visible now and may not survive a power cut. Check the disk; do not simply retry "
-                        "(look with history() first: the change may already be there)") from exc
+                        "visible now and may not survive a power cut",
+                        "check the disk; do not simply retry (look with history() first: the change may "
+                        "already be there)",
+                        "check the disk; do not simply retry (look with `cas-repo log MODEL` first: the "
+                        "change may already be there)") from exc
             return True
         finally:
             os.close(d)

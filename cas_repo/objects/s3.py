@@ -125,8 +125,9 @@ class S3Backend(ObjectBackend):
             if not bucket_missing(exc):
                 raise self._error("open bucket", self.config.bucket, exc) from exc
         if not self.config.allow_bucket_creation:
-            raise StoreError(f"bucket {self.config.bucket!r} does not exist at {self.config.endpoint}: "
-                             "create it, or pass allow_bucket_creation=True")
+            raise StoreError.advised(f"bucket {self.config.bucket!r} does not exist at {self.config.endpoint}",
+                                     "create it, or pass allow_bucket_creation=True",
+                                     "create it, or pass --create-bucket")
         self._create_bucket()
 
     def _create_bucket(self) -> None:

@@ -7,10 +7,18 @@ which quotes the server's XML error code. Pure: no I/O, no client library.
 
 from __future__ import annotations
 
-from ..errors import StoreError
+import re
+
+from ..errors import AccessRefusedError, StoreError
 from .s3_config import S3Config
 
 _MAX_TEXT = 600
+# The keys are wrong: unknown key id, or a secret (or clock) that does not match it.
+_BAD_KEYS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+             "RequestTimeTooSkewed", "401 Unauthorized")
+_KEYS_ADVICE = ("check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys){} "
+                "(profiles in ~/.aws are not read: export a profile's keys with "
+                '`eval "$(aws configure export-credentials --profile NAME --format env)"`)')
 
 
 def message(exc: BaseException) -> str:
@@ -55,9 +63,42 @@ def _hint(config: S3Config, exc: BaseException, text: str) -> str:
     return "retry; if it persists check the endpoint, region (AWS_REGION) and credentials"
 
 
+def _server_error(text: str) -> tuple[str, str]:
+    """The S3 error code and message quoted in an obstore error ("" where absent)."""
+    code = re.search(r"<Code>([^<]{1,100})</Code>", text)
+    said = re.search(r"<Message>([^<]{1,300})</Message>", text)
+    return (code.group(1) if code else ""), (said.group(1).strip() if said else "")
+
+
+def access_refused(config: S3Config, action: str, what: str, text: str) -> AccessRefusedError | None:
+    """A refused or denied request as one clear sentence (the server's XML left out), else None."""
+    code, said = _server_error(text)
+    code = code or next((s for s in (*_BAD_KEYS, "AccessDenied", "403 Forbidden") if s in text), "")
+    if not code:
+        return None
+    where = f"could not {action} {what} in {config.url}"
+    detail = f" ({code}: {said})" if said else f" ({code})"
+    done = "; nothing was recorded" if action == "write" else ""
+    if code in _BAD_KEYS:
+        text = f"{where}: {config.endpoint} refused the credentials{detail}{done}; {{}}"
+    elif code in ("AccessDenied", "403 Forbidden"):
+        text = (f"{where}: {config.endpoint} denied access{detail}{done}; {{}}, and that they may use the bucket: "
+                "the store needs s3:ListBucket on it and s3:GetObject, s3:PutObject and s3:DeleteObject under "
+                "the prefix")
+    else:
+        return None
+    error = AccessRefusedError(text.format(_KEYS_ADVICE.format(", or the access_key / secret_key options")), code)
+    error.cli_message = text.format(_KEYS_ADVICE.format(""))
+    return error
+
+
 def store_error(config: S3Config, action: str, what: str, exc: BaseException) -> StoreError:
     """``exc`` as a StoreError that says what failed, where, and what to do; no secret in it."""
     text = config.scrub(message(exc))
+    if credentials_refused(exc):
+        refused = access_refused(config, action, what, text)
+        if refused is not None:
+            return refused
     hint = _hint(config, exc, text)
     if action == "write":
         hint += "; nothing was recorded"

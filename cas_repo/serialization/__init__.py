@@ -7,6 +7,7 @@ only code or the process environment can extend.
 
 from .allowlist import allow_globals, allowed_globals, is_allowed
 from .pickler import SerializedModel, dumps
+from .standard import standard_pickle, write_pickle_file
 from .unpickler import loads
 
 SERIALIZER = "pickle5-oob/1"
@@ -19,4 +20,6 @@ __all__ = [
     "dumps",
     "is_allowed",
     "loads",
+    "standard_pickle",
+    "write_pickle_file",
 ]

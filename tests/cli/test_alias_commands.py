@@ -61,3 +61,24 @@ def test_set_move_ls_log_rm(repo, capsys):
 def test_errors_say_what_to_do_and_set_the_exit_code(repo, capsys, argv, code, says):
     got, _, err = run(capsys, *repo, *argv)
     assert got == code and says in err
+
+
+def test_alias_ls_without_a_model_lists_every_alias_in_the_store(repo, tmp_path, capsys):
+    with ModelStore(repo[1]) as store:
+        store.save_model({"v": 1}, ModelMetadata("arima", "csi300", "Linear", {}, {"IC": 0.01}, datetime(2026, 1, 4)))
+        store.set_alias("lgb", "prod", 3)
+        store.set_alias("lgb", "shadow", 2)
+        store.set_alias("arima", "prod", 1)
+        store.set_alias("lgb", "prod", 2)
+        store.set_alias("lgb", "shadow", 3)
+        store.remove_alias("lgb", "shadow")
+    code, out, _ = run(capsys, *repo, "alias", "ls", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [(r["model_id"], r["alias"], r["version"]) for r in rows] == [("arima", "prod", 1),
+                                                                                        ("lgb", "prod", 2)]
+    assert all(r["moved_at"] and r["moved_by"] and r["author"] for r in rows)
+    code, out, _ = run(capsys, *repo, "alias", "ls")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["model_id", "alias", "version", "moved_at", "(UTC)", "by", "writer"]
+    assert [line.split()[:3] for line in lines[2:]] == [["arima", "prod", "1"], ["lgb", "prod", "2"]]
+    assert run(capsys, "--repo", str(tmp_path / "empty"), "alias", "ls", "--json")[:2] == (0, "[]\n")

@@ -78,6 +78,19 @@ def test_retain_dry_run_apply_and_restore(repo, capsys):
     assert code == 2 and "v_versions" in err
 
 
+def test_retain_names_what_protects_each_kept_version(repo, capsys):
+    with ModelStore(repo) as s:
+        s.set_alias("m", "prod", 1)
+        s.set_tags("m", {"stage": "canary"}, version=2)
+    code, out, _ = run(capsys, repo, "retain", "--keep-last", "1", "--keep-tagged", "stage", "--dry-run")
+    assert code == 0 and "would retire 0 versions" in out
+    assert "kept m@1: alias prod pins it" in out
+    assert "kept m@2: protected by --keep-tagged (tag stage)" in out
+    code, out, _ = run(capsys, repo, "--json", "retain", "--keep-last", "1", "--keep-tagged", "stage", "--dry-run")
+    assert [(v["version"], v["protected_by"]) for v in json.loads(out)["protected"]] == [(1, "alias prod"),
+                                                                                        (2, "tag stage")]
+
+
 def test_audit_json_and_html(repo, capsys, tmp_path):
     html = tmp_path / "audit.html"
     code, out, _ = run(capsys, repo, "audit", "--json", "--html", str(html))

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cas_repo.digest import hash_bytes
-from cas_repo.errors import ObjectNotFoundError, StoreError
+from cas_repo.errors import AccessRefusedError, CasRepoError, ObjectNotFoundError, StoreError
 from cas_repo.location import CHUNK
 from cas_repo.objects import ObjectStore
 from cas_repo.objects.keys import log_key, pack_key
@@ -312,16 +312,36 @@ def test_a_bucket_removed_under_the_store_is_reported_with_what_to_do(s3, backen
 
 def test_refused_credentials_say_so_at_once_without_leaking(seaweed, monkeypatch):
     secret = "wrong-secret-do-not-print"
-    with pytest.raises(StoreError, match="rejected the credentials") as info:
+    with pytest.raises(StoreError, match="refused the credentials") as info:
         S3Backend.from_url(fresh_url(), **seaweed.options(secret_key=secret))
     assert secret not in str(info.value)
     monkeypatch.setattr(S3Backend, "_check_bucket", lambda self: None)
     bad = S3Backend.from_url(fresh_url(), **seaweed.options(secret_key=secret))
     t0 = time.monotonic()
-    with pytest.raises(StoreError, match="rejected the credentials") as info:
+    with pytest.raises(StoreError, match="refused the credentials") as info:
         bad.create(log_key(1), b"commit")
     assert time.monotonic() - t0 < 1  # refused at once, not retried with backoff
     assert secret not in str(info.value)
+
+
+@pytest.mark.parametrize("wrong,code", [({"secret_key": "wrong-secret-do-not-print"}, "SignatureDoesNotMatch"),
+                                        ({"access_key": "no-such-key-id"}, "InvalidAccessKeyId")])
+def test_refused_credentials_are_one_clear_sentence_on_the_command_line(seaweed, monkeypatch, capsys, tmp_path,
+                                                                       wrong, code):
+    from cas_repo.cli import main
+
+    with pytest.raises(AccessRefusedError) as info:
+        S3Backend.from_url(fresh_url(), **seaweed.options(**wrong))
+    assert info.value.code == code and isinstance(info.value, CasRepoError)
+    env = {**seaweed.env(), "AWS_ACCESS_KEY_ID": wrong.get("access_key", KEYS["access_key"]),
+           "AWS_SECRET_ACCESS_KEY": wrong.get("secret_key", KEYS["secret_key"])}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["--repo", fresh_url(), "--catalog", str(tmp_path / "index.duckdb"), "ls"]) == 1
+    err = capsys.readouterr().err
+    assert f"refused the credentials ({code}: " in err and "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in err
+    assert "<" not in err and "wrong-secret" not in err and len(err.splitlines()) == 1
+    assert "secret_key" not in err  # the Python option is for Python callers
 
 
 def test_an_unreachable_endpoint_fails_fast_without_leaking_secrets(s3, caplog):
