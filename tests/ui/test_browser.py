@@ -164,6 +164,9 @@ def test_model_page_charts_one_point_per_version_and_the_timeline(browser, ui_ur
                      ("3", "Rank IC"): ("0.041", False)}
     assert table.find_element(By.CSS_SELECTOR, 'tr[data-version="2"] td .alias').text == "prod"
     _shot(browser, "model")
+    browser.execute_script("window.scrollTo(0, arguments[0].getBoundingClientRect().top + window.scrollY - 80)",
+                           table)
+    _shot(browser, "model-versions")
 
 
 def test_version_page_draws_lineage_edges_and_diffs_against_another_version(browser, ui_url):
