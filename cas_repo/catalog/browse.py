@@ -203,12 +203,17 @@ def version_facts(s: Session, model_id: str, at: datetime | None = None) -> list
             for r in rows]
 
 
-def version_metrics(s: Session, model_id: str) -> dict[int, dict[str, float]]:
-    """Each version's metric values as ``v_metrics`` holds them, version -> {metric: value}."""
+def version_metrics(s: Session, model_id: str, at: datetime | None = None) -> dict[int, dict[str, float]]:
+    """Each version's current metric values (``v_metrics``: saved, or logged later), or
+    those it had at ``at`` (``metrics_as_of``): version -> {metric: value}."""
+    if at is None:
+        rows = s.rows("SELECT version, metric, value FROM v_metrics WHERE model_id = ? AND value IS NOT NULL "
+                      "ORDER BY version, metric", [model_id])
+    else:
+        rows = s.rows("SELECT version, metric, value FROM metrics_as_of(?) WHERE model_id = ? "
+                      "AND value IS NOT NULL ORDER BY version, metric", [naive_utc(at), model_id])
     found: dict[int, dict[str, float]] = {}
-    for version, metric, value in s.rows(
-            "SELECT version, metric, value FROM v_metrics WHERE model_id = ? AND value IS NOT NULL "
-            "ORDER BY version, metric", [model_id]):
+    for version, metric, value in rows:
         found.setdefault(version, {})[metric] = float(value)
     return found
 

@@ -130,12 +130,13 @@ def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[st
         events = [e for e in history.events(s, model_id) if at is None or e.at <= at]
         versions = browse.version_facts(s, model_id, at)
         moves = [m for m in history.alias_history(s, model_id) if at is None or m.moved_at <= at]
-        logged = browse.version_metrics(s, model_id)
+        logged = browse.version_metrics(s, model_id, at)
     if not versions:
         raise ModelNotFoundError(model_id, None, hint=f"it did not exist as of {at.isoformat() if at else 'now'}")
     states = [e.kind for e in events if e.kind in ("delete", "undelete", "save", "rollback")]
     deleted = bool(states) and states[-1] == "delete"
-    # Metric values as v_metrics holds them (a metric logged after the save included).
+    # Metric values as v_metrics holds them (a metric logged after the save included), or
+    # as they stood at `at`.
     values = {v.version: logged.get(v.version, {}) for v in versions}
     names = sorted({k for m in values.values() for k in m})
     metric_charts = []

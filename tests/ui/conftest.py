@@ -22,6 +22,8 @@ HOSTILE_AUTHOR = '<b>ann</b> "><script>alert("by")</script>'
 AS_OF = T0 + 2.5 * HOUR
 # Between staging's set on alpha@2 and prod's move from alpha@1 to alpha@2.
 ALIASES_AS_OF = T0 + 4.5 * HOUR
+# After alpha@1's sharpe was logged, before alpha@2's.
+METRICS_AS_OF = T0 + 13.5 * HOUR
 
 
 def _md(model_id: str, ic: float, *, experiment: str = "csi300", num_leaves: int = 31, **kw) -> ModelMetadata:
@@ -35,7 +37,8 @@ def ui_store(tmp_path_factory):
     """alpha: v1 (trained on a Qlib dataset), v2 (parent v1), tag, v3 = rollback to v1;
     its `prod` alias set on v1 then moved to v2, `staging` set on v2 then removed;
     beta: v1 (parent alpha@2), then deleted; evil-1: hostile text in its metadata, alias
-    `shadow-2`. One commit per hour from T0 + 1h, each by a hostile author name."""
+    `shadow-2`; then a `sharpe` logged for alpha@1 and alpha@2. One commit per hour from
+    T0 + 1h, each by a hostile author name."""
     from cas_repo.qlib_support import synthetic as syn
 
     dataset = syn.make_dataset(syn.make_frame(n_instruments=10, n_days=80, n_features=5))
@@ -58,6 +61,8 @@ def ui_store(tmp_path_factory):
             store.save_model(small, _md("evil-1", 0.01, experiment=HOSTILE_EXPERIMENT,             # 20:00
                                         hp={HOSTILE_HP_KEY: HOSTILE_HP_VALUE}, tags={"note": HOSTILE_TAG}))
             store.set_alias("evil-1", "shadow-2", 1)                                               # 21:00
+            store.log_metrics("alpha@1", {"sharpe": 0.9})                                          # 22:00
+            store.log_metrics("alpha@2", {"sharpe": 1.4})                                          # 23:00
     with ModelStore(root) as store:
         yield store
 

@@ -134,7 +134,7 @@ def test_model_page_charts_one_point_per_version_and_the_timeline(browser, ui_ur
         ("v1", "0.031"), ("v2", "0.052"), ("v3", "0.031")]
     events = browser.find_elements(By.CSS_SELECTOR, "#timeline li.event")
     assert [(e.get_attribute("data-kind"), e.get_attribute("data-version")) for e in events] == [
-        ("save", "1"), ("save", "2"), ("tag", "2"), ("rollback", "3")]
+        ("save", "1"), ("save", "2"), ("tag", "2"), ("rollback", "3"), ("metrics", "1"), ("metrics", "2")]
     assert "stage=prod" in events[2].text
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.bar-chart rect.bar")) == 3
 
@@ -154,14 +154,16 @@ def test_model_page_charts_one_point_per_version_and_the_timeline(browser, ui_ur
 
     # A column per metric in the versions table, the best value of each highlighted.
     table = browser.find_element(By.ID, "versions")
-    assert [h.text for h in table.find_elements(By.CSS_SELECTOR, "th.metric")] == ["IC", "Rank IC"]
+    assert [h.text for h in table.find_elements(By.CSS_SELECTOR, "th.metric")] == ["IC", "Rank IC", "sharpe"]
     cells = {(r.get_attribute("data-version"), c.get_attribute("data-metric")):
              (c.text, "best" in c.get_attribute("class").split())
              for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
              for c in r.find_elements(By.CSS_SELECTOR, "td.metric")}
     assert cells == {("1", "IC"): ("0.031", False), ("2", "IC"): ("0.052", True), ("3", "IC"): ("0.031", False),
                      ("1", "Rank IC"): ("0.041", False), ("2", "Rank IC"): ("0.062", True),
-                     ("3", "Rank IC"): ("0.041", False)}
+                     ("3", "Rank IC"): ("0.041", False),
+                     # logged after the saves; v3 (a rollback to v1) has none
+                     ("1", "sharpe"): ("0.9", False), ("2", "sharpe"): ("1.4", True), ("3", "sharpe"): ("–", False)}
     assert table.find_element(By.CSS_SELECTOR, 'tr[data-version="2"] td .alias').text == "prod"
     _shot(browser, "model")
     browser.execute_script("window.scrollTo(0, arguments[0].getBoundingClientRect().top + window.scrollY - 80)",

@@ -20,7 +20,7 @@ from markupsafe import escape
 
 from cas_repo.errors import CasRepoError, InvalidAliasError, ModelNotFoundError
 
-from .conftest import ALIASES_AS_OF
+from .conftest import ALIASES_AS_OF, METRICS_AS_OF
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +119,14 @@ def test_the_command_serves_on_loopback_and_stops_on_interrupt(ui_store):
             proc.wait()
             raise
     assert code == 0
+
+
+def test_model_page_metric_values_as_they_stood(ui_url):
+    """A metric logged after the save shows in the versions table from the time it arrived."""
+    def sharpe(query: str) -> list[str]:
+        body = _get(f"{ui_url}/model?{query}")[1].decode()
+        return re.findall(r'<td class="n metric( best)?" data-metric="sharpe">([^<]*)</td>', body)
+
+    assert sharpe("id=alpha") == [("", "0.9"), (" best", "1.4"), ("", "–")]
+    then = urllib.parse.urlencode({"id": "alpha", "at": METRICS_AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert sharpe(then) == [("", "0.9"), ("", "–"), ("", "–")]  # one value: nothing to be best against
