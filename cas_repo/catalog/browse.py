@@ -203,6 +203,41 @@ def version_facts(s: Session, model_id: str, at: datetime | None = None) -> list
             for r in rows]
 
 
+def version_metrics(s: Session, model_id: str, at: datetime | None = None) -> dict[int, dict[str, float]]:
+    """Each version's current metric values (``v_metrics``: saved, or logged later), or
+    those it had at ``at`` (``metrics_as_of``): version -> {metric: value}."""
+    if at is None:
+        rows = s.rows("SELECT version, metric, value FROM v_metrics WHERE model_id = ? AND value IS NOT NULL "
+                      "ORDER BY version, metric", [model_id])
+    else:
+        rows = s.rows("SELECT version, metric, value FROM metrics_as_of(?) WHERE model_id = ? "
+                      "AND value IS NOT NULL ORDER BY version, metric", [naive_utc(at), model_id])
+    found: dict[int, dict[str, float]] = {}
+    for version, metric, value in rows:
+        found.setdefault(version, {})[metric] = float(value)
+    return found
+
+
+def aliases_of(s: Session, model_ids: list[str], at: datetime | None = None) -> dict[str, dict[str, int]]:
+    """The aliases of each of ``model_ids`` (as they stood at ``at``): model -> {alias: version}.
+
+    Models without an alias are absent; each model's aliases come sorted by name.
+    """
+    if not model_ids:
+        return {}
+    if at is None:
+        rows = s.rows("SELECT model_id, alias, version FROM v_aliases "
+                      "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY model_id, alias", [model_ids])
+    else:
+        rows = s.rows("SELECT model_id, alias, version FROM aliases_as_of(?) "
+                      "WHERE model_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY model_id, alias",
+                      [naive_utc(at), model_ids])
+    found: dict[str, dict[str, int]] = {}
+    for model_id, alias, version in rows:
+        found.setdefault(model_id, {})[alias] = version
+    return found
+
+
 def lineage_edges(s: Session, refs: list[tuple[str, int]]) -> list[tuple[str, int, str, int, str]]:
     """Lineage edges whose child is one of ``refs``: ``(model, version, parent_model, parent_version, relation)``."""
     if not refs:

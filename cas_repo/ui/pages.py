@@ -7,11 +7,14 @@ changes the store. ``at`` (an aware datetime or None) reads the store as it stoo
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..catalog import browse, history, tables
+from ..catalog.values import AliasChange
 from ..errors import InvalidMetadataError, ModelNotFoundError
 from ..maintenance import audit
 from ..maintenance.html_report import growth_chart, human, model_chart
@@ -21,6 +24,52 @@ from . import charts
 
 PAGE_SIZE = 50
 TABLE_VERSIONS = 200  # rows of a model's versions table (the newest)
+# Words in a metric's name that make its smallest value the best one (errors and losses);
+# every other metric (IC, ICIR, returns, Qlib's negative max_drawdown) is best at its largest.
+_LOWER_IS_BETTER = frozenset({"loss", "logloss", "error", "mse", "mae", "rmse", "mape"})
+
+
+@dataclass(frozen=True, slots=True)
+class AliasSpan:
+    """A stretch of time an alias pointed at one version: from ``since`` until ``until``
+    (None: it points there still), set by ``by``, moved on to ``then`` (None: removed)."""
+
+    alias: str
+    version: int
+    since: datetime
+    by: str
+    until: datetime | None = None
+    then: int | None = None
+
+
+def alias_spans(moves: Iterable[AliasChange]) -> list[AliasSpan]:
+    """Where each alias pointed and when, from its moves in log order (oldest span first)."""
+    spans: list[AliasSpan] = []
+    open_: dict[str, int] = {}  # alias -> index of its span still open
+    for m in moves:
+        i = open_.pop(m.alias, None)
+        if i is not None:
+            s = spans[i]
+            spans[i] = AliasSpan(s.alias, s.version, s.since, s.by, m.moved_at, m.to_version)
+        if m.to_version is not None:
+            open_[m.alias] = len(spans)
+            spans.append(AliasSpan(m.alias, m.to_version, m.moved_at, m.moved_by))
+    return spans
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether the smallest value of ``metric`` is its best: its name says it is an error or a loss."""
+    return any(w in _LOWER_IS_BETTER for w in re.split(r"[^a-z]+", metric.lower()))
+
+
+def best_values(values: dict[int, dict[str, float]], names: list[str]) -> dict[str, float]:
+    """Each metric's best value over the versions, for metrics that at least two versions hold."""
+    best = {}
+    for name in names:
+        held = [m[name] for m in values.values() if name in m]
+        if len(held) > 1:
+            best[name] = min(held) if lower_is_better(name) else max(held)
+    return best
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +115,11 @@ def models_page(store: ModelStore, q: ModelQuery, at: datetime | None) -> dict[s
             include_deleted=q.deleted, sort=q.sort, metric=q.metric, descending=q.descending,
             offset=(max(q.page, 1) - 1) * PAGE_SIZE, limit=PAGE_SIZE)
         facets = browse.facets(s)
+        aliases = browse.aliases_of(s, [r.model_id for r in page.rows], at)
     shown = list(facets.metrics[:4])
     if q.metric and q.metric not in shown:
         shown.append(q.metric)
-    return {"page": page, "facets": facets, "q": q, "metrics_shown": shown,
+    return {"page": page, "facets": facets, "q": q, "metrics_shown": shown, "aliases": aliases,
             "pages": max(1, -(-page.total // PAGE_SIZE)), "sorts": list(browse.SORTS)}
 
 
@@ -79,14 +129,19 @@ def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[st
     with store.catalog.session() as s:
         events = [e for e in history.events(s, model_id) if at is None or e.at <= at]
         versions = browse.version_facts(s, model_id, at)
+        moves = [m for m in history.alias_history(s, model_id) if at is None or m.moved_at <= at]
+        logged = browse.version_metrics(s, model_id, at)
     if not versions:
         raise ModelNotFoundError(model_id, None, hint=f"it did not exist as of {at.isoformat() if at else 'now'}")
     states = [e.kind for e in events if e.kind in ("delete", "undelete", "save", "rollback")]
     deleted = bool(states) and states[-1] == "delete"
-    names = sorted({k for v in versions for k in v.metrics})
+    # Metric values as v_metrics holds them (a metric logged after the save included), or
+    # as they stood at `at`.
+    values = {v.version: logged.get(v.version, {}) for v in versions}
+    names = sorted({k for m in values.values() for k in m})
     metric_charts = []
     for name in names:
-        pts = [(v.version, v.metrics[name]) for v in versions if name in v.metrics]
+        pts = [(version, m[name]) for version, m in values.items() if name in m]
         metric_charts.append(charts.line_chart(name, [p[0] for p in pts], [p[1] for p in pts]))
     bytes_chart = charts.bar_chart("bytes added to the store", [v.version for v in versions],
                                    [v.new_bytes for v in versions], human)
@@ -95,9 +150,15 @@ def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[st
     first = max(len(versions) - TABLE_VERSIONS, 0)
     table = [(v, versions[i - 1] if i > 0 else None) for i, v in enumerate(versions) if i >= first]
     hp_names = sorted({k for v, _ in table for k in v.hyperparameters})
+    spans = alias_spans(moves)
+    current = sorted((sp for sp in spans if sp.until is None), key=lambda sp: sp.alias)
+    aliases_at: dict[int, list[str]] = {}
+    for sp in current:
+        aliases_at.setdefault(sp.version, []).append(sp.alias)
     return {"model_id": model_id, "events": events, "versions": versions, "metric_charts": metric_charts,
             "bytes_chart": bytes_chart, "hp_names": hp_names, "deleted": deleted,
-            "table": table}
+            "table": table, "metric_names": names, "values": values, "best": best_values(values, names),
+            "aliases": current, "alias_moves": moves, "aliases_at": aliases_at}
 
 
 def _ref(text: str) -> tuple[str, int]:
@@ -122,6 +183,8 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
         raw = browse.lineage_edges(s, [parse_ref(r) for r in depths])
         others = [v.version for v in browse.version_facts(s, model_id, at)]
         sharing = history.content_diff(s, parent_md.saved_digest(), md.saved_digest()) if parent_md else None
+        moves = [m for m in history.alias_history(s, model_id) if at is None or m.moved_at <= at]
+    spans = [sp for sp in alias_spans(moves) if sp.version == version]
     edges = [(format_ref(m, v), format_ref(pm, pv), rel) for m, v, pm, pv, rel in raw]
     ds = md.lineage.get("dataset") if isinstance(md.lineage, dict) else None
     ds_label = None
@@ -135,7 +198,9 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
         other = (model_id, whole_number(against, "version", 0)) if against.strip().isdigit() else _ref(against)
         diff = store.diff(other, (model_id, version))
     return {"md": md, "ref": me, "graph": graph, "lineage": lin, "parent": parent and format_ref(*parent),
-            "sharing": sharing, "diff": diff, "against": against or "", "others": others}
+            "sharing": sharing, "diff": diff, "against": against or "", "others": others,
+            "aliases_now": [sp for sp in spans if sp.until is None],
+            "aliases_before": [sp for sp in spans if sp.until is not None]}
 
 
 def _parent_of(md) -> tuple[str, int] | None:
@@ -179,4 +244,5 @@ def sql_download(store: ModelStore, query: str, fmt: str) -> bytes:
     return tables.csv_bytes(table)
 
 
-__all__ = ["ModelQuery", "model_page", "models_page", "sql_download", "sql_rows", "store_page", "version_page"]
+__all__ = ["AliasSpan", "ModelQuery", "alias_spans", "best_values", "lower_is_better", "model_page", "models_page",
+           "sql_download", "sql_rows", "store_page", "version_page"]

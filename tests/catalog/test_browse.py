@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -91,3 +92,30 @@ def test_the_head_table_page_matches_the_log_replayed_to_now(store):
                {"tag_key": "pick", "tag_value": "yes", "experiment": "odd"}):
         now, replayed = _page(store, **kw), _page(store, at=later, **kw)
         assert now == replayed, kw
+
+
+def test_aliases_and_metric_values_now_and_as_of_a_time(tmp_path):
+    ticks = iter(T0 + timedelta(minutes=k) for k in range(100))
+    with ModelStore(tmp_path / "cas", clock=lambda: next(ticks)) as store:
+        for i in (1, 2, 3):
+            store.save_model(i, replace(_md(1), metrics={"IC": i / 10, "ICIR": i}))  # m001 v1..v3 at 0, 1, 2
+        store.save_model(4, _md(2))                       # m002 v1 at 3
+        store.set_alias("m001", "prod", 1)                # 4
+        store.set_alias("m001", "canary", 3)              # 5
+        store.set_alias("m002", "prod", 1)                # 6
+        store.set_alias("m001", "prod", 2)                # 7
+        store.remove_alias("m001", "canary")              # 8
+        store.save_model(5, _md(5))                       # 9: m005 v1, no metrics
+        store.log_metrics("m001@1", {"IC": 0.5})          # 10: supersedes v1's saved IC
+        with store.catalog.session() as s:
+            assert browse.aliases_of(s, ["m001", "m002", "m003"]) == {"m001": {"prod": 2}, "m002": {"prod": 1}}
+            assert browse.aliases_of(s, ["m001"], T0 + timedelta(minutes=5)) == {"m001": {"canary": 3, "prod": 1}}
+            assert browse.aliases_of(s, ["m001", "m002"], T0 + timedelta(minutes=3)) == {}
+            assert browse.aliases_of(s, []) == {}
+            # Each version's metric values as v_metrics holds them; a version without one is absent.
+            assert browse.version_metrics(s, "m001") == {
+                1: {"IC": 0.5, "ICIR": 1.0}, 2: {"IC": 0.2, "ICIR": 2.0}, 3: {"IC": 0.3, "ICIR": 3.0}}
+            # As of a time, the values of then: before the logged IC, and before v3's save.
+            assert browse.version_metrics(s, "m001", T0 + timedelta(minutes=1)) == {
+                1: {"IC": 0.1, "ICIR": 1.0}, 2: {"IC": 0.2, "ICIR": 2.0}}
+            assert browse.version_metrics(s, "m005") == {}

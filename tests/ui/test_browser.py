@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AS_OF, HOSTILE_EXPERIMENT, HOSTILE_HP_KEY, HOSTILE_HP_VALUE, HOSTILE_TAG
+from .conftest import ALIASES_AS_OF, AS_OF, HOSTILE_EXPERIMENT, HOSTILE_HP_KEY, HOSTILE_HP_VALUE, HOSTILE_TAG
 
 pytestmark = pytest.mark.xdist_group("ui")
 
@@ -79,6 +79,27 @@ def _q(**params) -> str:
     return "?" + urllib.parse.urlencode(params)
 
 
+def _stamp(t) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _badges(row) -> list[tuple[str, str, str]]:
+    """A models-table row's alias badges: (text, alias, the version page it links to)."""
+    from selenium.webdriver.common.by import By
+
+    found = []
+    for a in row.find_elements(By.CSS_SELECTOR, "td.aliases a.alias"):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(a.get_attribute("href")).query)
+        found.append((a.text, a.get_attribute("data-alias"), f"{query['id'][0]}@{query['v'][0]}"))
+    return found
+
+
+def _rows(driver, css: str, *attrs: str) -> list[tuple[str | None, ...]]:
+    from selenium.webdriver.common.by import By
+
+    return [tuple(r.get_attribute(a) for a in attrs) for r in driver.find_elements(By.CSS_SELECTOR, css)]
+
+
 def test_models_table_shows_each_live_model_and_hostile_text_as_text(browser, ui_url):
     from selenium.webdriver.common.by import By
 
@@ -90,6 +111,9 @@ def test_models_table_shows_each_live_model_and_hostile_text_as_text(browser, ui
     evil = [c.text for c in rows["evil-1"].find_elements(By.TAG_NAME, "td")]
     assert evil[2] == HOSTILE_EXPERIMENT
     assert f"note={HOSTILE_TAG}" in evil
+    # Aliases as badges linking to the version each points at; the removed `staging` is gone.
+    assert _badges(rows["alpha"]) == [("prod → v2", "prod", "alpha@2")]
+    assert _badges(rows["evil-1"]) == [("shadow-2 → v1", "shadow-2", "evil-1@1")]
     _no_script_ran(browser)
     _shot(browser, "models")
 
@@ -110,11 +134,41 @@ def test_model_page_charts_one_point_per_version_and_the_timeline(browser, ui_ur
         ("v1", "0.031"), ("v2", "0.052"), ("v3", "0.031")]
     events = browser.find_elements(By.CSS_SELECTOR, "#timeline li.event")
     assert [(e.get_attribute("data-kind"), e.get_attribute("data-version")) for e in events] == [
-        ("save", "1"), ("save", "2"), ("tag", "2"), ("rollback", "3")]
+        ("save", "1"), ("save", "2"), ("tag", "2"), ("rollback", "3"), ("metrics", "1"), ("metrics", "2")]
     assert "stage=prod" in events[2].text
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.bar-chart rect.bar")) == 3
+
+    # The aliases: where each points now, and every move (when, from, to, by) in log order.
     assert browser.find_element(By.ID, "aliases").is_displayed()
+    assert _rows(browser, "#alias-list tbody tr", "data-alias", "data-version") == [("prod", "2")]
+    assert browser.find_element(By.CSS_SELECTOR, "#alias-list tbody tr").text.startswith(
+        "prod v2 2026-03-02 15:00:00 ")
+    assert _rows(browser, "#alias-history tbody tr", "data-alias", "data-from", "data-to") == [
+        ("prod", "", "1"), ("staging", "", "2"), ("prod", "1", "2"), ("staging", "2", "")]
+    moves = [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
+             for r in browser.find_elements(By.CSS_SELECTOR, "#alias-history tbody tr")]
+    assert [m[:4] for m in moves] == [
+        ["2026-03-02 11:00:00", "prod", "new", "v1"], ["2026-03-02 13:00:00", "staging", "new", "v2"],
+        ["2026-03-02 15:00:00", "prod", "v1", "v2"], ["2026-03-02 17:00:00", "staging", "v2", "removed"]]
+    assert all(m[4] for m in moves)  # who moved it
+
+    # A column per metric in the versions table, the best value of each highlighted.
+    table = browser.find_element(By.ID, "versions")
+    assert [h.text for h in table.find_elements(By.CSS_SELECTOR, "th.metric")] == ["IC", "Rank IC", "sharpe"]
+    cells = {(r.get_attribute("data-version"), c.get_attribute("data-metric")):
+             (c.text, "best" in c.get_attribute("class").split())
+             for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+             for c in r.find_elements(By.CSS_SELECTOR, "td.metric")}
+    assert cells == {("1", "IC"): ("0.031", False), ("2", "IC"): ("0.052", True), ("3", "IC"): ("0.031", False),
+                     ("1", "Rank IC"): ("0.041", False), ("2", "Rank IC"): ("0.062", True),
+                     ("3", "Rank IC"): ("0.041", False),
+                     # logged after the saves; v3 (a rollback to v1) has none
+                     ("1", "sharpe"): ("0.9", False), ("2", "sharpe"): ("1.4", True), ("3", "sharpe"): ("–", False)}
+    assert table.find_element(By.CSS_SELECTOR, 'tr[data-version="2"] td .alias').text == "prod"
     _shot(browser, "model")
+    browser.execute_script("window.scrollTo(0, arguments[0].getBoundingClientRect().top + window.scrollY - 80)",
+                           table)
+    _shot(browser, "model-versions")
 
 
 def test_version_page_draws_lineage_edges_and_diffs_against_another_version(browser, ui_url):
@@ -129,6 +183,10 @@ def test_version_page_draws_lineage_edges_and_diffs_against_another_version(brow
     nodes = {n.get_attribute("data-node") for n in graph.find_elements(By.CSS_SELECTOR, "g.node")}
     assert nodes == {"alpha@1", "alpha@2", "beta@1"}
     assert "shared with alpha@1" in browser.find_element(By.ID, "sharing").text
+    # prod points here now; staging did, until it was removed.
+    assert _rows(browser, "#version-aliases .alias", "data-alias") == [("prod",)]
+    assert browser.find_element(By.ID, "version-aliases-before").text == (
+        "staging 2026-03-02 13:00:00 – 2026-03-02 17:00:00, then removed")
 
     field = browser.find_element(By.CSS_SELECTOR, "#compare input[name=against]")
     field.send_keys("1")
@@ -150,6 +208,9 @@ def test_version_page_draws_lineage_edges_and_diffs_against_another_version(brow
             for e in graph.find_elements(By.CSS_SELECTOR, "line.edge")} == {
         ("alpha@2", "alpha@1", "parent"), ("alpha@3", "alpha@1", "rollback_of"),
         ("beta@1", "alpha@2", "parent"), ("alpha@1", "dataset", "trained on")}
+    assert browser.find_element(By.ID, "version-aliases").text == "–"
+    assert browser.find_element(By.ID, "version-aliases-before").text == (
+        "prod 2026-03-02 11:00:00 – 2026-03-02 15:00:00, then v2")
     _shot(browser, "lineage")
 
 
@@ -160,17 +221,29 @@ def test_as_of_shows_the_store_as_it_stood_then(browser, ui_url):
 
     _open(browser, ui_url, "#models")
     field = browser.find_element(By.ID, "at")
-    field.send_keys(AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    field.send_keys(_stamp(AS_OF))
     browser.find_element(By.CSS_SELECTOR, "#as-of button").click()
     WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "as-of-banner")))
     rows = browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
     assert [[c.text for c in r.find_elements(By.TAG_NAME, "td")][:2] for r in rows] == [["alpha", "v1"]]
+    assert _badges(rows[0]) == [("prod → v1", "prod", "alpha@1")]  # prod moved to v2 later
     _shot(browser, "as-of")
-    # The links keep the time: alpha's page then has one version and one event.
+    # The links keep the time: alpha's page then has one version, one event, one alias move.
     rows[0].find_element(By.LINK_TEXT, "alpha").click()
     WebDriverWait(browser, 20).until(EC.presence_of_element_located((By.ID, "timeline")))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline li.event")) == 1
     assert browser.find_element(By.ID, "as-of-banner").is_displayed()
+    assert _rows(browser, "#alias-list tbody tr", "data-alias", "data-version") == [("prod", "1")]
+    assert _rows(browser, "#alias-history tbody tr", "data-alias", "data-from", "data-to") == [("prod", "", "1")]
+    assert [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#versions th.metric")] == ["IC", "Rank IC"]
+
+    # Before prod moved and staging was removed, the version pages say where each was then.
+    _open(browser, ui_url + "/version" + _q(id="alpha", v=1, at=_stamp(ALIASES_AS_OF)), "#version-aliases")
+    assert _rows(browser, "#version-aliases .alias", "data-alias") == [("prod",)]
+    assert browser.find_elements(By.ID, "version-aliases-before") == []
+    _open(browser, ui_url + "/version" + _q(id="alpha", v=2, at=_stamp(ALIASES_AS_OF)), "#version-aliases")
+    assert _rows(browser, "#version-aliases .alias", "data-alias") == [("staging",)]
+    assert browser.find_elements(By.ID, "version-aliases-before") == []
 
 
 def test_sql_box_shows_results_and_refuses_writes_and_files(browser, ui_url):
@@ -210,6 +283,7 @@ def test_hostile_metadata_and_ids_are_text_on_every_page(browser, ui_url):
     _no_script_ran(browser)
     _open(browser, ui_url + "/model" + _q(id="evil-1"), "#versions")
     assert HOSTILE_HP_KEY in browser.find_element(By.ID, "versions").text
+    assert _rows(browser, "#alias-list tbody tr", "data-alias", "data-version") == [("shadow-2", "1")]
     _no_script_ran(browser)
 
     bad = '<script>alert("id")</script>'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import select
 import signal
 import subprocess
@@ -17,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from markupsafe import escape
 
-from cas_repo.errors import ModelNotFoundError
+from cas_repo.errors import CasRepoError, InvalidAliasError, ModelNotFoundError
+
+from .conftest import ALIASES_AS_OF, METRICS_AS_OF
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,11 +39,35 @@ def test_no_route_accepts_anything_but_get(ui_url):
             assert _get(ui_url + path, method)[0] == 405, (path, method)
 
 
-def test_pages_forbid_scripts_and_outside_loads(ui_url):
-    status, body, headers = _get(ui_url + "/")
+@pytest.mark.parametrize("path", ["/", "/model?id=evil-1", "/version?id=evil-1&v=1", "/model?id=alpha"])
+def test_pages_forbid_scripts_and_outside_loads(ui_url, path):
+    status, body, headers = _get(ui_url + path)
     assert status == 200
     assert "default-src 'none'" in headers["content-security-policy"]
     assert b"<script" not in body and b"http://" not in body.replace(b'xmlns="http://www.w3.org/2000/svg"', b"")
+
+
+def test_alias_names_are_validated_so_pages_show_only_plain_names(ui_store, ui_url):
+    hostile = '"><script>alert("alias")</script>'
+    with pytest.raises(InvalidAliasError) as caught:
+        ui_store.set_alias("evil-1", hostile, 1)
+    assert isinstance(caught.value, CasRepoError)
+    assert "shadow-2" in ui_store.aliases("evil-1")
+    for path in ("/", "/model?id=evil-1", "/version?id=evil-1&v=1"):
+        names = re.findall(r'data-alias="([^"]*)"', _get(ui_url + path)[1].decode())
+        assert "shadow-2" in names
+        assert all(re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", n) for n in names), names
+
+
+def test_models_page_aliases_as_they_stood(ui_url):
+    now = _get(ui_url + "/")[1].decode()
+    assert 'data-alias="prod" data-version="2"' in now and 'data-alias="staging"' not in now
+    at = urllib.parse.urlencode({"at": ALIASES_AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    then = _get(f"{ui_url}/?{at}")[1].decode()
+    assert 'data-alias="prod" data-version="1"' in then and 'data-alias="staging" data-version="2"' in then
+    assert "shadow-2" not in then  # set on evil-1, which did not exist yet
+    # Badges link to the version page at the same time.
+    assert f'href="/version?id=alpha&amp;v=1&amp;{at}"' in then
 
 
 def test_parquet_download_holds_the_whole_result(ui_url):
@@ -92,3 +119,14 @@ def test_the_command_serves_on_loopback_and_stops_on_interrupt(ui_store):
             proc.wait()
             raise
     assert code == 0
+
+
+def test_model_page_metric_values_as_they_stood(ui_url):
+    """A metric logged after the save shows in the versions table from the time it arrived."""
+    def sharpe(query: str) -> list[str]:
+        body = _get(f"{ui_url}/model?{query}")[1].decode()
+        return re.findall(r'<td class="n metric( best)?" data-metric="sharpe">([^<]*)</td>', body)
+
+    assert sharpe("id=alpha") == [("", "0.9"), (" best", "1.4"), ("", "–")]
+    then = urllib.parse.urlencode({"id": "alpha", "at": METRICS_AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert sharpe(then) == [("", "0.9"), ("", "–"), ("", "–")]  # one value: nothing to be best against
