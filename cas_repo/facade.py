@@ -60,6 +60,10 @@ class CasModelRepository(IModelRepository):
     remove_alias = _offload("remove_alias")
     aliases = _offload("aliases")
     alias_history = _offload("alias_history")
+    search_versions = _offload("search_versions")
+    search_models = _offload("search_models")
+    leaderboard = _offload("leaderboard")
+    compare = _offload("compare")
 
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""

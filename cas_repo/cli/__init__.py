@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from ..repository import ModelStore
 
 # Command modules, each registering one or more subcommands.
-COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.compare", "cas_repo.cli.qlib",
+COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.compare", "cas_repo.cli.choose",
+                   "cas_repo.cli.qlib",
                    "cas_repo.cli.maintenance", "cas_repo.cli.ui")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
