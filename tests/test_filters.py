@@ -100,7 +100,7 @@ def clauses(draw) -> Clause:
 
 filters = st.lists(clauses(), max_size=4).map(lambda cs: Filter(tuple(cs)))
 # Drawing text is slow on a busy machine; the properties need no more than these examples.
-quick = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+quick = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @quick

@@ -17,6 +17,8 @@ from cas_repo.facade import CasModelRepository
 from cas_repo.filters import Clause, Filter, Key
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+# One worker builds the module's store once.
+pytestmark = pytest.mark.xdist_group("search")
 ODD = "it's \"odd\" `x` ; DROP TABLE versions; --"  # a metric name and tag value that must stay data
 
 
@@ -236,7 +238,7 @@ def search_clauses(draw) -> Clause:
     return Clause(key, op, value)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(search_clauses(), max_size=3), st.booleans())
 def test_search_equals_a_brute_force_filter_over_history(store, every_version, clauses, deleted):
     f = Filter(tuple(clauses))
@@ -248,7 +250,7 @@ def test_search_equals_a_brute_force_filter_over_history(store, every_version, c
 ORDER_KEYS = ["metrics.IC", "metrics.`Rank IC`", "metrics.mse", "version", "model_id", "experiment_name"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(ORDER_KEYS), st.booleans()), min_size=1, max_size=3,
                 unique_by=lambda t: t[0]))
 def test_order_by_equals_a_python_sort_with_missing_values_last(store, every_version, keys):

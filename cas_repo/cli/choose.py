@@ -48,8 +48,9 @@ def cmd_ls_search(args: argparse.Namespace, out: Output) -> int:
     # A version lists the aliases pointing at it; a model (its newest version) all of its own.
     pointing = [[a if args.versions else f"{a}={v}" for a, v in aliases[md.model_id].items()
                  if v == md.version or not args.versions] for md in found]
-    if out.json_mode:
-        out.json([{**dataclasses.asdict(md), "aliases": names} for md, names in zip(found, pointing)])
+    if out.json_mode:  # as plain `ls` (a model's aliases) and `show` (those pointing at a version) give them
+        out.json([{**dataclasses.asdict(md), "aliases": names if args.versions else aliases[md.model_id]}
+                  for md, names in zip(found, pointing)])
         return 0
     metric = _sorted_metric(args.sort)
     head = ["model_id", "version"] + ([metric] if metric else []) + ["experiment", "type", "created_at",

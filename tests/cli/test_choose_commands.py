@@ -10,6 +10,9 @@ import pytest
 from cas_repo import ModelMetadata, ModelStore
 from cas_repo.cli import main
 
+# One worker builds the module's store once.
+pytestmark = pytest.mark.xdist_group("choose-cli")
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
@@ -48,6 +51,8 @@ def test_ls_sorts_models_by_their_newest_versions_metric_and_filters(repo, capsy
     assert _column(run(capsys, *repo, "ls", "--sort", "Rank IC")[1], 0) == ["lgb", "mlp"]  # mlp lacks it: last
     code, out, _ = run(capsys, *repo, "ls", "--where", "params.num_leaves = 31", "--json")
     assert [m["model_id"] for m in json.loads(out)] == ["mlp"]  # lgb's newest has 63 leaves
+    code, out, _ = run(capsys, *repo, "ls", "--sort", "IC", "--json")
+    assert [(m["model_id"], m["aliases"]) for m in json.loads(out)] == [("lgb", {"prod": 1}), ("mlp", {})]
     code, out, _ = run(capsys, *repo, "ls", "--versions", "--where", "params.num_leaves = 31", "--sort", "IC")
     assert [line.split()[:2] for line in out.splitlines()[2:]] == [["mlp", "1"], ["lgb", "1"]]
     assert out.splitlines()[3].rstrip().endswith("prod")
