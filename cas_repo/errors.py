@@ -333,6 +333,10 @@ class ReadOnlyQueryError(QueryError):
     """A user SQL query tried to write or change the session."""
 
 
+class InvalidFilterError(QueryError):
+    """A search filter or order key that does not follow the filter grammar (docs/search.md)."""
+
+
 class ConcurrentModificationError(CatalogError):
     """A catalog write kept conflicting with other writers past the retry budget."""
 

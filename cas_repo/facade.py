@@ -63,6 +63,10 @@ class CasModelRepository(IModelRepository):
     all_aliases = _offload("all_aliases")
     log_metrics = _offload("log_metrics")
     metric_history = _offload("metric_history")
+    search_versions = _offload("search_versions")
+    search_models = _offload("search_models")
+    leaderboard = _offload("leaderboard")
+    compare = _offload("compare")
 
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""

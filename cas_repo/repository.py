@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import aliases, edits, lookup, queries, saving
+from . import aliases, comparison, edits, lookup, queries, saving, search
 from .catalog.paths import index_path
 from .errors import StoreError
 from .loading import VersionReader
@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 
     from .as_of import StoreAsOf
     from .catalog import Catalog
+    from .catalog.ranking import Leaderboard
     from .catalog.values import AliasChange, AliasPointer, Event, ExportReport, Lineage, MetricRecord, StoreStats
+    from .filters import Filter
     from .qlib_support.recorder import RecorderMirror
 
 DEFAULT_ROOT = "data/cas"
@@ -383,6 +385,52 @@ class ModelStore:
         """
         return queries.diff(self.catalog, self.get_model_metadata(*queries.diff_side(a)),
                             self.get_model_metadata(*queries.diff_side(b)))
+
+    def search_versions(self, where: str | Filter | None = None, order_by: str | Sequence[str] | None = None,
+                        limit: int | None = None, include_deleted: bool = False) -> list[ModelMetadata]:
+        """Every version matching ``where``, an MLflow-style filter (docs/search.md), one per version.
+
+        ``where``: ``"metrics.IC > 0.03 and params.num_leaves = 63 and tags.stage = 'prod'"``
+        (AND only; ``metrics.`Rank IC``` for names with spaces). ``order_by``: keys such as
+        ``["metrics.IC DESC", "created_at"]``; versions lacking a key sort last; by default
+        the newest save first. Metrics are each version's current ones. Versions of
+        tombstoned models only with ``include_deleted``.
+
+        Raises:
+            InvalidFilterError: the filter or an order key is malformed (names the position).
+        """
+        return search.search_versions(self.catalog, where, order_by, limit, include_deleted)
+
+    def search_models(self, where: str | Filter | None = None, order_by: str | Sequence[str] | None = None,
+                      limit: int | None = None, include_deleted: bool = False) -> list[ModelMetadata]:
+        """Like :meth:`search_versions`, over each model's newest version only (what ``cas-repo ls`` lists)."""
+        return search.search_versions(self.catalog, where, order_by, limit, include_deleted, heads_only=True)
+
+    def leaderboard(self, metric: str, experiment: str | None = None, higher_is_better: bool = True,
+                    where: str | Filter | None = None, limit: int | None = None,
+                    include_deleted: bool = False) -> Leaderboard:
+        """Per model, its best version by ``metric`` (of those matching ``where``), best model first.
+
+        Each standing holds the model, version, value, that version's other metrics and the
+        aliases pointing at it.
+
+        Raises:
+            InvalidFilterError: the filter is malformed.
+        """
+        return search.leaderboard(self.catalog, metric, experiment, higher_is_better, where, limit, include_deleted)
+
+    def compare(self, refs: Sequence[str | tuple[str, int]],
+                lower_is_better: Iterable[str] = ()) -> comparison.Comparison:
+        """Two or more versions side by side (``"model@3"``, ``"model@prod"`` or ``(model_id, version)``,
+        across models): metrics with the best marked (highest, unless named in ``lower_is_better``),
+        the hyperparameters that differ, and the chunk bytes each pair shares.
+
+        Raises:
+            ModelNotFoundError / AliasNotFoundError: a version does not exist.
+            InvalidMetadataError: fewer than two versions, or a reference without a version.
+        """
+        mds = [self.get_model_metadata(*queries.diff_side(r)) for r in refs]
+        return comparison.compare(self.catalog, mds, lower_is_better)
 
     def stats(self) -> StoreStats:
         """Logical vs physical bytes of the whole store (see ``cas-repo audit`` for detail)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..metadata import ModelMetadata, split_ref, validate_model_id, validate_version
 from ..text import cell_text
+from . import choose
 from .render import Output, human_bytes, who
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ def _as_of(store: ModelStore, args: argparse.Namespace) -> ReadView:
 
 def cmd_ls(args: argparse.Namespace, out: Output) -> int:
     from . import open_store
+
+    if choose.wants_search(args):
+        return choose.cmd_ls_search(args, out)
 
     with open_store(args) as store:
         view = _as_of(store, args)
@@ -246,6 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--type")
     p.add_argument("--deleted", action="store_true", help="include deleted models")
     p.add_argument("--as-of", metavar="TIME", help="as the store stood at TIME (ISO 8601, e.g. 2026-01-09T18:00Z)")
+    choose.add_search_options(p)
     p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("log", help="a model's history: who saved, rolled back, deleted, tagged, logged metrics")

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ..as_of import as_timestamp
 from ..errors import CasRepoError, InvalidMetadataError
 from ..repository import ModelStore
-from . import pages
+from . import choose, pages
 from .render import page, trusted_svg
 
 _HEADERS = {
@@ -89,6 +89,14 @@ def create_app(store: ModelStore) -> Starlette:
                 ctx["error"] = str(exc)
         return ctx
 
+    def compare(request: Request, at: datetime | None) -> dict[str, Any]:
+        return choose.compare_page(store, request.query_params.getlist("ref"))
+
+    def leaderboard(request: Request, at: datetime | None) -> dict[str, Any]:
+        p = request.query_params
+        return choose.leaderboard_page(store, p.get("metric") or None, p.get("experiment") or None,
+                                       p.get("order") == "lower", p.get("where") or None)
+
     async def download(request: Request) -> Response:
         fmt = request.query_params.get("format", "csv")
         query = request.query_params.get("q", "")
@@ -109,5 +117,7 @@ def create_app(store: ModelStore) -> Starlette:
         Route("/store", handler("store.html", store_view), methods=["GET"]),
         Route("/sql", handler("sql.html", sql), methods=["GET"]),
         Route("/sql/download", download, methods=["GET"]),
+        Route("/compare", handler("compare.html", compare), methods=["GET"]),
+        Route("/leaderboard", handler("leaderboard.html", leaderboard), methods=["GET"]),
     ]
     return Starlette(routes=routes)
