@@ -17,7 +17,8 @@ Added last to a workflow's ``record:`` list (docs/qlib.md, "From qrun")::
    ``qlib_recorder_id`` and ``lineage.recorder`` (``artifact: params.pkl``, so
    ``load_model_by_recorder`` finds it and ``import-mlruns`` never imports it twice);
 4. moves ``alias`` to the new version, if given;
-5. tags the run ``cas_repo.ref = model@version`` (on a failed save: ``cas_repo.error``).
+5. tags the run ``cas_repo.ref = model@version`` (``cas_repo.model_id`` and
+   ``cas_repo.artifact`` before the save; on a failed save, ``cas_repo.error``).
 
 Only qrun (through the YAML's ``module_path``) imports this module: it imports qlib.
 """
@@ -74,6 +75,8 @@ class CasRepoRecord(RecordTemp):
                                        "record list, or give it `model: <MODEL>` in its kwargs")
         recorder = self.recorder
         md = self.metadata(recorder)
+        # Named before the save: should it fail, import-mlruns adopts params.pkl under this id.
+        tag_run(recorder, {"cas_repo.model_id": md.model_id, "cas_repo.artifact": MODEL_ARTIFACT})
         try:
             with ModelStore(self.store) as store:
                 store.save_model(self.model, md, dataset=self.dataset)
@@ -84,8 +87,7 @@ class CasRepoRecord(RecordTemp):
             tag_run(recorder, {"cas_repo.error": f"{type(exc).__name__}: {exc}"[:_MAX_TAG]})
             raise
         ref = f"{md.model_id}@{md.version}"
-        tag_run(recorder, {"cas_repo.ref": ref, "cas_repo.model_id": md.model_id,
-                           "cas_repo.artifact": MODEL_ARTIFACT})
+        tag_run(recorder, {"cas_repo.ref": ref})
         logger.info(f"saved the model as {ref} in cas-repo store {self.store}"
                     + (f" ({self.alias} -> {md.version})" if self.alias else ""))
         return md
@@ -94,8 +96,8 @@ class CasRepoRecord(RecordTemp):
         """The version's metadata, from the run's metrics and task, before the save."""
         metrics = run_metrics(recorder)
         task = _task(recorder)
-        where = run_coordinates(recorder, self.experiment_name)
-        experiment = where["experiment_name"]
+        where = run_coordinates(recorder)
+        experiment = self.experiment_name or where["experiment_name"]
         model_id = self.model_id or task_model_id(experiment, task or {"model": {"class": type(self.model).__name__}})
         lineage: dict[str, Any] = {"recorder": {"source": "qrun", **where, "artifact": MODEL_ARTIFACT}}
         if task is not None:

@@ -139,11 +139,13 @@ def test_record_reads_port_analysis_metrics_from_a_real_recorder(tmp_path):
             rec = R.get_recorder()
             rec.log_metrics(ICIR=float("nan"), **logged)  # queued to qlib's thread, as records do
             md = CasRepoRecord(rec, model, dataset, store=str(tmp_path / "cas"), tags={"n": 3}).generate()
+            rec.save_objects(**{"params.pkl": model})  # as qrun does, for the import below
             with pytest.raises(InvalidAliasError):
                 CasRepoRecord(rec, model, dataset, store=str(tmp_path / "cas"), alias="Prod")
             (tmp_path / "not_a_folder").write_text("")
             with pytest.raises(StoreError):
-                CasRepoRecord(rec, model, dataset, store=str(tmp_path / "not_a_folder")).generate()
+                CasRepoRecord(rec, model, dataset, store=str(tmp_path / "not_a_folder"), model_id="lost",
+                              experiment_name="elsewhere").generate()
         tags = R.get_recorder(recorder_id=rec.id, experiment_name="port").list_tags()
     assert md.metrics == logged  # the NaN ICIR is dropped, the risk figures kept by name
     assert (md.model_id, md.version, md.experiment_name) == ("port.LGBModel", 1, "port")
@@ -151,6 +153,10 @@ def test_record_reads_port_analysis_metrics_from_a_real_recorder(tmp_path):
     assert "task" not in md.lineage and md.lineage["dataset"]["features"]["count"] == 20
     assert tags["cas_repo.ref"] == "port.LGBModel@1"
     assert tags["cas_repo.error"].startswith("StoreError: cannot create the store folder")
+    assert tags["cas_repo.model_id"] == "lost"  # named before the save: an import adopts it so
+    with ModelStore(tmp_path / "adopted") as adopted:
+        report = import_mlruns(adopted, tmp_path / "q" / "mlruns")
+        assert report.created == ("lost@1",) and report.ok
     with ModelStore(tmp_path / "cas") as store:
         np.testing.assert_array_equal(syn.predict(store.load_model("port.LGBModel")[0], dataset),
                                       syn.predict(model, dataset))
