@@ -76,7 +76,8 @@ class CasRepoRecord(RecordTemp):
         recorder = self.recorder
         md = self.metadata(recorder)
         # Named before the save: should it fail, import-mlruns adopts params.pkl under this id.
-        tag_run(recorder, {"cas_repo.model_id": md.model_id, "cas_repo.artifact": MODEL_ARTIFACT})
+        artifact = md.lineage["recorder"]["artifact"]
+        tag_run(recorder, {"cas_repo.model_id": md.model_id, **({"cas_repo.artifact": artifact} if artifact else {})})
         try:
             with ModelStore(self.store) as store:
                 store.save_model(self.model, md, dataset=self.dataset)
@@ -99,7 +100,9 @@ class CasRepoRecord(RecordTemp):
         where = run_coordinates(recorder)
         experiment = self.experiment_name or where["experiment_name"]
         model_id = self.model_id or task_model_id(experiment, task or {"model": {"class": type(self.model).__name__}})
-        lineage: dict[str, Any] = {"recorder": {"source": "qrun", **where, "artifact": MODEL_ARTIFACT}}
+        # qrun saved the model as params.pkl; a record run by hand may have no such artifact.
+        artifact = MODEL_ARTIFACT if MODEL_ARTIFACT in recorder.list_artifacts() else None
+        lineage: dict[str, Any] = {"recorder": {"source": "qrun", **where, "artifact": artifact}}
         if task is not None:
             lineage["task"] = task_lineage(task)
         return ModelMetadata(

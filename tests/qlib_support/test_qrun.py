@@ -24,6 +24,8 @@ from cas_repo.qlib_support.metadata import hyperparameters_of
 from cas_repo.qlib_support.mlruns_import import WORKFLOW_ARTIFACT, import_mlruns, model_id_for, scan_mlruns
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "workflow_lgbm_cas_repo.yaml"
+# One worker runs the module, so qrun runs once for the tests that share its run.
+pytestmark = pytest.mark.xdist_group("qrun")
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +153,7 @@ def test_record_reads_port_analysis_metrics_from_a_real_recorder(tmp_path):
     assert (md.model_id, md.version, md.experiment_name) == ("port.LGBModel", 1, "port")
     assert md.hyperparameters == hyperparameters_of(model) and md.tags == {"n": "3"}
     assert "task" not in md.lineage and md.lineage["dataset"]["features"]["count"] == 20
+    assert md.lineage["recorder"]["artifact"] is None  # the run held no params.pkl yet
     assert tags["cas_repo.ref"] == "port.LGBModel@1"
     assert tags["cas_repo.error"].startswith("StoreError: cannot create the store folder")
     assert tags["cas_repo.model_id"] == "lost"  # named before the save: an import adopts it so
