@@ -2,12 +2,16 @@
 
 ``metadata_for(model, dataset, model_id=..., experiment_name=...)`` fills in what can
 be read from the model and the dataset, so a save records the same facts every time.
+``task_hyperparameters`` / ``task_lineage`` / ``task_model_id`` map a Qlib task (what
+qrun and the trainers save in a run as ``task``) the same way for every caller: the
+qrun record, ``import-mlruns`` and online serving.
 qlib is imported only by :func:`signal_metrics`, which needs its IC helpers.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +26,7 @@ MODEL_TYPES = {
 }
 # Attributes of qlib's PyTorch models that are state, not settings.
 _NOT_SETTINGS = {"fitted", "best_step", "device", "use_gpu", "logger"}
+_NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def model_type_of(model: Any) -> str:
@@ -43,6 +48,35 @@ def hyperparameters_of(model: Any) -> dict[str, Any]:
         if value is None or isinstance(value, (bool, int, float, str)) or small:
             out[key] = _plain(value)
     return out
+
+
+def task_hyperparameters(task: Any) -> dict[str, Any]:
+    """The model kwargs of a Qlib task, typed as the task holds them ({} without any).
+
+    A run's MLflow params flatten the same task to dotted keys with text values
+    (``model.kwargs.num_leaves = "31"``); the task object keeps ``31`` an int.
+    """
+    model = task.get("model") if isinstance(task, dict) else None
+    kwargs = model.get("kwargs") if isinstance(model, dict) else None
+    return _plain(dict(kwargs)) if isinstance(kwargs, dict) else {}
+
+
+def task_lineage(task: dict[str, Any]) -> dict[str, Any]:
+    """The task as JSON (dates as ISO text), without its ``record`` list.
+
+    qrun fills the records' ``<MODEL>`` / ``<DATASET>`` placeholders in place, so the
+    record list may hold the live model and dataset: they are recorded elsewhere.
+    """
+    return _plain({k: v for k, v in task.items() if k != "record"})
+
+
+def task_model_id(experiment_name: str, task: Any) -> str | None:
+    """``<experiment>.<model class>`` (``workflow.LGBModel``), or None if the task names no class."""
+    model = task.get("model") if isinstance(task, dict) else None
+    cls = model.get("class") if isinstance(model, dict) else None
+    if not isinstance(cls, str) or not cls:
+        return None
+    return _NOT_ID.sub("_", f"{experiment_name}.{cls}").lstrip("._-")[:128] or None
 
 
 def signal_metrics(model: Any, dataset: Any, segment: str = "test") -> dict[str, float]:

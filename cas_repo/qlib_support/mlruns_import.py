@@ -6,6 +6,12 @@ tags, its start time as ``created_at`` and its id as ``qlib_recorder_id``; the r
 coordinates go to ``lineage.recorder``. Versions of one object name in one experiment
 form one model (``<experiment>.<name>``), so successive runs dedup against each other.
 
+A run made by qrun (or Qlib's trainers) holds its model as ``params.pkl`` beside the
+task, dataset, config, predictions, labels and the analysis records' frames: only the
+model is imported, as ``<experiment>.<model class>``, with the task's model kwargs as
+typed hyperparameters (the mapping the qrun record uses); the rest is reported as
+skipped unless asked for by name.
+
 * **Safe**: pickles are loaded with cas-repo's restricted unpickler; a pickle naming a
   global outside the allowlist is *refused* and reported, never loaded.
 * **Idempotent and resumable**: an artifact is keyed by (recorder id, artifact path);
@@ -29,7 +35,7 @@ from ..catalog.recorder import recorder_versions
 from ..digest import hash_bytes
 from ..errors import CasRepoError, InvalidMetadataError, SerializationError, UnsafePickleError
 from ..metadata import ModelMetadata, validate_model_id
-from .metadata import model_type_of
+from .metadata import model_type_of, task_hyperparameters, task_lineage, task_model_id
 from .mlruns import Run, open_runs
 
 if TYPE_CHECKING:
@@ -37,6 +43,12 @@ if TYPE_CHECKING:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
+# What Qlib's workflow (qrun, the trainers) and its records save beside the model.
+_TASK, _MODEL = "task", "params.pkl"
+_WORKFLOW_ARTIFACTS = {_TASK, "config", "dataset", "pred.pkl", "label.pkl"}
+_WORKFLOW_FOLDERS = {"sig_analysis", "hg_sig_analysis", "portfolio_analysis"}
+WORKFLOW_ARTIFACT = ("saved by Qlib's workflow beside the model (task, config, dataset, predictions, "
+                     "labels, analysis records), not a model: name it with --artifact to import it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +92,26 @@ def scan_mlruns(source: str | Path, experiment: str | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.start_time or _EPOCH, r.run_id))
 
 
-def model_id_for(run: Run, artifact: str) -> str:
-    """``<experiment>.<artifact without .pkl>``, or the model_id a dual-track save tagged."""
+def model_id_for(run: Run, artifact: str, task: dict | None = None) -> str:
+    """The model an artifact is a version of.
+
+    The model_id a dual-track save or the qrun record tagged the run with; else
+    ``<experiment>.<model class>`` for the model of a run with a task (``params.pkl``);
+    else ``<experiment>.<artifact without .pkl>``.
+    """
     tagged = run.tags.get("cas_repo.model_id")
-    if tagged and artifact == f"{tagged}.pkl":
+    if tagged and artifact in (f"{tagged}.pkl", run.tags.get("cas_repo.artifact")):
         return tagged
+    if artifact == _MODEL and (from_task := task_model_id(run.experiment_name, task)):
+        return from_task
     stem = artifact[:-4] if artifact.endswith(".pkl") else artifact
     raw = _NOT_ID.sub("_", f"{run.experiment_name}.{stem}".replace("/", "."))
     return validate_model_id(raw.lstrip("._-")[:128] or "model")
+
+
+def is_workflow_artifact(name: str) -> bool:
+    """Whether ``name`` is something Qlib's workflow and its records save beside a model."""
+    return name in _WORKFLOW_ARTIFACTS or ("/" in name and name.split("/", 1)[0] in _WORKFLOW_FOLDERS)
 
 
 def _is_pickle(head: bytes) -> bool:
@@ -160,12 +184,18 @@ def _import_run(store: ModelStore, run: Run, wanted: set[str] | None,
     if run.deleted:
         t.skipped.append(ImportIssue(run.run_id, None, "the run is deleted in MLflow"))
         return
-    names = [a for a in run.artifacts() if wanted is None or a in wanted or a.rsplit("/", 1)[-1] in wanted]
+    every = run.artifacts()
+    names = [a for a in every if wanted is None or a in wanted or a.rsplit("/", 1)[-1] in wanted]
+    new_model = _MODEL in names and (run.run_id, _MODEL) not in done
+    task = _run_task(run) if new_model and _TASK in every else None
     pickles = 0
     for name in names:
         if (run.run_id, name) in done:
             t.already += 1
             pickles += 1
+            continue
+        if wanted is None and is_workflow_artifact(name):
+            t.skipped.append(ImportIssue(run.run_id, name, WORKFLOW_ARTIFACT))
             continue
         try:
             data = run.read_artifact(name)
@@ -178,7 +208,7 @@ def _import_run(store: ModelStore, run: Run, wanted: set[str] | None,
         pickles += 1
         try:
             obj = serialization.loads(data)
-            md = _metadata(run, name, obj, data)
+            md = _metadata(run, name, obj, data, task if name == _MODEL else None)
             store.save_model(obj, md)
         except (SerializationError, InvalidMetadataError) as exc:
             t.refused.append(ImportIssue(run.run_id, name, _refusal(exc)))
@@ -192,7 +222,16 @@ def _import_run(store: ModelStore, run: Run, wanted: set[str] | None,
         t.skipped.append(ImportIssue(run.run_id, None, "the run saved no objects"))
 
 
-def _metadata(run: Run, artifact: str, obj: object, data: bytes) -> ModelMetadata:
+def _run_task(run: Run) -> dict | None:
+    """The task a qrun or trainer run saved (``task``), loaded as any pickle here; None if unusable."""
+    try:
+        task = serialization.loads(run.read_artifact(_TASK))
+    except (OSError, SerializationError):
+        return None  # e.g. a task holding a class outside the allowlist: the params still say it
+    return task if isinstance(task, dict) and isinstance(task.get("model"), dict) else None
+
+
+def _metadata(run: Run, artifact: str, obj: object, data: bytes, task: dict | None) -> ModelMetadata:
     recorder = {
         "source": "import-mlruns", "experiment_name": run.experiment_name,
         "experiment_id": run.experiment_id, "recorder_id": run.run_id, "run_name": run.run_name,
@@ -200,16 +239,19 @@ def _metadata(run: Run, artifact: str, obj: object, data: bytes) -> ModelMetadat
         "artifact_blake3": hash_bytes(data).hex,
         "end_time": run.end_time.isoformat() if run.end_time else None,
     }
+    lineage: dict = {"recorder": recorder}
+    if task is not None:
+        lineage["task"] = task_lineage(task)
     return ModelMetadata(
-        model_id=model_id_for(run, artifact),
+        model_id=model_id_for(run, artifact, task),
         experiment_name=run.experiment_name or "Default",
         model_type=model_type_of(obj),
-        hyperparameters=dict(run.params),
+        hyperparameters=task_hyperparameters(task) if task is not None else dict(run.params),
         metrics=dict(run.metrics),
         created_at=run.start_time or datetime.now(UTC),
         qlib_recorder_id=run.run_id,
         tags=dict(run.tags),
-        lineage={"recorder": recorder},
+        lineage=lineage,
     )
 
 

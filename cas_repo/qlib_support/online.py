@@ -21,7 +21,6 @@ is, never by ``import cas_repo``.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,13 +35,13 @@ from qlib.workflow.task.collect import Collector
 
 from ..errors import InvalidMetadataError, ModelNotFoundError, RecorderNotFoundError
 from ..metadata import ModelMetadata
+from .metadata import task_hyperparameters, task_model_id
 from .recorder import find_recorder_version
 
 if TYPE_CHECKING:
     from ..repository import ModelStore
 
 DEFAULT_ALIAS = "online"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _segments_to_json(segments: dict[str, Any]) -> dict[str, list[str | None]]:
@@ -132,7 +131,10 @@ class CasOnlineTool(OnlineTool):
 
     def model_id_for(self, task: dict[str, Any]) -> str:
         """The model_id a task's models are versions of: ``<experiment>.<model class>``."""
-        return _UNSAFE.sub("_", f"{self.experiment}.{task['model']['class']}")[:128]
+        model_id = task_model_id(self.experiment, task)
+        if model_id is None:
+            raise InvalidMetadataError(f"the task names no model class: {task.get('model')!r:.120}")
+        return model_id
 
     def adopt(self, recorder: Any) -> OnlineModel:
         """The version holding ``recorder``'s model: saved now (model, task, segments) unless it
@@ -157,7 +159,7 @@ class CasOnlineTool(OnlineTool):
         segments = _segments_to_json(task["dataset"]["kwargs"]["segments"])
         md = ModelMetadata(
             model_id=model_id, experiment_name=self.experiment, model_type=task["model"]["class"],
-            hyperparameters=dict(task["model"].get("kwargs", {})), metrics={},
+            hyperparameters=task_hyperparameters(task), metrics={},
             created_at=datetime.now(UTC), qlib_recorder_id=rid,
             tags={"test_start": segments["test"][0] or ""},
             parents=[f"{model_id}@{head}"] if head else [],

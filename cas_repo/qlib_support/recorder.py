@@ -20,6 +20,7 @@ adopts exactly such runs (it keys on recorder id and artifact). Step 4 is best e
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -95,6 +96,49 @@ def wait_for_logging(recorder: Any) -> None:
     recorder.async_log = AsyncCaller()
 
 
+def tag_run(recorder: Any, tags: dict[str, str], *, stacklevel: int = 3) -> None:
+    """Set ``tags`` on the recorder's run, synchronously; a failure only warns.
+
+    The MLflow client's ``set_tag``, not ``recorder.set_tags``, which during a run queues
+    to qlib's logging thread where a failure is lost.
+    """
+    try:
+        for key, value in tags.items():
+            recorder.client.set_tag(recorder.id, key, value)
+    except Exception as exc:
+        warnings.warn(f"could not tag Qlib recorder {recorder.id} with {sorted(tags)}: {exc}",
+                      RuntimeWarning, stacklevel=stacklevel)
+
+
+def run_metrics(recorder: Any) -> dict[str, float]:
+    """The latest value of each metric of the recorder's run, finite ones only.
+
+    Waits first for what qlib still has queued (:func:`wait_for_logging`): the records
+    before a reader (``SigAnaRecord``, ``PortAnaRecord``) log from qlib's thread.
+    NaN and infinities (an ICIR over a constant IC) are dropped: cas-repo stores finite
+    metrics only, as the import does.
+    """
+    wait_for_logging(recorder)
+    out = {}
+    for name, value in recorder.list_metrics().items():
+        number = float(value)
+        if math.isfinite(number):
+            out[str(name)] = number
+    return out
+
+
+def run_coordinates(recorder: Any, experiment_name: str | None = None) -> dict[str, str]:
+    """Where a run is: experiment name and id, recorder id, run name (``lineage.recorder``).
+
+    The experiment's name is asked from MLflow unless given.
+    """
+    experiment_id = str(recorder.experiment_id)
+    if experiment_name is None:
+        experiment_name = recorder.client.get_experiment(experiment_id).name
+    return {"experiment_name": experiment_name, "experiment_id": experiment_id,
+            "recorder_id": recorder.id, "run_name": recorder.name}
+
+
 class RecorderMirror:
     """Logs saves to Qlib's Recorder; see the module docstring for the order and failures.
 
@@ -147,9 +191,8 @@ class RecorderMirror:
                 f"the Qlib Recorder failed while logging {md.model_id!r} ({type(exc).__name__}: "
                 f"{exc}); nothing was saved in cas-repo. Check qlib.init's exp_manager URI "
                 "(a file: store also needs MLFLOW_ALLOW_FILE_STORE=true)") from exc
-        return recorder, {"source": "dual-track", "experiment_name": experiment,
-                          "experiment_id": str(recorder.experiment_id), "recorder_id": recorder.id,
-                          "run_name": recorder.name, "artifact": artifact}
+        return recorder, {"source": "dual-track", **run_coordinates(recorder, experiment),
+                          "artifact": artifact}
 
     @staticmethod
     def _write(recorder: Any, model: Any, md: ModelMetadata, artifact: str, own_run: bool) -> None:
@@ -176,12 +219,7 @@ class RecorderMirror:
 
     @staticmethod
     def _tag(recorder: Any, tags: dict[str, str]) -> None:
-        try:
-            for key, value in tags.items():
-                recorder.client.set_tag(recorder.id, key, value)
-        except Exception as exc:
-            warnings.warn(f"could not tag Qlib recorder {recorder.id} with {sorted(tags)}: {exc}",
-                          RuntimeWarning, stacklevel=4)
+        tag_run(recorder, tags, stacklevel=5)
 
 
 def find_recorder_version(store: ModelStore, recorder_id: str,

@@ -18,7 +18,7 @@ from cas_repo.cli import main
 from cas_repo.errors import CasRepoError
 from cas_repo.qlib_support import synthetic as syn
 from cas_repo.qlib_support.mlruns import MlrunsError, open_runs
-from cas_repo.qlib_support.mlruns_import import import_mlruns, import_runs, scan_mlruns
+from cas_repo.qlib_support.mlruns_import import WORKFLOW_ARTIFACT, import_mlruns, import_runs, scan_mlruns
 from cas_repo.qlib_support.recorder import wait_for_logging
 
 
@@ -114,8 +114,8 @@ def test_import_creates_versions_with_the_run_metadata(tree, fresh):
     before = _tree_digest(mlruns)
     report = import_mlruns(fresh, mlruns)
     assert report.runs_seen == 13
-    assert report.versions_created == 5 + 3 + 1  # rolling, dups, pred.pkl
-    assert report.runs_with_objects == 11  # all but the empty and the deleted run
+    assert report.versions_created == 5 + 3  # rolling, dups; not pred.pkl (predictions)
+    assert report.runs_with_objects == 10  # all but the empty, the deleted and the mixed run
     history = fresh.history("rolling.trained_model")
     runs = {r.run_id: r for r in scan_mlruns(mlruns)}
     assert len(history) == 5
@@ -129,6 +129,9 @@ def test_import_creates_versions_with_the_run_metadata(tree, fresh):
         loaded, _ = fresh.load_model(md.model_id, md.version)
         np.testing.assert_array_equal(syn.predict(loaded, ds), syn.predict(model, ds))
     mixed = next(rid for rid, r in runs.items() if r.run_name == "mixed")
+    assert (mixed, "pred.pkl", WORKFLOW_ARTIFACT) in {(i.run_id, i.artifact, i.reason) for i in report.skipped}
+    named = import_mlruns(fresh, mlruns, experiment="misc", artifacts=["pred.pkl"])
+    assert named.created == ("misc.pred@1",)  # asked for by name, it is imported
     pd.testing.assert_frame_equal(fresh.load_model("misc.pred")[0], saved[mixed]["pred.pkl"])
     assert len(fresh.history("dups.model")) == 3
     assert _tree_digest(mlruns) == before  # nothing in mlruns was touched
@@ -160,12 +163,12 @@ def test_reimport_adds_nothing_and_interrupted_import_resumes(tree, fresh):
     with pytest.raises(KeyboardInterrupt):
         import_runs(fresh, runs, progress=stop_after_four)
     partial = fresh.stats().versions
-    assert 0 < partial < 9
+    assert 0 < partial < 8
     resumed = import_runs(fresh, runs)
-    assert resumed.already_imported == partial and resumed.versions_created == 9 - partial
+    assert resumed.already_imported == partial and resumed.versions_created == 8 - partial
     again = import_runs(fresh, runs)
-    assert again.versions_created == 0 and again.already_imported == 9
-    assert again.new_physical_bytes == 0 and fresh.stats().versions == 9
+    assert again.versions_created == 0 and again.already_imported == 8
+    assert again.new_physical_bytes == 0 and fresh.stats().versions == 8
 
 
 def test_refused_and_skipped_artifacts_are_reported(tree, fresh):
