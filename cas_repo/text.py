@@ -1,4 +1,4 @@
-"""One value as the text a table cell shows (the CLI's tables and the web view's)."""
+"""One value as the text a table cell shows (the CLI's tables and the web view's), and who made a change."""
 
 from __future__ import annotations
 
@@ -17,3 +17,9 @@ def cell_text(v: Any, missing: str = "-") -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}={cell_text(x, missing)}" for k, x in v.items())
     return str(v)
+
+
+def who(author: str | None, host: str | None = None) -> str:
+    """``ada@host``: the person who made a commit and the machine; ``unknown`` before commits named one."""
+    name = author or "unknown"
+    return f"{name}@{host}" if host else name

@@ -6,9 +6,9 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from ..metadata import ModelMetadata, split_ref, validate_model_id, validate_version
-from ..text import cell_text
+from ..text import cell_text, who
 from . import choose
-from .render import Output, human_bytes, who
+from .render import Output, human_bytes
 
 if TYPE_CHECKING:
     from ..ports import ReadView

@@ -33,12 +33,6 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def who(author: str | None, host: str | None = None) -> str:
-    """``ada@host``: the person who made a commit and the machine; ``unknown`` before commits named one."""
-    name = author or "unknown"
-    return f"{name}@{host}" if host else name
-
-
 class Output:
     """Where a command writes: stdout for results, stderr for errors and progress."""
 

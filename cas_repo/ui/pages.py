@@ -20,6 +20,7 @@ from ..maintenance import audit
 from ..maintenance.html_report import growth_chart, human, model_chart
 from ..metadata import format_ref, parse_ref, validate_model_id, validate_version
 from ..repository import ModelStore
+from ..text import who
 from . import charts
 
 PAGE_SIZE = 50
@@ -32,7 +33,7 @@ _LOWER_IS_BETTER = frozenset({"loss", "logloss", "error", "mse", "mae", "rmse", 
 @dataclass(frozen=True, slots=True)
 class AliasSpan:
     """A stretch of time an alias pointed at one version: from ``since`` until ``until``
-    (None: it points there still), set by ``by``, moved on to ``then`` (None: removed)."""
+    (None: it points there still), set by ``by`` (``person@host``), moved on to ``then`` (None: removed)."""
 
     alias: str
     version: int
@@ -53,7 +54,7 @@ def alias_spans(moves: Iterable[AliasChange]) -> list[AliasSpan]:
             spans[i] = AliasSpan(s.alias, s.version, s.since, s.by, m.moved_at, m.to_version)
         if m.to_version is not None:
             open_[m.alias] = len(spans)
-            spans.append(AliasSpan(m.alias, m.to_version, m.moved_at, m.moved_by))
+            spans.append(AliasSpan(m.alias, m.to_version, m.moved_at, who(m.author, m.moved_by.partition("/")[0])))
     return spans
 
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..text import cell_text
+from ..text import cell_text, who
 
 _ENV = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
                    autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -29,6 +29,7 @@ def _json_text(v: Any, indent: int | None = None) -> str:
 
 _ENV.filters["fmt"] = lambda v: cell_text(v, missing="–")
 _ENV.filters["jsontext"] = _json_text
+_ENV.globals["who"] = who
 
 
 def trusted_svg(svg: str) -> Markup:

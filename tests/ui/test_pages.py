@@ -11,15 +11,17 @@ T = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def _move(position: int, alias: str, before: int | None, after: int | None) -> AliasChange:
-    return AliasChange("m", alias, before, after, T + timedelta(hours=position), f"w{position}", position)
+    return AliasChange("m", alias, before, after, T + timedelta(hours=position), f"h{position}/1/ab", position,
+                       None if position == 2 else f"p{position}")
 
 
 def test_alias_spans_close_on_each_move_and_reopen_after_a_removal():
     spans = alias_spans([_move(1, "prod", None, 1), _move(2, "shadow", None, 1), _move(3, "prod", 1, 2),
                          _move(4, "prod", 2, None), _move(5, "prod", None, 1)])
     h = lambda n: T + timedelta(hours=n)  # noqa: E731
-    assert spans == [AliasSpan("prod", 1, h(1), "w1", h(3), 2), AliasSpan("shadow", 1, h(2), "w2"),
-                     AliasSpan("prod", 2, h(3), "w3", h(4), None), AliasSpan("prod", 1, h(5), "w5")]
+    # Each span names who set it (person@host); a move from before authors were recorded: unknown.
+    assert spans == [AliasSpan("prod", 1, h(1), "p1@h1", h(3), 2), AliasSpan("shadow", 1, h(2), "unknown@h2"),
+                     AliasSpan("prod", 2, h(3), "p3@h3", h(4), None), AliasSpan("prod", 1, h(5), "p5@h5")]
     assert alias_spans([]) == []
 
 

@@ -20,7 +20,7 @@ from markupsafe import escape
 
 from cas_repo.errors import CasRepoError, InvalidAliasError, ModelNotFoundError
 
-from .conftest import ALIASES_AS_OF, METRICS_AS_OF
+from .conftest import ALIASES_AS_OF, HOSTILE_AUTHOR, METRICS_AS_OF
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,3 +130,13 @@ def test_model_page_metric_values_as_they_stood(ui_url):
     assert sharpe("id=alpha") == [("", "0.9"), (" best", "1.4"), ("", "–")]
     then = urllib.parse.urlencode({"id": "alpha", "at": METRICS_AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert sharpe(then) == [("", "0.9"), ("", "–"), ("", "–")]  # one value: nothing to be best against
+
+
+def test_model_page_names_who_did_each_thing_as_text(ui_url):
+    """The timeline and the alias moves name the commit's author (here hostile text) and host."""
+    body = _get(f"{ui_url}/model?id=alpha")[1].decode()
+    authors = re.findall(r'<span class="author">([^<]*)</span>', body)
+    assert len(authors) == body.count('<li class="event ') > 5
+    assert all(a.startswith(str(escape(HOSTILE_AUTHOR)) + "@") for a in authors), authors[:2]
+    assert body.count(str(escape(HOSTILE_AUTHOR)) + "@") >= len(authors) + 4  # and each of the four alias moves
+    assert re.search(r'<span class="tag metric-logged">sharpe=1\.4</span>', body)
