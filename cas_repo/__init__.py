@@ -8,6 +8,7 @@
 from typing import Any
 
 from .errors import (
+    AccessRefusedError,
     AliasNotFoundError,
     AliasTargetError,
     CasRepoError,
@@ -17,11 +18,13 @@ from .errors import (
     CommitOutcomeUnknownError,
     IntegrityError,
     InvalidAliasError,
+    InvalidFilterError,
     InvalidMetadataError,
     InvalidModelIdError,
     LogDamagedError,
     ModelDeletedError,
     ModelNotFoundError,
+    OutputExistsError,
     SerializationError,
     StoreError,
     UnsafePickleError,
@@ -33,6 +36,7 @@ from .serialization import allow_globals
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessRefusedError",
     "AliasNotFoundError",
     "AliasTargetError",
     "CasModelRepository",
@@ -44,6 +48,7 @@ __all__ = [
     "IModelRepository",
     "IntegrityError",
     "InvalidAliasError",
+    "InvalidFilterError",
     "InvalidMetadataError",
     "InvalidModelIdError",
     "LogDamagedError",
@@ -51,6 +56,7 @@ __all__ = [
     "ModelMetadata",
     "ModelNotFoundError",
     "ModelStore",
+    "OutputExistsError",
     "SerializationError",
     "StoreError",
     "UnsafePickleError",
