@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 
 from .models import ref
 from .render import Output, human_bytes
 
 
 def cmd_get(args: argparse.Namespace, out: Output) -> int:
+    from ..errors import OutputExistsError
     from ..serialization import standard_pickle, write_pickle_file
     from . import UsageError, open_store
 
     to_stdout = args.output == "-"
     if to_stdout and out.stdout.isatty():
         raise UsageError("refusing to write a pickle to a terminal: redirect stdout (-o - > FILE) or give -o FILE")
-    with open_store(args) as store:
+    if not to_stdout and not args.force and os.path.lexists(args.output):
+        raise OutputExistsError(args.output)  # before loading anything (write_pickle_file checks again)
+    # Libraries a model's classes import may print (Qlib lists the models it skips): with
+    # the pickle going to stdout, that text goes to stderr instead.
+    with open_store(args) as store, contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
         model, md = store.load_model(ref(args.model))  # every byte verified before unpickling
     if to_stdout:
         out.binary(standard_pickle(model))
