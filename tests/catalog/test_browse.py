@@ -119,3 +119,21 @@ def test_aliases_and_metric_values_now_and_as_of_a_time(tmp_path):
             assert browse.version_metrics(s, "m001", T0 + timedelta(minutes=1)) == {
                 1: {"IC": 0.1, "ICIR": 1.0}, 2: {"IC": 0.2, "ICIR": 2.0}}
             assert browse.version_metrics(s, "m005") == {}
+
+
+def test_models_page_shows_a_head_metric_logged_after_the_save_from_when_it_arrived(tmp_path):
+    ticks = iter(T0 + timedelta(minutes=k) for k in range(100))
+    with ModelStore(tmp_path / "cas", clock=lambda: next(ticks)) as store:
+        store.save_model(1, _md(1))                                   # 0: IC 0.001
+        store.save_model(2, _md(2))                                   # 1: IC 0.002
+        store.log_metrics("m001", {"IC": 0.9, "live": 0.2})           # 2
+        with store.catalog.session() as s:
+            def metrics(**kw):
+                return {m.model_id: m.metrics for m in browse.model_page(s, **kw).rows}
+
+            now = {"m001": {"IC": 0.9, "live": 0.2}, "m002": {"IC": 0.002}}
+            assert metrics() == now == metrics(at=T0 + timedelta(minutes=5))  # head table, and replayed
+            assert metrics(at=T0 + timedelta(minutes=1)) == {"m001": {"IC": 0.001}, "m002": {"IC": 0.002}}
+            assert [m.model_id for m in browse.model_page(s, metric="IC").rows] == ["m001", "m002"]
+            assert [m.model_id for m in browse.model_page(s, metric="live").rows] == ["m001", "m002"]
+            assert "live" in browse.facets(s).metrics
