@@ -76,14 +76,32 @@ def small_disk(tmp_path):
 from .s3_server import s3, s3_server, seaweed  # noqa: E402,F401 - fixtures found by name here; after the env above
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Hand the slowest tests (marked ``slow``) to the workers first.
+    """Hand the slowest tests (marked ``slow``) to the workers first, and keep the tests that
+    share a module- or package-scoped fixture on one worker.
 
     Longest first keeps one long test from starting last and running alone at the end
-    while the other workers sit idle; the order among the rest is unchanged.
+    while the other workers sit idle; the order among the rest is unchanged. A shared
+    fixture (a trained model, a store, a server) is built once per worker that runs one of
+    its tests: spread over four workers, each would build it again.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        shared = _shared_fixture_scope(item)
+        if shared == "package":
+            item.add_marker(pytest.mark.xdist_group(str(item.path.parent.relative_to(config.rootpath))))
+        elif shared == "module":
+            item.add_marker(pytest.mark.xdist_group(str(item.path.relative_to(config.rootpath))))
 
+
+def _shared_fixture_scope(item) -> str | None:
+    """The widest scope below "session" among the fixtures ``item`` uses (None: none such)."""
+    info = getattr(item, "_fixtureinfo", None)
+    scopes = {d.scope for defs in (info.name2fixturedefs.values() if info else ()) for d in defs}
+    return "package" if "package" in scopes else "module" if "module" in scopes else None
 
 
 def pytest_collection_finish(session):

@@ -18,8 +18,6 @@ import pytest
 
 from .conftest import ALIASES_AS_OF, AS_OF, HOSTILE_EXPERIMENT, HOSTILE_HP_KEY, HOSTILE_HP_VALUE, HOSTILE_TAG
 
-pytestmark = pytest.mark.xdist_group("ui")
-
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ENABLE = "install them with `apt-get install -y chromium chromium-driver` (`make test` does so when run as root)"
 

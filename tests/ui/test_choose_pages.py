@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from .conftest import HOSTILE_EXPERIMENT, HOSTILE_HP_KEY, HOSTILE_HP_VALUE
 from .test_browser import _no_script_ran, _open, _q, _shot, browser  # noqa: F401 - browser is a fixture
-
-pytestmark = pytest.mark.xdist_group("ui")
 
 
 def _cells(row) -> list[str]:
