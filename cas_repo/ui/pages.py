@@ -185,6 +185,8 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
         others = [v.version for v in browse.version_facts(s, model_id, at)]
         sharing = history.content_diff(s, parent_md.saved_digest(), md.saved_digest()) if parent_md else None
         moves = [m for m in history.alias_history(s, model_id) if at is None or m.moved_at <= at]
+        made = next((e for e in history.events(s, model_id)
+                     if e.version == version and e.kind in ("save", "rollback")), None)
     spans = [sp for sp in alias_spans(moves) if sp.version == version]
     edges = [(format_ref(m, v), format_ref(pm, pv), rel) for m, v, pm, pv, rel in raw]
     ds = md.lineage.get("dataset") if isinstance(md.lineage, dict) else None
@@ -199,7 +201,7 @@ def version_page(store: ModelStore, model_id: str, version: int, against: str | 
         other = (model_id, whole_number(against, "version", 0)) if against.strip().isdigit() else _ref(against)
         diff = store.diff(other, (model_id, version))
     return {"md": md, "ref": me, "graph": graph, "lineage": lin, "parent": parent and format_ref(*parent),
-            "sharing": sharing, "diff": diff, "against": against or "", "others": others,
+            "sharing": sharing, "diff": diff, "against": against or "", "others": others, "made": made,
             "aliases_now": [sp for sp in spans if sp.until is None],
             "aliases_before": [sp for sp in spans if sp.until is not None]}
 

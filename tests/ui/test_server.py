@@ -140,3 +140,6 @@ def test_model_page_names_who_did_each_thing_as_text(ui_url):
     assert all(a.startswith(str(escape(HOSTILE_AUTHOR)) + "@") for a in authors), authors[:2]
     assert body.count(str(escape(HOSTILE_AUTHOR)) + "@") >= len(authors) + 4  # and each of the four alias moves
     assert re.search(r'<span class="tag metric-logged">sharpe=1\.4</span>', body)
+    version = _get(f"{ui_url}/version?id=alpha&v=2")[1].decode()
+    assert re.search(r'<td id="saved-by">[^<]+ UTC by <span class="author">' + re.escape(str(escape(HOSTILE_AUTHOR)))
+                     + "@", version)
