@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 # The web view's tests drive Debian's headless Chromium; as root, install it when missing
 # (otherwise those tests skip and say how to enable them).
-# Four workers on two cores: much of the suite waits on fsync, spawned processes and
+# Six workers on two cores: much of the suite waits on fsync, spawned processes and
 # loopback servers, and on a busy machine the scheduler shares the CPU per process.
 test: $(STAMP)
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -29,7 +29,7 @@ test: $(STAMP)
 		echo "could not install chromium: the browser tests will skip"; \
 	fi
 	$(MAKE) --no-print-directory check
-	$(PY) -m pytest -q -n 4 --dist loadgroup
+	$(PY) -m pytest -q -n 6 --dist loadgroup
 
 # The house checks (configured in pyproject.toml): the linter, the type checker, and the
 # import layers; `make test` runs them first and fails on any finding.
