@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(config, items):
     Longest first keeps one long test from starting last and running alone at the end
     while the other workers sit idle; the order among the rest is unchanged. A shared
     fixture (a trained model, a store, a server) is built once per worker that runs one of
-    its tests: spread over four workers, each would build it again.
+    its tests: spread over the workers, each would build it again.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
