@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .catalog.ranking import SharedBytes
 from .errors import InvalidMetadataError
 from .metadata import ModelMetadata, format_ref
-from .queries import _flatten as flatten
+from .queries import flatten
 
 if TYPE_CHECKING:
     from .catalog import Catalog

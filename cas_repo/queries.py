@@ -55,11 +55,12 @@ class VersionDiff:
         return self.a.digest == self.b.digest
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested hyperparameters as one level, keys joined by dots: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -151,7 +152,7 @@ def diff(catalog: Catalog, a: ModelMetadata, b: ModelMetadata) -> VersionDiff:
 
     with catalog.session() as s:
         content = catalog_history.content_diff(s, a.saved_digest(), b.saved_digest())
-    ha, hb = _flatten(a.hyperparameters), _flatten(b.hyperparameters)
+    ha, hb = flatten(a.hyperparameters), flatten(b.hyperparameters)
     hyper = {k: (ha.get(k, ABSENT), hb.get(k, ABSENT)) for k in sorted(ha.keys() | hb.keys())
              if ha.get(k, ABSENT) != hb.get(k, ABSENT) or (k in ha) != (k in hb)}
     metrics = {k: (a.metrics.get(k), b.metrics.get(k)) for k in sorted(a.metrics.keys() | b.metrics.keys())}

@@ -124,6 +124,11 @@ class AliasPointer:
     moved_by: str
     author: str | None = None
 
+    @property
+    def host(self) -> str:
+        """The machine of the process that moved it (the first part of ``moved_by``)."""
+        return self.moved_by.partition("/")[0]
+
 
 @dataclass(frozen=True, slots=True)
 class AliasChange:
@@ -139,6 +144,11 @@ class AliasChange:
     moved_by: str
     log_position: int
     author: str | None = None
+
+    @property
+    def host(self) -> str:
+        """The machine of the process that moved it (the first part of ``moved_by``)."""
+        return self.moved_by.partition("/")[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,7 @@ def _all_aliases(args: argparse.Namespace, out: Output) -> int:
         out.json([{f: getattr(p, f) for f in p.__dataclass_fields__} for p in pointers])
     else:
         out.table(["model_id", "alias", "version", "moved_at (UTC)", "by", "writer"],
-                  [[p.model_id, p.alias, p.version, p.moved_at, who(p.author, p.moved_by.partition("/")[0]),
+                  [[p.model_id, p.alias, p.version, p.moved_at, who(p.author, p.host),
                     p.moved_by] for p in pointers])
     return 0
 
@@ -234,7 +234,7 @@ def cmd_alias(args: argparse.Namespace, out: Output) -> int:
                 out.table(["at (UTC)", "alias", "from", "to", "by", "writer", "log position"],
                           [[c.moved_at, c.alias, "-" if c.from_version is None else c.from_version,
                             "removed" if c.to_version is None else c.to_version,
-                            who(c.author, c.moved_by.partition("/")[0]), c.moved_by, c.log_position]
+                            who(c.author, c.host), c.moved_by, c.log_position]
                            for c in moves])
             return 0
     if out.json_mode:

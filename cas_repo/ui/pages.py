@@ -54,7 +54,7 @@ def alias_spans(moves: Iterable[AliasChange]) -> list[AliasSpan]:
             spans[i] = AliasSpan(s.alias, s.version, s.since, s.by, m.moved_at, m.to_version)
         if m.to_version is not None:
             open_[m.alias] = len(spans)
-            spans.append(AliasSpan(m.alias, m.to_version, m.moved_at, who(m.author, m.moved_by.partition("/")[0])))
+            spans.append(AliasSpan(m.alias, m.to_version, m.moved_at, who(m.author, m.host)))
     return spans
 
 
