@@ -416,3 +416,30 @@ class AliasNotFoundError(CasRepoError, LookupError):
 
 class AliasTargetError(CasRepoError, ValueError):
     """An alias cannot point at that version (missing, purged, or its model tombstoned)."""
+
+
+# --- following the log -----------------------------------------------------------
+
+
+class WatchError(CasRepoError):
+    """Following the log, or handing its changes to a handler, cannot go on."""
+
+
+class InvalidWatchFilterError(WatchError, ValueError):
+    """A follow filter or start position that cannot be used (an unknown kind, a negative position)."""
+
+
+class CursorError(WatchError):
+    """A watch cursor file cannot be used: unreadable, of another store, or past the log's end."""
+
+
+class CursorLockedError(CursorError):
+    """Another watcher holds the cursor file's lock."""
+
+
+class HandlerFailedError(WatchError):
+    """A change's handler still failed after its retries; the cursor was left before that change."""
+
+    def __init__(self, change_id: str, message: str) -> None:
+        self.change_id = change_id
+        super().__init__(message)

@@ -2,7 +2,8 @@
 
 Every call runs the synchronous core in a worker thread (``asyncio.to_thread``), so an
 event loop never blocks on hashing, disk or the catalog lock. Methods are generated from
-the core's, so signatures and docstrings cannot drift apart.
+the core's, so signatures and docstrings cannot drift apart. :meth:`CasModelRepository.follow`
+runs the core's follower in a thread of its own and hands its changes to the loop.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from .follow import Change
 from .metadata import ModelMetadata
 from .ports import IModelRepository
 from .repository import DEFAULT_ROOT, ModelStore
+
+# How many changes the follower thread may read ahead of an async consumer.
+_AHEAD = 64
 
 
 def _offload(name: str) -> Callable[..., Any]:
@@ -71,6 +77,52 @@ class CasModelRepository(IModelRepository):
     async def load_models(self, model_ids: Iterable[str]) -> list[tuple[Any, ModelMetadata]]:
         """Load several models concurrently (each in its own worker thread), in order."""
         return list(await asyncio.gather(*(self.load_model(m) for m in model_ids)))
+
+    async def follow(self, after: int | None = None, **options: Any) -> AsyncIterator[Change]:
+        """:meth:`ModelStore.follow` as an async iterator (same arguments, but no ``stop``): leave
+        the ``async for`` (break, cancel, ``aclose()``) to end it.
+
+        The follower polls in a thread of its own, at most :data:`_AHEAD` changes ahead of the
+        consumer, so the event loop never waits on the store.
+        """
+        if "stop" in options:
+            raise TypeError("follow() of the async facade takes no stop event: leave the `async for` to end it")
+        stop = threading.Event()
+        # Taking the start position reads the store: in a worker thread too. A bad argument raises here.
+        follower = await asyncio.to_thread(functools.partial(self.store.follow, after, stop=stop, **options))
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        room = threading.Semaphore(_AHEAD)
+
+        def hand(kind: str, value: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, (kind, value))
+            except RuntimeError:  # the loop closed: no one is listening any more
+                stop.set()
+
+        def produce() -> None:
+            try:
+                for change in follower:
+                    while not room.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    hand("change", change)
+                hand("end", None)
+            except BaseException as exc:  # handed to the consumer, raised there
+                hand("error", exc)
+
+        threading.Thread(target=produce, name="cas-repo-follow", daemon=True).start()
+        try:
+            while True:
+                kind, value = await items.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                room.release()
+                yield value
+        finally:
+            stop.set()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.store.close)

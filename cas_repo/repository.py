@@ -22,8 +22,9 @@ lost or damaged.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from . import aliases, comparison, edits, lookup, queries, saving, search
 from .catalog.paths import index_path
 from .errors import StoreError
+from .follow import Change, ChangeFilter, changes
 from .loading import VersionReader
 from .log.ledger import Ledger
 from .log.legacy import legacy_history
@@ -326,6 +328,35 @@ class ModelStore:
         self._check_open()
         with self.ledger.current() as st:
             return lookup.aliases_of(st, model_id)
+
+    def log_position(self) -> int:
+        """The position of the newest commit in the store's log (0: empty), as folded now."""
+        self._check_open()
+        return self.ledger.refresh()
+
+    def follow(self, after: int | None = None, *, models: str | Iterable[str] | None = None,
+               kinds: str | Iterable[str] | None = None, aliases: str | Iterable[str] | None = None,
+               poll: float = 0.5, stop: threading.Event | None = None,
+               idle_timeout: float | None = None) -> Iterator[Change]:
+        """Every change of the store after log position ``after``, in log order, then each new one as it lands.
+
+        One :class:`~cas_repo.follow.Change` per admitted operation (docs/watch.md). Between
+        looks it sleeps ``poll`` seconds; each look is one request to the store.
+
+        Args:
+            after: a log position (0: from the beginning; None: from now on, only new changes).
+            models: model ids or glob patterns (``"lgbm_*"``). kinds: change kinds (``"save"``,
+                ``"alias"``…, see ``cas_repo.follow.KINDS``). aliases: alias names or patterns:
+                only the moves of those aliases. Every filter given must match.
+            stop: set it (from any thread) to end the iteration at its next look.
+            idle_timeout: end after this many seconds without a new commit (0: once caught up).
+
+        Raises:
+            InvalidWatchFilterError: an unknown kind, or ``after`` negative or past the log's end.
+        """
+        self._check_open()
+        return changes(self.ledger, after, wanted=ChangeFilter.of(models, kinds, aliases), poll=poll, stop=stop,
+                       idle_timeout=idle_timeout)
 
     # -- reading from the index ----------------------------------------------------------------
 
