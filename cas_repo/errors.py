@@ -443,3 +443,16 @@ class HandlerFailedError(WatchError):
     def __init__(self, change_id: str, message: str) -> None:
         self.change_id = change_id
         super().__init__(message)
+
+
+class DeliveryError(WatchError):
+    """One attempt to hand a change to its handler failed.
+
+    ``permanent``: retrying cannot help (the receiver refused the request). ``retry_after``:
+    seconds the receiver asked to wait before the next attempt (None: it did not say).
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        self.permanent = permanent
+        self.retry_after = retry_after
+        super().__init__(message)
