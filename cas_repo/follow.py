@@ -200,6 +200,6 @@ def _follow(ledger: Ledger, position: int, wanted: ChangeFilter, poll: float, st
         now = time.monotonic()
         if position > before:
             quiet_since = now
-        elif idle_timeout is not None and now - quiet_since >= idle_timeout:
-            return
+        if idle_timeout is not None and now - quiet_since >= idle_timeout:
+            return  # (idle_timeout 0: as soon as caught up)
         stop.wait(poll)
