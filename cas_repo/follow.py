@@ -175,8 +175,26 @@ def changes(ledger: Ledger, after: int | None = None, *, wanted: ChangeFilter | 
                    idle_timeout)
 
 
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Every commit up to ``position`` has been looked at (what the filter wanted was yielded before)."""
+
+    position: int
+
+
+def with_progress(ledger: Ledger, after: int | None = None, *, wanted: ChangeFilter | None = None,
+                  poll: float = 0.5, stop: threading.Event | None = None,
+                  idle_timeout: float | None = None) -> Iterator[Change | CaughtUp]:
+    """:func:`changes`, and a :class:`CaughtUp` after each look that read new commits, so a
+    consumer with narrow filters can record how far it has read (a watch cursor does)."""
+    if not (isinstance(poll, (int, float)) and poll > 0):
+        raise InvalidWatchFilterError(f"poll is a number of seconds > 0, got {poll!r:.40}")
+    return _follow(ledger, start_position(ledger, after), wanted or ChangeFilter(), poll, stop or threading.Event(),
+                   idle_timeout, progress=True)
+
+
 def _follow(ledger: Ledger, position: int, wanted: ChangeFilter, poll: float, stop: threading.Event,
-            idle_timeout: float | None) -> Iterator[Change]:
+            idle_timeout: float | None, *, progress: bool = False) -> Iterator[Any]:
     store_id = ""
     quiet_since = time.monotonic()
     while not stop.is_set():
@@ -200,6 +218,8 @@ def _follow(ledger: Ledger, position: int, wanted: ChangeFilter, poll: float, st
         now = time.monotonic()
         if position > before:
             quiet_since = now
+            if progress:
+                yield CaughtUp(position)
         if idle_timeout is not None and now - quiet_since >= idle_timeout:
             return  # (idle_timeout 0: as soon as caught up)
         stop.wait(poll)

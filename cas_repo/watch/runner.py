@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CursorError, DeliveryError, HandlerFailedError
-from ..follow import Change
+from ..follow import CaughtUp, Change, ChangeFilter, with_progress
 from ..repository import ModelStore
 from .cursor import Cursor, CursorFile
 
@@ -127,8 +127,16 @@ def run_watch(store: ModelStore, handler: Handler, *, cursor: str | Path | None 
     handled, last = 0, None
     with CursorFile(cursor, store.url) if cursor is not None else nullcontext() as cursors:
         start, at = _start(store, cursors, after)
-        for change in store.follow(start, models=models, kinds=kinds, aliases=aliases, poll=poll, stop=stop,
-                                   idle_timeout=0 if once else None):
+        wanted = ChangeFilter.of(models, kinds, aliases)
+        for change in with_progress(store.ledger, start, wanted=wanted, poll=poll, stop=stop,
+                                    idle_timeout=0 if once else None):
+            if isinstance(change, CaughtUp):
+                # Every wanted change up to here was handled: move the cursor past the rest, so
+                # a restart with narrow filters does not read the same commits again.
+                if cursors is not None and at is not None and change.position > at.position:
+                    at = Cursor(at.store or store.ledger.log.store_id(), change.position)
+                    cursors.write(at)
+                continue
             if at is not None and at.handled(change.position, change.index):
                 continue
             if not _deliver(handler, change, retries, backoff, stop):

@@ -107,6 +107,19 @@ def test_a_cursor_resumes_after_the_last_change_and_starts_at_the_end_when_new(r
     assert [json.loads(line)["position"] for line in out.splitlines()] == [4, 5]
 
 
+def test_a_cursor_with_narrow_filters_moves_past_the_commits_it_does_not_want(root, tmp_path, capsys):
+    cursor = tmp_path / "prod.cursor"
+    code, out, _ = run(capsys, root, "--cursor", str(cursor), "--once", "--json", "--from-start", "--alias", "prod")
+    assert code == 0 and ids(out) and json.loads(cursor.read_text())["position"] == 3
+    with ModelStore(root) as store:
+        for i in range(3):
+            store.save_model({"w": 10 + i}, md("m3"))
+    code, out, _ = run(capsys, root, "--cursor", str(cursor), "--once", "--json", "--alias", "prod")
+    # Nothing wanted, yet the cursor records that commits 4 to 6 were read.
+    assert (code, out) == (0, "") and {k: json.loads(cursor.read_text())[k] for k in ("position", "index")} == \
+        {"position": 6, "index": None}
+
+
 def test_a_cursor_in_use_of_another_store_or_past_the_end_is_refused(root, tmp_path, capsys):
     cursor = tmp_path / "c"
     with CursorFile(cursor):
