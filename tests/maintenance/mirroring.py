@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cas_repo import ModelMetadata, ModelStore
+from cas_repo.errors import ModelPurgedError
 from cas_repo.maintenance import fsck
 from cas_repo.maintenance.replica import open_location
 from cas_repo.objects import ObjectBackend
@@ -40,12 +41,22 @@ def store_contents(location: str | Path, options: dict[str, Any] | None = None) 
 
 
 def heads(store: ModelStore) -> dict[str, tuple[int, bytes]]:
-    """Each live model's head version and its model's bytes, loaded (verified)."""
+    """Each live model's head version and its model's bytes, loaded (verified); gc may have purged one."""
     out = {}
     for m in store.list_models():
-        obj, meta = store.load_model(m.model_id)
-        out[m.model_id] = (meta.saved_version(), np.asarray(obj).tobytes())
+        try:
+            obj, meta = store.load_model(m.model_id)
+        except ModelPurgedError:
+            out[m.model_id] = (m.saved_version(), b"purged")
+            continue
+        out[m.model_id] = (meta.saved_version(), _bytes(obj))
     return out
+
+
+def _bytes(obj: Any) -> bytes:
+    if isinstance(obj, dict):
+        return b"".join(k.encode() + _bytes(v) for k, v in sorted(obj.items()))
+    return np.asarray(obj).tobytes()
 
 
 def opens_clean(location: str | Path, options: dict[str, Any] | None = None, catalog: Path | None = None, *,

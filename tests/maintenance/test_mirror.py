@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from cas_repo import IntegrityError, ModelStore
@@ -167,3 +168,24 @@ def test_follow_keeps_the_mirror_current_and_stops_cleanly_on_sigterm(tmp_path):
             proc.kill()
             proc.wait()
     assert store_contents(dst) == store_contents(src)
+
+
+def test_packs_gc_deleted_before_the_mirror_saw_them_are_copied_through_the_commit_that_forgot_them(
+        tmp_path, monkeypatch):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _fill(src)
+    mirror(src, dst)
+    with ModelStore(src) as s:
+        for i in range(2):
+            s.save_model(model(20 + i), md("doomed"))  # packs the mirror never sees
+        shared, dropped = np.full(10_000, 1.0), np.full(10_000, 2.0)  # buffers: chunks of their own
+        s.save_model({"a": shared, "b": dropped}, md("doomed"))
+        s.save_model({"a": shared}, md("m1"))  # keeps part of doomed@3's pack alive
+        s.delete_model("doomed")
+        gc = run_gc(s, grace=timedelta(0), purge_older_than=timedelta(0), repack_below=0.99)
+        assert len(gc.deleted) == 2 and len(gc.repacked) == 1
+    monkeypatch.setattr("cas_repo.maintenance.mirror.BATCH", 2)  # the forgetting commit lies batches ahead
+    after = mirror(src, dst)
+    assert after.packs == 1 + len(gc.new_packs) and after.packs_deleted == 0  # m1's pack and the repack
+    assert store_contents(dst) == store_contents(src)
+    assert opens_clean(dst) == opens_clean(src, check=False)
