@@ -139,8 +139,11 @@ class _SourceCommits:
 class Mirror:
     """Mirrors ``source`` into ``target`` (two backends); :meth:`run` once, or repeatedly to follow."""
 
-    def __init__(self, source: ObjectBackend, target: ObjectBackend, key: StoreKey | None = None) -> None:
+    def __init__(self, source: ObjectBackend, target: ObjectBackend, key: StoreKey | None = None, *,
+                 names: tuple[str, str] | None = None) -> None:
+        """``names``: how reports and errors name the two stores (default: the backends' URLs)."""
         self.source, self.target = source, target
+        self.names = names or (source.url, target.url)
         self.source_log, self.target_log = Log(source, key), Log(target, key)
         workers = max(source.read_concurrency, target.read_concurrency, _MIN_WORKERS)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-mirror")
@@ -194,7 +197,7 @@ class Mirror:
                 bar.advance(len(batch))
         self._checked = (end, stream.chain)
         if end == 0:
-            raise MirrorError(f"{self.source.url} holds no log commits: nothing to mirror (a store written by the "
+            raise MirrorError(f"{self.names[0]} holds no log commits: nothing to mirror (a store written by the "
                               "first release is upgraded the first time cas-repo opens it: open it once, e.g. "
                               "`cas-repo --repo SRC ls`, then mirror)")
         if listed:
@@ -203,7 +206,7 @@ class Mirror:
                 self._count(copy, tally)
         deleted, kept = self._delete_forgotten(tally.forgets, listed)
         ckpt = self._checkpoints(end, full)
-        return MirrorReport(self.source.url, self.target.url, full, start, end, tally.commits, tally.commit_bytes,
+        return MirrorReport(*self.names, full, start, end, tally.commits, tally.commit_bytes,
                             tally.packs, tally.pack_bytes, len(ckpt.copied), ckpt.copied_bytes, len(ckpt.deleted),
                             deleted, kept, time.monotonic() - began, ckpt.refused)
 
@@ -226,8 +229,8 @@ class Mirror:
         theirs = self.source.get(log_key(end))
         if theirs is None or self.target.get(log_key(end)) != theirs:
             why = "which the source does not hold" if theirs is None else "which differs from the source's"
-            raise MirrorDivergedError(f"the mirror {self.target.url} holds log commit {end} {why} "
-                                      f"({self.source.url}): nothing was copied; {_DIVERGED}")
+            raise MirrorDivergedError(f"the mirror {self.names[1]} holds log commit {end} {why} "
+                                      f"({self.names[0]}): nothing was copied; {_DIVERGED}")
         return self.source_log.decode(end, theirs).chain_after(None)
 
     def _copy_packs(self, batch: list[tuple[int, bytes, Commit]], stream: _SourceCommits, present: set[str],
@@ -264,7 +267,7 @@ class Mirror:
             more = stream.take(BATCH)
             if not more:
                 raise MirrorError(
-                    f"pack {missing[0]} is named by log commit {gone[missing[0]]} of {self.source.url} but is "
+                    f"pack {missing[0]} is named by log commit {gone[missing[0]]} of {self.names[0]} but is "
                     "missing there, and no later commit forgot it: the source is damaged. Nothing past commit "
                     f"{batch[0][0] - 1} was copied. Run `cas-repo fsck` on the source (`--repair-from` a good copy)")
             batch.extend(more)
@@ -281,8 +284,8 @@ class Mirror:
         """Create commit ``position`` at the target; one already there must be these very bytes."""
         if self.target_log.create(position, data) or self.target.get(log_key(position)) == data:
             return
-        raise MirrorDivergedError(f"the mirror {self.target.url} already holds a different log commit {position} "
-                                  f"than {self.source.url}: something wrote into the mirror. Copying stopped "
+        raise MirrorDivergedError(f"the mirror {self.names[1]} already holds a different log commit {position} "
+                                  f"than {self.names[0]}: something wrote into the mirror. Copying stopped "
                                   f"before it; {_DIVERGED}")
 
     def _delete_forgotten(self, forgets: set[str], listed: tuple[dict[str, int], dict[str, int]] | None,
@@ -330,7 +333,7 @@ def open_mirror(source: str | os.PathLike[str], target: str | os.PathLike[str], 
     except BaseException:
         src.close()
         raise
-    return Mirror(src, dst, StoreKey.configured(key))
+    return Mirror(src, dst, StoreKey.configured(key), names=(os.fspath(source), os.fspath(target)))
 
 
 def mirror(source: str | os.PathLike[str], target: str | os.PathLike[str], *, full: bool = False,
