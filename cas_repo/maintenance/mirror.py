@@ -204,8 +204,10 @@ class Mirror:
             lacking = sorted(set(listed[0]) - present)
             for copy in parallel(self._pool, lambda p: copy_pack(self.source, self.target, p), lacking):
                 self._count(copy, tally)
-        deleted, kept = self._delete_forgotten(tally.forgets, listed)
+        # Checkpoints first: the fold of the target's log that a full run's deletions need
+        # then starts from the newest one.
         ckpt = self._checkpoints(end, full)
+        deleted, kept = self._delete_forgotten(tally.forgets, listed, whole_log=start == 0)
         return MirrorReport(*self.names, full, start, end, tally.commits, tally.commit_bytes,
                             tally.packs, tally.pack_bytes, len(ckpt.copied), ckpt.copied_bytes, len(ckpt.deleted),
                             deleted, kept, time.monotonic() - began, ckpt.refused)
@@ -288,16 +290,17 @@ class Mirror:
                                   f"than {self.names[0]}: something wrote into the mirror. Copying stopped "
                                   f"before it; {_DIVERGED}")
 
-    def _delete_forgotten(self, forgets: set[str], listed: tuple[dict[str, int], dict[str, int]] | None,
-                          ) -> tuple[int, int]:
+    def _delete_forgotten(self, forgets: set[str], listed: tuple[dict[str, int], dict[str, int]] | None, *,
+                          whole_log: bool) -> tuple[int, int]:
         """Delete the target's packs its log forgot and the source no longer holds; (deleted, kept).
 
-        A forgotten pack never comes back at the source (pack names carry a nonce), so one
-        missing from a listing of the source is gone for good.
+        ``forgets``: the packs the commits of this run forgot (``whole_log``: every commit of
+        the log went through this run). A forgotten pack never comes back at the source (pack
+        names carry a nonce), so one missing from a listing of the source is gone for good.
         """
         if listed is not None:
             source, target = listed
-            forgotten = forgotten_by_log(self.target_log)
+            forgotten = forgets if whole_log else forgotten_by_log(self.target_log)
             candidates = sorted((set(target) | forgets | self._pending) & forgotten)
             held = [(p in target, p in source) for p in candidates]
         else:

@@ -39,6 +39,7 @@ SCENARIOS = [
     "ui",
     "aliases",
     "startup",
+    "mirror",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
