@@ -37,15 +37,15 @@ def _source(root: Path, versions: int) -> None:
 
 def test_a_mirror_killed_at_random_instants_is_consistent_at_each_and_resumes(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    _source(src, 150)
+    _source(src, 120)
     rng = random.Random(11)
     kills = 0
-    for _ in range(6):
+    for _ in range(5):
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(src), str(dst)], stdout=subprocess.PIPE,
                                 text=True)
         assert proc.stdout.readline() == "ready\n"
         try:
-            proc.wait(timeout=rng.uniform(0.0, 0.25))  # the kill lands wherever the run has got to
+            proc.wait(timeout=rng.uniform(0.0, 0.2))  # the kill lands wherever the run has got to
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -54,8 +54,8 @@ def test_a_mirror_killed_at_random_instants_is_consistent_at_each_and_resumes(tm
         if (dst / "objects" / "log").is_dir():
             with ModelStore(dst) as d:  # an ordinary store at the kill: every head loads
                 heads(d)
-    assert kills >= 3
-    assert mirror(src, dst).end == 150
+    assert kills >= 2
+    assert mirror(src, dst).end == 120
     assert store_contents(dst) == store_contents(src)
     assert opens_clean(dst) == opens_clean(src, check=False)
 
@@ -77,7 +77,7 @@ def test_a_mirror_run_while_the_source_saves_and_runs_gc_ends_identical(tmp_path
     _source(src, 10)
     done: list[list[int]] = []
     writer = threading.Thread(target=lambda: done.append(
-        run_together(_save_and_collect, [(str(src), 6)], timeout=120, what="the writer")))
+        run_together(_save_and_collect, [(str(src), 4)], timeout=120, what="the writer")))
     writer.start()
     with open_mirror(src, dst) as m:
         runs = 0
@@ -85,7 +85,7 @@ def test_a_mirror_run_while_the_source_saves_and_runs_gc_ends_identical(tmp_path
             m.run()  # each run copies what the source has now, gc's forgets and moves included
             runs += 1
     writer.join()
-    assert done == [[6]]
+    assert done == [[4]]
     mirror(src, dst, full=True)  # the quiet run: what gc deleted after a run saw its commit goes too
     assert store_contents(dst) == store_contents(src)
     assert opens_clean(dst) == opens_clean(src, check=False)
@@ -98,9 +98,9 @@ def _mirror_once(src: str, dst: str, start, results) -> None:
 
 def test_two_mirror_processes_at_once_fill_one_mirror(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    _source(src, 60)
+    _source(src, 40)
     made = run_together(_mirror_once, [(str(src), str(dst))] * 2, timeout=120, what="a mirror")
-    assert sum(made) >= 60  # each created its share, or found the other's bytes at a position
+    assert sum(made) >= 40  # each created its share, or found the other's bytes at a position
     assert mirror(src, dst).copied == 0
     assert store_contents(dst) == store_contents(src)
     assert opens_clean(dst) == opens_clean(src, check=False)
