@@ -391,6 +391,15 @@ class RetentionPolicyError(MaintenanceError, ValueError):
     """A retention policy that cannot be applied as written (bad predicate, no criterion)."""
 
 
+class MirrorError(MaintenanceError):
+    """A mirror run stopped before copying more: the source is damaged, or is not a store."""
+
+
+class MirrorDivergedError(MirrorError):
+    """The mirror holds a commit the source does not hold at that position: something wrote
+    into the mirror (a mirror takes no writes of its own), or it mirrors another store."""
+
+
 # --- aliases ---------------------------------------------------------------------
 
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 from contextlib import nullcontext
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import faults
 from .content import Content, to_content
+from .digest import Digest
 from .log.ledger import Ledger
 from .log.ops import SaveOp
 from .log.state import StoreState
+from .manifest import Manifest
 from .metadata import ModelMetadata, check_metadata, parse_ref
 from .objects.pack import packs_of
 from .objects.store import NewEntry, ObjectStore
@@ -52,10 +55,24 @@ def save_model(ledger: Ledger, objects: ObjectStore, now: Callable[[], datetime]
 def commit_content(ledger: Ledger, objects: ObjectStore, now: Callable[[], datetime], md: ModelMetadata,
                    content: Content, parents: tuple[tuple[str, int], ...]) -> int:
     """Write the entries of ``content`` the store lacks, then commit the version; its number."""
-    needed = [d.hex for d in content.entries] + [content.digest.hex]
+    return commit_manifest(ledger, objects, now, md, content.manifest, content.digest, parents,
+                           partial(entries_for, content))
+
+
+def commit_manifest(ledger: Ledger, objects: ObjectStore, now: Callable[[], datetime], md: ModelMetadata,
+                    manifest: Manifest, digest: Digest, parents: tuple[tuple[str, int], ...],
+                    fetch: Callable[[Set[str]], list[NewEntry]]) -> int:
+    """Commit a version of ``manifest`` (whose digest is ``digest``); its number.
+
+    ``fetch(digests)`` gives the entries (chunks, and the manifest itself) of those
+    ``digests``: it is asked only for the ones the store lacks, once before the commit and
+    again for any a gc dropped meanwhile. A save passes the model's serialized content; a
+    copy from another store reads only the entries asked for.
+    """
+    needed = [*{c.digest.hex: None for c in manifest.chunks()}, digest.hex]
     with ledger.cached() as st:
         have = st.locate(needed)
-    written = objects.write(entries_for(content, set(needed) - have.keys()))
+    written = objects.write(fetch(set(needed) - have.keys()))
     if faults.ARMED:
         faults.crash_point("objects-written")
 
@@ -69,7 +86,7 @@ def commit_content(ledger: Ledger, objects: ObjectStore, now: Callable[[], datet
         lacking = set(needed) - present.keys() - mine.keys()
         if lacking:
             # A new pack (its nonce makes its name new: never a forgotten one's).
-            written += objects.write(entries_for(content, lacking))
+            written += objects.write(fetch(lacking))
         new = tuple(l for l in written if l.digest.hex not in present)
         # Each pack as written (entries found present meanwhile included), so the size
         # the log records is the file's.
@@ -77,10 +94,10 @@ def commit_content(ledger: Ledger, objects: ObjectStore, now: Callable[[], datet
         e = st.models.get(md.model_id)
         return [SaveOp.from_metadata(
             md, kind="save", version=(e.head_version if e else 0) + 1, seq=(e.seq if e else 0) + 1,
-            manifest=content.digest.hex, at=now(), logical_size=content.manifest.size,
+            manifest=digest.hex, at=now(), logical_size=manifest.size,
             new_bytes=sum(l.stored_size for l in new), parents=parents, new_locations=new,
-            manifest_chunks=(tuple((c.digest.hex, c.size) for c in content.manifest.chunks())
-                             if content.digest.hex not in present else None),
+            manifest_chunks=(tuple((c.digest.hex, c.size) for c in manifest.chunks())
+                             if digest.hex not in present else None),
             new_packs=packs_of(list({(l.pack, l.digest): l for l in written if l.pack in ours}.values())),
         )]
 

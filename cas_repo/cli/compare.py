@@ -69,10 +69,15 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
         groups = [("ancestor", lin.ancestors), ("descendant", lin.descendants)]
     else:  # pragma: no cover - argparse restricts choices
         raise UsageError(f"unknown direction {args.direction!r}")
+    origin = md.lineage.get("copied_from") if isinstance(md.lineage, dict) else None
     if out.json_mode:
         out.json({"model_id": lin.model_id, "version": lin.version,
-                  **{f"{name}s": list(nodes) for name, nodes in groups}})
+                  **{f"{name}s": list(nodes) for name, nodes in groups},
+                  **({"copied_from": origin} if origin else {})})
         return 0
+    if isinstance(origin, dict):
+        out.line(f"{lin.model_id}@{lin.version} was copied from {origin.get('ref')} of {origin.get('store')} "
+                 f"(store id {origin.get('store_id')}, manifest {str(origin.get('manifest'))[:12]})")
     rows = [[name, n.ref, n.depth, n.relation] for name, nodes in groups for n in nodes]
     if not rows:
         missing = "ancestors or descendants" if len(groups) == 2 else f"{groups[0][0]}s"

@@ -44,6 +44,10 @@ class Output:
     def json(self, value: Any) -> None:
         self.stdout.write(json.dumps(value, default=_default, indent=2, sort_keys=True) + "\n")
 
+    def json_line(self, value: Any) -> None:
+        """One compact JSON document on one line (a stream of reports, one per line)."""
+        self.stdout.write(json.dumps(value, default=_default, sort_keys=True) + "\n")
+
     def binary(self, data: bytes) -> None:
         """Raw bytes to stdout, after any text already written there."""
         self.stdout.flush()

@@ -65,6 +65,21 @@ def encode(state: StoreState, key: StoreKey | None = None) -> bytes:
     return _MAGIC + hash_bytes(payload).raw + payload
 
 
+def check_digest(data: bytes) -> None:
+    """Check a checkpoint's digest header against the rest of its bytes (no decompression).
+
+    Raises:
+        IntegrityError: not a checkpoint of this format, or damaged.
+    """
+    head = len(_MAGIC) + DIGEST_SIZE
+    if data.startswith(_UNCHAINED):
+        raise IntegrityError("it was written before log commits were chained and carries no digest")
+    if not data.startswith(_MAGIC) or len(data) < head:
+        raise IntegrityError("not a checkpoint (bad magic)")
+    if hash_bytes(memoryview(data)[head:]).raw != data[len(_MAGIC):head]:
+        raise IntegrityError("its bytes do not match its digest: damaged")
+
+
 def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
     """The state a checkpoint holds.
 

@@ -149,8 +149,13 @@ class Log:
         return self.backend.exists(log_key(position))
 
     def after(self, position: int, chain: str | None) -> Iterator[tuple[int, Commit, str | None]]:
-        """Every commit after ``position``, in order, up to the newest one there is now,
-        each with the chain digest after it; ``chain`` is the one at ``position``.
+        """Every commit after ``position``, in order, with the chain digest after it (see :meth:`stored_after`)."""
+        return ((p, commit, after) for p, _data, commit, after in self.stored_after(position, chain))
+
+    def stored_after(self, position: int, chain: str | None) -> Iterator[tuple[int, bytes, Commit, str | None]]:
+        """Every commit after ``position``, in order, up to the newest one there is now, as
+        stored (its bytes) and decoded, each with the chain digest after it; ``chain`` is
+        the one at ``position``.
 
         Checks on the way that the log still holds ``position`` (a process that folded it
         must not build on a cut log) and that no commit exists past the end it finds (a
@@ -165,16 +170,17 @@ class Log:
         if self.backend.read_concurrency <= 1:
             start = position
             while True:
-                commit = self.read(position + 1)
-                if commit is None:
+                data = self.backend.get(log_key(position + 1))
+                if data is None:
                     if not self.holds(position + 2):
                         break
-                    commit = self.read(position + 1)  # created by now, or missing below position + 2
-                    if commit is None:
+                    data = self.backend.get(log_key(position + 1))  # created by now, or missing below
+                    if data is None:
                         raise missing_error(position + 1, position + 2)
                 position += 1
+                commit = self.decode(position, data)
                 chain = self.link(chain, position, commit)
-                yield position, commit, chain
+                yield position, data, commit, chain
             if position == start and start and not self.holds(start):
                 raise cut_error(start)
             return
@@ -192,15 +198,15 @@ class Log:
                 break
         with ThreadPoolExecutor(max_workers=self.backend.read_concurrency, thread_name_prefix="cas-log") as pool:
             for i in range(0, len(listed), _FETCH_BATCH):
-                for p, commit in self._fetch(pool, listed[i:i + _FETCH_BATCH]):
+                for p, data, commit in self._fetch(pool, listed[i:i + _FETCH_BATCH]):
                     chain = self.link(chain, p, commit)
-                    yield p, commit, chain
+                    yield p, data, commit, chain
 
-    def _fetch(self, pool: ThreadPoolExecutor, positions: list[int]) -> Iterator[tuple[int, Commit]]:
+    def _fetch(self, pool: ThreadPoolExecutor, positions: list[int]) -> Iterator[tuple[int, bytes, Commit]]:
         for p, data in zip(positions, pool.map(lambda q: self.backend.get(log_key(q)), positions)):
             if data is None:
                 raise missing_error(p, positions[-1])
-            yield p, self.decode(p, data)
+            yield p, data, self.decode(p, data)
 
     def newest_listed(self) -> int:
         """The highest position a listing of the log shows (0: none)."""

@@ -40,6 +40,7 @@ SCENARIOS = [
     "aliases",
     "startup",
     "watch",
+    "mirror",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
