@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,12 @@ def test_a_replayed_op_over_a_stale_previous_is_refused_by_every_fold():
     assert st.apply(2, [PolicyOp({"keep_last": 2}, None, at, "h/1/b")]) == []  # not over commit 1
     assert st.apply(3, [PolicyOp({"keep_last": 3}, 1, at, "h/1/c"), PolicyOp(None, 3, at, "h/1/c")]) != []
     assert st.policy_position == 3 and st.policy == {"keep_last": 3} and st.refused == [(2, 0), (3, 1)]
+
+
+def test_the_documented_example_policy_is_valid(tmp_path):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "maintenance.md").read_text()
+    example = doc.split("### The policy file", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    file = tmp_path / "policy.toml"
+    file.write_text(example)
+    policy = load_policy_file(file)
+    assert policy.keep_last == 5 and len(policy.keep_best) == 2 and policy.retire_models_below is not None

@@ -36,7 +36,7 @@ def _kept_by_a_rule(policy: Policy, versions: list[tuple], now: datetime) -> dic
     """version -> a rule that keeps it, worked out from the generated data alone."""
     n = len(versions)
     keep: dict[int, str] = {n: "head"}
-    for i, (ic, tagged, aliased, age) in enumerate(versions, start=1):
+    for i, (_, tagged, aliased, age) in enumerate(versions, start=1):
         if aliased:
             keep[i] = "alias"
         if policy.keep_last is not None and n - i < policy.keep_last:
