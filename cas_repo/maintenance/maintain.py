@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..catalog.retention import candidates, select_versions
-from ..errors import InvalidPolicyError, NoPolicyError, RetentionPolicyError
+from ..errors import InvalidPolicyError, MaintenanceError, NoPolicyError, RetentionPolicyError
 from ..log.ops import EventOp, MarkOp, Op
 from ..log.state import ModelEntry, StoreState, VersionState
 from ..repository import ModelStore
@@ -259,9 +259,13 @@ def maintain_every(store: ModelStore, every: timedelta, stop: threading.Event, *
     Each run reads the store's policy afresh. A failed run is handed to ``on_error`` and
     the loop goes on; a run in progress when ``stop`` is set finishes first (a run killed
     outright is safe too: the next one finishes the job).
+
+    Raises:
+        MaintenanceError: ``every`` is not positive.
     """
     if every <= timedelta(0):
-        raise ValueError(f"maintain_every needs a positive interval, got {format_duration(every)}")
+        raise MaintenanceError(f"maintain_every needs a positive interval, got {format_duration(every)}; "
+                               "pass one such as timedelta(hours=1)")
     state = LoopState()
     while not stop.is_set():
         try:
