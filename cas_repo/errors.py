@@ -400,6 +400,38 @@ class MirrorDivergedError(MirrorError):
     into the mirror (a mirror takes no writes of its own), or it mirrors another store."""
 
 
+class InvalidPolicyError(RetentionPolicyError):
+    """A store policy refused: ``field`` names what is wrong ("" for the policy as a whole)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NoPolicyError(MaintenanceError, LookupError):
+    """The store holds no retention policy, so there is nothing for ``maintain`` to apply."""
+
+    def __init__(self) -> None:
+        super().__init__("this store has no retention policy; set one with "
+                         "cas_repo.maintenance.set_policy(store, policy) (docs/maintenance.md)")
+        self.cli_message = ("this store has no retention policy; set one with `cas-repo policy set FILE` "
+                            "(docs/maintenance.md shows an example file)")
+
+
+class PolicyChangedError(MaintenanceError):
+    """The store's policy changed between reading it and setting a new one."""
+
+    def __init__(self, expected: int | None, actual: int | None) -> None:
+        def name(p: int | None) -> str:
+            return "none" if p is None else f"the one of log commit {p}"
+
+        super().__init__(f"the store's policy changed while this one was being set (expected {name(expected)}, "
+                         f"found {name(actual)}); review it with current_policy(store) and set yours again")
+        self.cli_message = (f"the store's policy changed while this one was being set (expected {name(expected)}, "
+                            f"found {name(actual)}); review it with `cas-repo policy show` and set yours again")
+        self.expected, self.actual = expected, actual
+
+
 # --- aliases ---------------------------------------------------------------------
 
 

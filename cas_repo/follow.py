@@ -24,12 +24,23 @@ from typing import Any
 from .errors import InvalidWatchFilterError
 from .log.commit import Commit
 from .log.ledger import Ledger
-from .log.ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, Op, SaveOp
+from .log.ops import (
+    AdoptEntries,
+    AliasMove,
+    EventOp,
+    ForgetPacks,
+    MarkOp,
+    MetricsOp,
+    MoveEntries,
+    Op,
+    PolicyOp,
+    SaveOp,
+)
 
 EVENT_FORMAT = "cas-repo/event/1"
 #: Every kind a Change can have, in the order the docs list them.
 KINDS = ("save", "rollback", "delete", "undelete", "tag", "retire", "restore", "purge", "metrics", "alias", "gc",
-         "adopt")
+         "adopt", "policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,9 @@ def change_of(store_id: str, position: int, index: int, op: Op, commit: Commit) 
     if isinstance(op, AdoptEntries):
         return made("adopt", details={"entries": len(op.locations), "packs": len(op.new_packs),
                                       "manifests": len(op.manifests)})
+    if isinstance(op, PolicyOp):
+        # ``previous``: the log position of the policy this one replaced (None: the first).
+        return made("policy", details={"policy": op.policy, "cleared": op.cleared}, previous=op.previous)
     raise TypeError(f"not a log operation: {type(op).__name__}")
 
 

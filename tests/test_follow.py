@@ -19,6 +19,7 @@ from cas_repo.errors import InvalidWatchFilterError
 from cas_repo.follow import KINDS
 from cas_repo.log.ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, SaveOp
 from cas_repo.log.state import StoreState
+from cas_repo.maintenance import Policy, clear_policy, set_policy
 
 from .budget import examples
 from .commits import hand_made
@@ -52,6 +53,8 @@ def every_kind(store: ModelStore) -> None:
     store.set_alias("m1", "prod", 3)
     store.ledger.commit(lambda st: [ForgetPacks((PACK,), AT), MoveEntries((PACK,), (), (), AT)])
     store.ledger.commit(lambda st: [AdoptEntries((), (), (), AT)])
+    set_policy(store, Policy(keep_last=3))
+    clear_policy(store)
 
 
 @pytest.fixture(params=["folder", "seaweedfs"])
@@ -70,8 +73,8 @@ def test_every_kind_of_change_with_its_fields(any_store):
     every_kind(store)
     got = list(store.follow(0, idle_timeout=0))
     assert [c.kind for c in got] == ["save", *KINDS[:5], "retire", "restore", "purge", "metrics", "alias", "gc", "gc",
-                                     "adopt"]
-    assert [(c.position, c.index) for c in got][-4:] == [(11, 0), (12, 0), (12, 1), (13, 0)]
+                                     "adopt", "policy", "policy"]
+    assert [(c.position, c.index) for c in got][-6:] == [(11, 0), (12, 0), (12, 1), (13, 0), (14, 0), (15, 0)]
     store_id = store.ledger.log.store_id()
     assert all(c.id == f"{store_id}:{c.position}:{c.index}" for c in got) and len({c.id for c in got}) == len(got)
     by = {c.kind: c for c in reversed(got)}  # the first of each kind
@@ -90,6 +93,9 @@ def test_every_kind_of_change_with_its_fields(any_store):
     assert all(c.author == store.ledger.author and c.writer == store.ledger.writer for c in got)
     assert all(c.host == store.ledger.writer.split("/")[0] and c.at.tzinfo is not None for c in got)
     assert by["retire"].at == AT
+    policies = [c for c in got if c.kind == "policy"]
+    assert [(c.previous, c.details["cleared"]) for c in policies] == [(None, False), (14, True)]
+    assert policies[0].details["policy"]["keep_last"] == 3 and policies[1].details["policy"] is None
     as_json = alias.to_json()
     assert as_json["format"] == "cas-repo/event/1" and as_json["at"] == alias.at.isoformat()
     assert {k: as_json[k] for k in ("id", "kind", "alias", "previous")} == \

@@ -14,7 +14,7 @@ from .maintenance import MARKS_CTE
 
 # Every table the fold of the log writes (not the migrations' own bookkeeping).
 INDEX_TABLES = ("models", "versions", "lineage", "tags", "events", "event_tags", "objects", "manifest_chunks",
-                "packs", "alias_moves", "commits", "metric_log", "log_index")
+                "packs", "alias_moves", "commits", "metric_log", "policies", "log_index")
 
 
 # -- what the catalog claims ------------------------------------------------------------

@@ -11,10 +11,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from ..canonical import canonical_json
 from ..log.commit import Commit
 from ..log.ledger import Ledger
-from ..log.ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, Op, SaveOp
-from ..log.state import Head, admit
+from ..log.ops import (
+    AdoptEntries,
+    AliasMove,
+    EventOp,
+    ForgetPacks,
+    MarkOp,
+    MetricsOp,
+    MoveEntries,
+    Op,
+    PolicyOp,
+    SaveOp,
+)
+from ..log.state import Head, PolicyHead, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
 from .convert import naive_utc
@@ -88,6 +100,17 @@ def alias_row(position: int, index: int, op: AliasMove) -> tuple:
     return (position, index, op.model_id, op.alias, op.previous, op.version, naive_utc(op.at), op.by)
 
 
+def policy_row(position: int, op: PolicyOp) -> tuple:
+    """The ``policies`` row of an admitted policy operation."""
+    policy = None if op.policy is None else canonical_json(op.policy).decode()
+    return (position, op.previous, naive_utc(op.at), op.by, policy)
+
+
+def _policy_position(s: Session) -> int | None:
+    (position,), = s.rows("SELECT max(log_position) FROM policies")
+    return position
+
+
 def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Commit]]) -> int:
     """Apply ``commits`` (consecutive, after the indexed position) in one transaction.
 
@@ -99,14 +122,20 @@ def fold(s: Session, store_id: str, commits: Sequence[tuple[int, Commit]]) -> in
     with s.transaction(f"indexing log commits {commits[0][0]}–{commits[-1][0]}"):
         insert_rows(s, "commits", [(p, c.author, c.writer) for p, c in commits])
         heads = _heads(s, {o.model_id for _, c in commits for o in c.ops if hasattr(o, "model_id")})
+        policy = PolicyHead(_policy_position(s), 0)
         run: list = []
         # Alias moves touch only their own table: they join any run and go in with it.
         moves: list[tuple] = []
         for position, commit in commits:
+            policy.landing = position
             for i, op in enumerate(commit.ops):
-                if not admit(op, heads):
+                if not admit(op, heads, policy):
                     continue
                 admitted += 1
+                if isinstance(op, PolicyOp):
+                    # Its own table, read by nothing else the fold writes: it never breaks a run.
+                    insert_rows(s, "policies", [policy_row(position, op)])
+                    continue
                 if isinstance(op, AliasMove):
                     moves.append(alias_row(position, i, op))
                     continue

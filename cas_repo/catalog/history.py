@@ -7,12 +7,23 @@ users' SQL over the same views answers.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 
 from ..log.state import VersionRow
 from .catalog import VERSION_COLS, Session, versions_from_rows
 from .convert import aware_utc, naive_utc
-from .values import AliasChange, AliasPointer, ContentDiff, Event, Lineage, LineageNode, MetricRecord, ModelAt
+from .values import (
+    AliasChange,
+    AliasPointer,
+    ContentDiff,
+    Event,
+    Lineage,
+    LineageNode,
+    MetricRecord,
+    ModelAt,
+    PolicyChange,
+)
 
 
 def events(s: Session, model_id: str) -> list[Event]:
@@ -111,6 +122,14 @@ def alias_history(s: Session, model_id: str, alias: str | None = None) -> list[A
                   "FROM v_alias_history WHERE model_id = ? AND (?::VARCHAR IS NULL OR alias = ?) "
                   "ORDER BY log_position, alias", [model_id, alias, alias])
     return [AliasChange(m, a, f, t, aware_utc(at), by, p, who) for m, a, f, t, at, by, p, who in rows]
+
+
+def policy_history(s: Session) -> list[PolicyChange]:
+    """Every policy the store had (set or cleared), in log order."""
+    rows = s.rows("SELECT log_position, previous, set_at, set_by, policy::VARCHAR, author FROM v_policy_history "
+                  "ORDER BY log_position")
+    return [PolicyChange(p, prev, aware_utc(at), by, None if policy is None else json.loads(policy), who)
+            for p, prev, at, by, policy, who in rows]
 
 
 def metric_history(s: Session, model_id: str, version: int | None = None) -> list[MetricRecord]:

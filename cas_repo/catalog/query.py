@@ -27,7 +27,7 @@ from .values import ExportReport
 VIEWS = (
     "v_models", "v_versions", "v_events", "v_tags", "v_tag_events", "v_lineage", "v_metrics",
     "v_hyperparameters", "v_objects", "v_manifest_chunks", "v_packs",
-    "v_aliases", "v_alias_history", "v_metric_history",
+    "v_aliases", "v_alias_history", "v_metric_history", "v_policy_history",
 )
 EXPORT_INFO = "export.json"
 

@@ -31,7 +31,7 @@ ever AS (
     UNION SELECT unnest(?::VARCHAR[]), unnest(?::INTEGER[]), unnest(?::VARCHAR[])),
 ever_lists AS (SELECT model_id, version, list(DISTINCT tag ORDER BY tag) AS ever_tags FROM ever GROUP BY ALL),
 pins AS (SELECT model_id, version, list(alias ORDER BY alias) AS aliases FROM v_aliases GROUP BY ALL)
-SELECT v.*, v.version = m.head_version AS is_head, m.deleted AS model_deleted,
+SELECT v.*, v.version = m.head_version AS is_head, m.deleted AS model_deleted, m.last_seq AS model_seq,
     m.head_version - v.version AS newer_versions,
     date_diff('second', v.saved_at, ?::TIMESTAMP) / 86400.0 AS age_days,
     coalesce(CASE k.state WHEN 'retire' THEN 'retired' WHEN 'purge' THEN 'purged' END, 'live') AS state,

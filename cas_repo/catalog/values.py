@@ -152,6 +152,24 @@ class AliasChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """One policy operation of the store's log: the policy it set (its canonical JSON
+    object), or None when it cleared it; ``previous`` the commit whose policy it replaced;
+    ``set_by`` the writer (``host/pid/token``), ``author`` the person."""
+
+    log_position: int
+    previous: int | None
+    set_at: datetime
+    set_by: str
+    policy: dict | None
+    author: str | None = None
+
+    @property
+    def host(self) -> str:
+        return self.set_by.partition("/")[0]
+
+
+@dataclass(frozen=True, slots=True)
 class MetricRecord:
     """One metric value as recorded: at the save (``source`` "save") or logged later ("log")."""
 

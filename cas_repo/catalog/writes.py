@@ -49,6 +49,8 @@ _TYPES = {
     "alias_moves": {"log_position": "BIGINT", "op_index": "INTEGER", "model_id": "VARCHAR", "alias": "VARCHAR",
                     "from_version": "INTEGER", "to_version": "INTEGER", "moved_at": "TIMESTAMP",
                     "moved_by": "VARCHAR"},
+    "policies": {"log_position": "BIGINT", "previous": "BIGINT", "set_at": "TIMESTAMP", "set_by": "VARCHAR",
+                 "policy": "VARCHAR"},
 }
 
 def insert_rows(s: Session, table: str, rows: Sequence[tuple], or_ignore: bool = False) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # Command modules, each registering one or more subcommands.
 COMMAND_MODULES = ("cas_repo.cli.models", "cas_repo.cli.query", "cas_repo.cli.compare", "cas_repo.cli.choose",
                    "cas_repo.cli.qlib", "cas_repo.cli.maintenance", "cas_repo.cli.ui", "cas_repo.cli.metrics",
-                   "cas_repo.cli.get", "cas_repo.cli.watch", "cas_repo.cli.replicas")
+                   "cas_repo.cli.get", "cas_repo.cli.watch", "cas_repo.cli.replicas", "cas_repo.cli.policy")
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 # What a shell reports for a process ended by SIGPIPE (128 + 13), as `git log | head` does.

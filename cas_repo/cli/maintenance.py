@@ -12,7 +12,7 @@ from .render import Output, human_bytes
 EXIT_OK, EXIT_PROBLEMS = 0, 1
 
 
-def _duration(text: str) -> timedelta:
+def duration_arg(text: str) -> timedelta:
     from ..maintenance import parse_duration
 
     try:
@@ -276,7 +276,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full", action="store_true", help="re-hash every byte of every pack")
     p.add_argument("--repair", action="store_true", help="fix what can be fixed, through log commits (never "
                    "deletes anything)")
-    p.add_argument("--grace", type=_duration, help="temp files and packs no commit mentions "
+    p.add_argument("--grace", type=duration_arg, help="temp files and packs no commit mentions "
                    "younger than this are writes in progress (default 24h)")
     p.add_argument("--strict", action="store_true", help="warnings (orphans, old temp files) also exit 1")
     p.add_argument("--repair-from", metavar="COPY", help="first restore damaged or missing log commits, "
@@ -286,12 +286,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("gc", help="delete what no live or retained version needs (plan, one log commit, then files)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    p.add_argument("--grace", type=_duration,
+    p.add_argument("--grace", type=duration_arg,
                    help="only drop packs no commit mentions, and temp files, older than this (default 24h)")
     p.add_argument("--no-commit", action="store_true",
                    help="for a full disk: write nothing, only delete temp files, packs a gc forgot, and packs "
                    "no commit mentions older than --grace (at least 15m)")
-    p.add_argument("--purge-deleted-older-than", type=_duration, metavar="AGE",
+    p.add_argument("--purge-deleted-older-than", type=duration_arg, metavar="AGE",
                    help="purge versions of models deleted, and versions retired, at least AGE ago")
     p.add_argument("--repack-below", type=_fraction, metavar="FRACTION",
                    help="repack packs whose live bytes are below this fraction (default 0.5; 0 disables)")
@@ -302,7 +302,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-tagged", action="append", default=[], metavar="KEY[=VALUE]",
                    help="keep any version ever tagged so (repeatable)")
     p.add_argument("--where", metavar="SQL", help="retire versions matching this predicate over v_versions")
-    p.add_argument("--older-than", type=_duration, metavar="AGE", help="only versions saved at least AGE ago")
+    p.add_argument("--older-than", type=duration_arg, metavar="AGE", help="only versions saved at least AGE ago")
     p.add_argument("--dry-run", action="store_true", help="list what would be retired, change nothing")
     p.add_argument("--restore", nargs="+", metavar="MODEL[@VERSION]", help="undo: bring retired versions back")
     p.set_defaults(handler=cmd_retain)

@@ -26,6 +26,7 @@ from ..digest import DIGEST_SIZE, Digest, hash_bytes
 from ..errors import IntegrityError
 from ..location import Location
 from ..sealing import StoreKey
+from .ops import PolicyOp, op_from_json, op_to_json
 from .state import ModelEntry, StoreState, VersionRow, VersionState
 
 CHECKPOINT_FORMAT = "cas-repo/checkpoint/3"
@@ -54,11 +55,14 @@ def encode(state: StoreState, key: StoreKey | None = None) -> bytes:
     for l in state.entries.values():
         n = packs.setdefault(l.pack.hex, len(packs))
         entries.append([l.digest.hex, l.kind, n, l.offset, l.stored_size, l.size, l.codec])
-    raw = canonical_json({"format": CHECKPOINT_FORMAT, "position": state.position, "models": models,
-                          "packs": list(packs), "entries": entries, "forgotten": sorted(state.forgotten),
-                          "refused": state.refused, "chain": state.chain, "chain_before": state.chain_before,
-                          "aliases": [[m, a, v] for m, e in state.models.items()
-                                      for a, v in sorted(e.aliases.items())]})
+    body = {"format": CHECKPOINT_FORMAT, "position": state.position, "models": models,
+            "packs": list(packs), "entries": entries, "forgotten": sorted(state.forgotten),
+            "refused": state.refused, "chain": state.chain, "chain_before": state.chain_before,
+            "aliases": [[m, a, v] for m, e in state.models.items() for a, v in sorted(e.aliases.items())]}
+    if state.policy_op is not None:
+        # Optional, so that checkpoints of stores that never had a policy stay as they were.
+        body["policy"] = [state.policy_position, op_to_json(state.policy_op)]
+    raw = canonical_json(body)
     if key:
         raw = key.seal(raw)
     payload = compression.compress_all(raw)
@@ -117,6 +121,12 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
         st.refused = [tuple(r) for r in obj["refused"]]
         for mid, alias, version in obj["aliases"]:
             st.models[mid].aliases[alias] = int(version)
+        if obj.get("policy") is not None:  # absent from checkpoints written before policies
+            position, op = obj["policy"]
+            policy_op = op_from_json(op)
+            if not isinstance(policy_op, PolicyOp):
+                raise IntegrityError("malformed checkpoint (its policy is not a policy operation)")
+            st.policy_op, st.policy_position = policy_op, int(position)
         return st
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise IntegrityError(f"malformed checkpoint ({exc!r:.100})") from exc

@@ -10,6 +10,7 @@ each the whole of one change to the store's history:
 | ``MarkOp``     | ``mark``    | retention's retire, restore or purge of a version    |
 | ``MetricsOp``  | ``metrics`` | metric values logged for a version after its save    |
 | ``AliasMove``  | ``alias``   | an alias set, moved or removed                       |
+| ``PolicyOp``   | ``policy``  | the store's retention policy set, replaced or cleared|
 | ``ForgetPacks``| ``forget``  | gc dropped packs no version needs                    |
 | ``MoveEntries``| ``move``    | gc repacked live entries out of sparse packs         |
 | ``AdoptEntries``| ``adopt``  | a format-1 store's entries, taken into the log       |
@@ -197,7 +198,33 @@ class AliasMove:
     by: str
 
 
-Op = SaveOp | EventOp | MarkOp | MetricsOp | ForgetPacks | MoveEntries | AdoptEntries | AliasMove
+@dataclass(frozen=True, slots=True)
+class PolicyOp:
+    """The store's retention policy set to ``policy`` (None: cleared).
+
+    ``policy`` is the policy's canonical JSON object, as validated by
+    :mod:`cas_repo.maintenance.policy_spec` (the log keeps it as it was written).
+    ``previous`` is the position of the commit holding the policy operation this one
+    replaces (None: the store never had one); like an alias move's ``previous``, it is
+    admitted only while that is still the current one. ``by`` is the writer that set it
+    (the commit's ``host/pid/token``).
+    """
+
+    policy: dict[str, Any] | None
+    previous: int | None
+    at: datetime
+    by: str
+
+    @property
+    def kind(self) -> str:
+        return "policy"
+
+    @property
+    def cleared(self) -> bool:
+        return self.policy is None
+
+
+Op = SaveOp | EventOp | MarkOp | MetricsOp | ForgetPacks | MoveEntries | AdoptEntries | AliasMove | PolicyOp
 
 
 def event_id_of(op_json: dict[str, Any]) -> str:
@@ -227,6 +254,18 @@ def _opt_int(v: Any) -> int | None:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ValueError(f"not a version: {v!r:.40}")
     return v
+
+
+def _opt_position(v: Any) -> int | None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ValueError(f"not a log position: {v!r:.40}")
+    return v
+
+
+def _policy(p: Any) -> dict[str, Any] | None:
+    if p is not None and not isinstance(p, dict):
+        raise ValueError("policy is neither an object nor null")
+    return p
 
 
 def _metrics(m: Any) -> dict[str, float]:
@@ -272,6 +311,8 @@ def op_to_json(op: Op) -> dict[str, Any]:
     if isinstance(op, AliasMove):
         return {"op": "alias", "model_id": op.model_id, "alias": op.alias, "version": op.version,
                 "from": op.previous, "at": op.at.isoformat(), "by": op.by}
+    if isinstance(op, PolicyOp):
+        return {"op": "policy", "policy": op.policy, "previous": op.previous, "at": op.at.isoformat(), "by": op.by}
     raise TypeError(f"not a log operation: {type(op).__name__}")
 
 
@@ -317,6 +358,9 @@ def op_from_json(o: Any) -> Op:
         if kind == "alias":
             return AliasMove(str(o["model_id"]), str(o["alias"]), _opt_int(o["version"]), _opt_int(o["from"]),
                              datetime.fromisoformat(o["at"]), str(o["by"]))
+        if kind == "policy":
+            return PolicyOp(_policy(o["policy"]), _opt_position(o["previous"]), datetime.fromisoformat(o["at"]),
+                            str(o["by"]))
         if kind == "adopt":
             return AdoptEntries(tuple(_unloc(x) for x in o["objects"]), _packs(o["packs"]),
                                 tuple((Digest.from_hex(m).hex, tuple((Digest.from_hex(d).hex, int(n)) for d, n in cs))

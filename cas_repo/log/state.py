@@ -18,7 +18,7 @@ from typing import Any
 from ..digest import Digest
 from ..location import Location
 from ..metadata import format_ref, parse_ref
-from .ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, Op, SaveOp
+from .ops import AdoptEntries, AliasMove, EventOp, ForgetPacks, MarkOp, MetricsOp, MoveEntries, Op, PolicyOp, SaveOp
 
 # Save and rollback start a version; the event and mark kinds annotate an existing one.
 SAVE_KINDS = ("save", "rollback")
@@ -34,14 +34,31 @@ class Head:
     aliases: dict[str, int] = field(default_factory=dict)
 
 
-def admit(op: Op, heads: dict[str, Head]) -> bool:
-    """Whether ``op`` applies after the operations that made ``heads``; updates ``heads`` if so.
+@dataclass(slots=True)
+class PolicyHead:
+    """What :func:`admit` needs of the store's policy: the position of the commit whose
+    policy operation set (or cleared) it last (None: never set), and the position of the
+    commit being admitted."""
+
+    position: int | None
+    landing: int
+
+
+def admit(op: Op, heads: dict[str, Head], policy: PolicyHead | None = None) -> bool:
+    """Whether ``op`` applies after the operations that made ``heads`` (and ``policy``);
+    updates them if so.
 
     A well-behaved writer never commits an operation this refuses (it built it from the
     same state); a refused one (a damaged or hand-made commit) is skipped by every
     replay alike and reported by fsck.
     """
     if isinstance(op, (ForgetPacks, MoveEntries, AdoptEntries)):
+        return True
+    if isinstance(op, PolicyOp):
+        # It replaces the policy its writer saw; one per commit, so a position names it.
+        if policy is None or op.previous != policy.position or policy.position == policy.landing:
+            return False
+        policy.position = policy.landing
         return True
     h = heads.get(op.model_id)
     if isinstance(op, AliasMove):
@@ -168,6 +185,14 @@ class StoreState:
         self.entries: dict[str, Location] = {}
         self.forgotten: set[str] = set()
         self.refused: list[tuple[int, int]] = []  # (position, op index) of operations not admitted
+        # The policy operation that set (or cleared) the store's policy last, and its commit.
+        self.policy_op: PolicyOp | None = None
+        self.policy_position: int | None = None
+
+    @property
+    def policy(self) -> dict[str, Any] | None:
+        """The store's retention policy now (its canonical JSON object), or None."""
+        return self.policy_op.policy if self.policy_op is not None else None
 
     # -- folding ------------------------------------------------------------------------
 
@@ -179,13 +204,14 @@ class StoreState:
         if chain is not None:
             self.chain_before, self.chain = self.chain, chain
         admitted = []
+        policy = PolicyHead(self.policy_position, position)
         heads: dict[str, Head] = {}
         for o in ops:
             model_id = getattr(o, "model_id", None)
             if model_id is not None and model_id not in heads and (h := self._head(model_id)) is not None:
                 heads[model_id] = h
         for i, op in enumerate(ops):
-            if not admit(op, heads):
+            if not admit(op, heads, policy):
                 self.refused.append((position, i))
                 continue
             admitted.append(op)
@@ -242,6 +268,8 @@ class StoreState:
                 aliases.pop(op.alias, None)
             else:
                 aliases[op.alias] = op.version
+        elif isinstance(op, PolicyOp):
+            self.policy_op, self.policy_position = op, position
         elif isinstance(op, AdoptEntries):
             self._add_locations(op.locations)
         elif isinstance(op, ForgetPacks):

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from ..catalog.retention import candidates, select_versions, version_marks
+from ..catalog.retention import version_marks
 from ..errors import RetentionPolicyError
 from ..repository import ModelStore
 from .common import format_duration, maintenance_lock, utcnow
+from .maintain import commit_plan, plan_maintenance
 from .marks import MarkRequest, commit_marks
+from .policy_spec import Policy
+from .selection import ALIAS, HEAD, VersionVerdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,11 @@ class RetentionPolicy:
         if self.older_than is not None:
             parts.append(f"older-than={format_duration(self.older_than)}")
         return " ".join(parts)
+
+    def as_policy(self) -> Policy:
+        """The same rules as a store policy (what ``cas-repo maintain`` applies)."""
+        return Policy(keep_last=self.keep_last, keep_tagged=self.keep_tagged, where=self.where,
+                      retire_older_than=self.older_than)
 
     def protects(self, ever_tags: Sequence[str]) -> bool:
         return self.protecting_rule(ever_tags) is not None
@@ -108,48 +116,34 @@ def apply_retention(store: ModelStore, policy: RetentionPolicy, *, dry_run: bool
                     now: datetime | None = None) -> RetentionReport:
     """Retire the versions ``policy`` selects: planned on the catalog, committed as one log commit.
 
-    A version that stopped qualifying between the plan and the commit (it became the
-    head, its model was deleted, another process retired it) is left out of the commit
-    and counted as kept.
+    The one-off form of a store policy (the same engine as ``cas-repo maintain``): a
+    version that stopped qualifying between the plan and the commit (it became the head,
+    its model changed or was deleted, another process retired it) is left out of the
+    commit and counted as kept.
 
     Raises:
         RetentionPolicyError: the ``where`` predicate is not valid SQL over ``v_versions``.
     """
     now = now or utcnow()
     with maintenance_lock(store.catalog.path):
-        with store.catalog.session() as s:
-            table = candidates(s, now)
-        matched = select_versions(table, policy.where) if policy.where is not None else None
-        retired, protected, kept = [], [], 0
-        for row in table.to_pylist():
-            if row["state"] != "live" or row["model_deleted"] or row["is_head"]:
-                continue
-            ref = VersionRef(row["model_id"], row["version"], row["saved_at"].replace(tzinfo=UTC),
-                             row["logical_size"])
-            selected = ((policy.keep_last is None or row["newer_versions"] >= policy.keep_last)
-                        and (policy.older_than is None or row["age_days"] * 86400 >= policy.older_than.total_seconds())
-                        and (matched is None or (ref.model_id, ref.version) in matched))
-            if not selected:
-                kept += 1
-            elif row["aliases"] or policy.protects(row["ever_tags"]):
-                # An alias pins its version: it is what someone serves.
-                protected.append(replace(ref, protected_by=_protection(policy, row["aliases"], row["ever_tags"])))
-                kept += 1
-            else:
-                retired.append(ref)
+        plan = plan_maintenance(store, policy.as_policy(), now)
+        retired = [_ref(v) for v in plan.retire]
+        protected = [replace(_ref(v), protected_by=_protection(v.reasons)) for v in plan.kept if v.only_protected]
+        kept = sum(HEAD not in v.reasons for v in plan.kept)  # heads were never candidates
         if not dry_run:
-            done = {(m.model_id, m.version) for m in commit_marks(
-                store, [MarkRequest(v.model_id, v.version, "retire") for v in retired], now)}
-            kept += sum((v.model_id, v.version) not in done for v in retired)
-            retired = [v for v in retired if (v.model_id, v.version) in done]
+            _, done, _, _ = commit_plan(store, plan, now)
+            kept += len(retired) - len(done)
+            retired = [_ref(v) for v in done]
     return RetentionReport(policy.describe(), dry_run, tuple(retired), tuple(protected), kept)
 
 
-def _protection(policy: RetentionPolicy, aliases: Sequence[str], ever_tags: Sequence[str]) -> str:
+def _ref(v: VersionVerdict) -> VersionRef:
+    return VersionRef(v.model_id, v.version, v.saved_at, v.logical_size)
+
+
+def _protection(reasons: Sequence[str]) -> str:
     """``alias prod`` / ``aliases prod, shadow``, else the --keep-tagged rule that matched."""
-    if aliases:
-        return ("alias " if len(aliases) == 1 else "aliases ") + ", ".join(aliases)
-    return f"tag {policy.protecting_rule(ever_tags)}"
+    return next((r for r in reasons if r.startswith(ALIAS)), reasons[0])
 
 
 @dataclass(frozen=True, slots=True)
