@@ -27,7 +27,8 @@ def _line(change: Change) -> str:
         now = "removed" if change.version is None else f"@{change.version}"
         what = f"alias {change.model_id} {change.alias}: {was} -> {now}"
     elif change.details:
-        shown = {k: v for k, v in change.details.items() if k in ("tags", "metrics", "rollback_of", "action", "cleared")}
+        shown = {k: v for k, v in change.details.items()
+                 if k in ("tags", "metrics", "rollback_of", "action", "cleared")}
         what += "".join(f" {k}={v}" for k, v in shown.items())
     who = f"{change.author or 'unknown'}@{change.host}"
     return f"{change.at.isoformat(timespec='seconds')}  {change.position}:{change.index}  {what}  by {who}"
