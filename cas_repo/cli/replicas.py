@@ -96,8 +96,16 @@ def _copy_json(r: CopyReport) -> dict[str, Any]:
 def cmd_copy(args: argparse.Namespace, out: Output) -> int:
     from ..maintenance.copying import copy_versions
 
+    from ..errors import ModelNotFoundError
+
     with _open(args.source, source=True) as src, _open(args.to, _target_options(args, args.to), source=False) as dst:
-        report = copy_versions(src, dst, args.refs, as_id=args.as_id)
+        try:
+            report = copy_versions(src, dst, args.refs, as_id=args.as_id)
+        except ModelNotFoundError as exc:
+            # The refs name versions of the source, all resolved before anything is copied.
+            raise ModelNotFoundError(exc.model_id, exc.version,
+                                     f"`cas-repo --repo {args.source} ls` shows what the source holds; nothing was "
+                                     "copied") from exc
     if out.json_mode:
         out.json(_copy_json(report))
         return 0

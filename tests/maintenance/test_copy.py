@@ -87,7 +87,8 @@ def test_a_reference_that_names_no_version_is_a_clear_error(tmp_path, rng, capsy
             copy_versions(s, d, ["alpha@staging"])
         assert d.list_models() == []
     assert main(["copy", str(src), "beta", "--to", str(dst)]) == 1
-    assert "model 'beta' does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model 'beta' does not exist" in err and f"`cas-repo --repo {src} ls` shows what the source holds" in err
     assert main(["copy", str(src), "alpha@", "--to", str(dst)]) == 2
 
 
