@@ -23,3 +23,8 @@ def who(author: str | None, host: str | None = None) -> str:
     """``ada@host``: the person who made a commit and the machine; ``unknown`` before commits named one."""
     name = author or "unknown"
     return f"{name}@{host}" if host else name
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 pack``, ``3 packs`` (``plural``: when not ``noun + "s"``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidPolicyError
+from ..text import count
 from .maintenance import EXIT_OK, EXIT_PROBLEMS, duration_arg
 from .render import Output, human_bytes
 
@@ -139,7 +140,7 @@ def _render_plan(plan: MaintenancePlan, out: Output, verb: str, *, verbose: bool
 
 def _render_retired(retired: Any, models: Any, out: Output, verb: str) -> None:
     size = human_bytes(sum(v.logical_size for v in retired))
-    out.line(f"{verb} {len(retired)} versions ({size} logical) and {len(models)} models")
+    out.line(f"{verb} {count(len(retired), 'version')} ({size} logical) and {count(len(models), 'model')}")
     for v in retired:
         out.line(f"  {verb} {v.ref} (saved {v.saved_at:%Y-%m-%d}): {v.why}")
     for m in models:
@@ -150,7 +151,7 @@ def _render_kept(plan: MaintenancePlan, out: Output, verbose: bool) -> None:
     kept = plan.kept
     if kept:
         kinds = Counter(r.split(" ", 1)[0] for v in kept for r in v.reasons)
-        out.line(f"kept {len(kept)} versions (" + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + ")"
+        out.line(f"kept {count(len(kept), 'version')} (" + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + ")"
                  + ("" if verbose else "; --verbose lists each"))
         if verbose:
             for v in kept:
@@ -172,13 +173,15 @@ def _render_report(r: MaintenanceReport, out: Output, verbose: bool) -> None:
     _render_kept(r.plan, out, verbose)
     p = r.gc_plan
     if r.dry_run:
-        out.line(f"gc would purge {len(p.purge)} versions, delete {len(p.delete) + len(p.leftovers)} packs "
+        dropped = count(len(p.delete) + len(p.leftovers), 'pack')
+        out.line(f"gc would purge {count(len(p.purge), 'version')}, delete {dropped} "
                  f"({human_bytes(p.delete_bytes)}) and repack {len(p.repack)} (frees {human_bytes(p.repack_bytes)})")
         out.line("dry run: nothing changed")
     elif r.gc is not None:
         g = r.gc
-        out.line(f"gc freed {human_bytes(g.freed_bytes)}: purged {len(g.purged)} versions, deleted {len(g.deleted)} "
-                 f"packs, repacked {len(g.repacked)}" + (f" (log commit {g.position})" if g.position else ""))
+        out.line(f"gc freed {human_bytes(g.freed_bytes)}: purged {count(len(g.purged), 'version')}, deleted "
+                 f"{count(len(g.deleted), 'pack')}, repacked {len(g.repacked)}"
+                 + (f" (log commit {g.position})" if g.position else ""))
         for m, v in g.purged:
             out.line(f"  purged {m}@{v}")
     for problem in r.problems:

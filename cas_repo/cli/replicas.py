@@ -7,6 +7,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..text import count
 from .models import ref
 from .render import Output, human_bytes
 
@@ -40,12 +41,15 @@ def _mirror_json(r: MirrorReport) -> dict[str, Any]:
 
 
 def _mirror_text(r: MirrorReport) -> str:
-    text = (f"mirrored {r.source} -> {r.target}{' (full)' if r.full else ''}: {r.commits} commits, {r.packs} packs, "
-            f"{r.checkpoints} checkpoints, {human_bytes(r.bytes)} in {r.seconds:.2f} s; log at commit {r.end}")
+    text = (f"mirrored {r.source} -> {r.target}{' (full)' if r.full else ''}: {count(r.commits, 'commit')}, "
+            f"{count(r.packs, 'pack')}, {count(r.checkpoints, 'checkpoint')}, {human_bytes(r.bytes)} in "
+            f"{r.seconds:.2f} s; log at commit {r.end}")
     if r.packs_deleted or r.checkpoints_deleted:
-        text += f"; deleted {r.packs_deleted} packs and {r.checkpoints_deleted} checkpoints the source dropped"
+        text += (f"; deleted {count(r.packs_deleted, 'pack')} and {count(r.checkpoints_deleted, 'checkpoint')} "
+                 "the source dropped")
     if r.forgotten_kept:
-        text += f"; {r.forgotten_kept} packs gc dropped are still at the source (a later run deletes them)"
+        text += (f"; {count(r.forgotten_kept, 'pack')} gc dropped "
+                 f"{'is' if r.forgotten_kept == 1 else 'are'} still at the source (a later run deletes them)")
     return text + "".join(f"\n  not copied: {why}" for why in r.refused)
 
 
@@ -94,9 +98,8 @@ def _copy_json(r: CopyReport) -> dict[str, Any]:
 
 
 def cmd_copy(args: argparse.Namespace, out: Output) -> int:
-    from ..maintenance.copying import copy_versions
-
     from ..errors import ModelNotFoundError
+    from ..maintenance.copying import copy_versions
 
     with _open(args.source, source=True) as src, _open(args.to, _target_options(args, args.to), source=False) as dst:
         try:
@@ -113,7 +116,8 @@ def cmd_copy(args: argparse.Namespace, out: Output) -> int:
               [[v.source, v.target or "(already there: nothing done)",
                 f"{v.entries_sent} entries, {human_bytes(v.bytes_sent)}",
                 f"{v.entries_skipped} entries, {human_bytes(v.bytes_skipped)}"] for v in report.versions])
-    out.line(f"copied {report.copied} of {len(report.versions)} versions from {report.source} to {report.target}: "
+    out.line(f"copied {report.copied} of {count(len(report.versions), 'version')} from {report.source} to "
+             f"{report.target}: "
              f"sent {human_bytes(report.bytes_sent)}, {human_bytes(report.bytes_skipped)} were there already")
     return 0
 

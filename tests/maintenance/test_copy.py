@@ -72,7 +72,7 @@ def test_a_copy_run_again_does_nothing_and_says_so(tmp_path, rng, capsys):
     with ModelStore(dst) as d:
         assert d.get_model_metadata("alpha").version == 2
     assert main(["copy", str(src), "alpha@1", "--to", str(dst)]) == 0  # not the newest: a new version
-    assert "copied 1 of 1 versions" in capsys.readouterr().out
+    assert "copied 1 of 1 version" in capsys.readouterr().out
     assert main(["--repo", str(dst), "lineage", "alpha@3"]) == 0
     assert "alpha@3 was copied from alpha@1 of" in capsys.readouterr().out
 

@@ -69,7 +69,7 @@ def test_policy_and_maintain_from_the_command_line(repo, capsys, tmp_path):
     assert code == 0 and out.splitlines()[1:] == Policy.from_json(
         json.loads(run(capsys, repo, "policy", "show", "--json")[1])["policy"]).to_toml().splitlines()
     code, out, _ = run(capsys, repo, "maintain", "--dry-run")
-    assert code == 0 and "would retire 1 versions" in out and "dry run: nothing changed" in out
+    assert code == 0 and "would retire 1 version " in out and "dry run: nothing changed" in out
     code, out, _ = run(capsys, repo, "--json", "maintain")
     report = json.loads(out)
     assert code == 0 and [v["ref"] for v in report["retired"]] == ["m@3"]
