@@ -4,6 +4,8 @@ log, checkpoints and packs, incrementally, while the source takes writes and run
 The algorithm; every step is idempotent (atomic puts, create-only commits), so a run
 killed at any instant is simply run again, and several runs may fill one mirror at once:
 
+0. **Leftovers.** Once per process, temp files of writes into the target that a killed
+   run left behind (and no write in progress can be using) are removed.
 1. **Where the mirror ends.** List the target's log (from its newest checkpoint on) for
    its newest commit ``e``. The source must hold the very same bytes at ``e``; otherwise
    something wrote into the mirror, or it mirrors another store: stop, copying nothing.
@@ -148,6 +150,7 @@ class Mirror:
         workers = max(source.read_concurrency, target.read_concurrency, _MIN_WORKERS)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-mirror")
         self._pending: set[str] = set()  # forgotten at the target, still held by the source
+        self._tidied = False  # the target's abandoned temp files removed (once per process)
         self._last: tuple[int, dict[int, int]] | None = None  # end and source checkpoints, last run
         self._checked: tuple[int, str | None] | None = None  # a target end found equal to the source's
 
@@ -174,6 +177,8 @@ class Mirror:
             IntegrityError: an object from the source does not verify (nothing of it is copied).
         """
         began = time.monotonic()
+        if not self._tidied:
+            self._remove_abandoned_temps()
         start = self._target_end()
         chain = self._check_start(start)
         full = full or start == 0
@@ -211,6 +216,14 @@ class Mirror:
         return MirrorReport(*self.names, full, start, end, tally.commits, tally.commit_bytes,
                             tally.packs, tally.pack_bytes, len(ckpt.copied), ckpt.copied_bytes, len(ckpt.deleted),
                             deleted, kept, time.monotonic() - began, ckpt.refused)
+
+    def _remove_abandoned_temps(self) -> None:
+        """Remove what interrupted writes into the target left (a run killed mid-copy leaves a
+        temp file beside a pack or commit on a folder): only files no write in progress can be
+        using (:func:`cas_repo.objects.temps.abandoned`), so a concurrent run keeps its own."""
+        for info in self.target.list_incomplete():
+            self.target.remove_incomplete(info)
+        self._tidied = True
 
     def _target_end(self) -> int:
         """The target's newest commit, listing from the last end seen or its newest checkpoint on."""

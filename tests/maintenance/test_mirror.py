@@ -189,3 +189,20 @@ def test_packs_gc_deleted_before_the_mirror_saw_them_are_copied_through_the_comm
     assert after.packs == 1 + len(gc.new_packs) and after.packs_deleted == 0  # m1's pack and the repack
     assert store_contents(dst) == store_contents(src)
     assert opens_clean(dst) == opens_clean(src, check=False)
+
+
+def test_a_run_removes_the_temp_files_a_killed_run_left_and_keeps_a_live_writers(tmp_path):
+    from cas_repo.objects.temps import origin, temp_name
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _fill(src)
+    mirror(src, dst)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    folder = next((dst / "objects" / "packs").rglob("*")).parent
+    left = folder / f".tmp-{origin()}-{dead.stdout.strip()}-0123456789ab"  # a killed run's half-written pack
+    live = folder / temp_name()  # this process's: a write in progress
+    left.write_bytes(b"partial")
+    live.write_bytes(b"writing")
+    mirror(src, dst)
+    assert not left.exists() and live.exists()

@@ -57,6 +57,9 @@ def test_a_mirror_killed_at_random_instants_is_consistent_at_each_and_resumes(tm
     assert kills >= 2
     assert mirror(src, dst).end == 120
     assert store_contents(dst) == store_contents(src)
+    # What the killed runs were writing when they died is gone too: the folders match file for file.
+    assert sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(src) for p in src.rglob("*") if p.is_file())
     assert opens_clean(dst) == opens_clean(src, check=False)
 
 
