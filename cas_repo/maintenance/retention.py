@@ -66,19 +66,6 @@ class RetentionPolicy:
         return Policy(keep_last=self.keep_last, keep_tagged=self.keep_tagged, where=self.where,
                       retire_older_than=self.older_than)
 
-    def protects(self, ever_tags: Sequence[str]) -> bool:
-        return self.protecting_rule(ever_tags) is not None
-
-    def protecting_rule(self, ever_tags: Sequence[str]) -> str | None:
-        """The first ``keep_tagged`` rule a version with ``ever_tags`` matches, if any."""
-        for rule in self.keep_tagged:
-            if "=" in rule:
-                if rule in ever_tags:
-                    return rule
-            elif any(t.split("=", 1)[0] == rule for t in ever_tags):
-                return rule
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class VersionRef:
