@@ -339,6 +339,15 @@ def _key(pack: str) -> str:
     return pack_key(Digest.from_hex(pack))
 
 
+def _where(backend: ObjectBackend) -> tuple[str, str]:
+    """What names a backend's place: a folder's real path, or an object store's endpoint and URL."""
+    root = getattr(backend, "root", None)
+    if root is not None:
+        return "", os.path.realpath(root)
+    config = getattr(backend, "config", None)
+    return str(getattr(config, "endpoint", "") or ""), backend.url.rstrip("/")
+
+
 def open_mirror(source: str | os.PathLike[str], target: str | os.PathLike[str], *, key: str | bytes | None = None,
                 source_options: dict[str, Any] | None = None,
                 target_options: dict[str, Any] | None = None) -> Mirror:
@@ -349,6 +358,11 @@ def open_mirror(source: str | os.PathLike[str], target: str | os.PathLike[str], 
     except BaseException:
         src.close()
         raise
+    if _where(src) == _where(dst):
+        src.close()
+        dst.close()
+        raise MirrorError(f"{os.fspath(source)} and {os.fspath(target)} are the same store: a mirror must be "
+                          "another folder or bucket prefix")
     return Mirror(src, dst, StoreKey.configured(key), names=(os.fspath(source), os.fspath(target)))
 
 

@@ -206,3 +206,9 @@ def test_a_run_removes_the_temp_files_a_killed_run_left_and_keeps_a_live_writers
     live.write_bytes(b"writing")
     mirror(src, dst)
     assert not left.exists() and live.exists()
+
+
+def test_a_store_cannot_be_its_own_mirror(tmp_path):
+    _fill(tmp_path / "src")
+    with pytest.raises(MirrorError, match="are the same store"):
+        mirror(tmp_path / "src", f"{tmp_path}/./src/")
