@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -57,6 +58,14 @@ class ObjectBackend(abc.ABC):
         and a reader sees either nothing or the winner's whole bytes, never a mix. The
         blob is durable when this returns True.
         """
+
+    def commit_turn(self) -> AbstractContextManager[object]:
+        """A context in which this process takes its turn at creating log commits.
+
+        Only a hint to spare racing writers wasted attempts (a folder: one process of the
+        machine at a time); ``create`` stays the arbiter. Default: no turns.
+        """
+        return nullcontext()
 
     def get(self, key: str) -> bytes | None:
         """The whole blob at ``key``, or None if there is none (one request where possible)."""

@@ -9,6 +9,7 @@ import os
 import stat as stat_mod
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +19,7 @@ from ..errors import ObjectNotFoundError, StoreError, StoreFullError
 from .backend import Buffer, ObjectBackend, ObjectInfo
 from .keys import is_valid_key
 from .temps import TEMP_PREFIX, abandoned, temp_name
+from .turn import CommitTurns
 
 _T = TypeVar("_T")
 
@@ -152,6 +154,14 @@ class LocalBackend(ObjectBackend):
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._fail("create", self.root, exc) from exc
+        self._turns = CommitTurns(self.root)
+
+    def commit_turn(self) -> AbstractContextManager[object]:
+        """This machine's processes create log commits one at a time (see :mod:`.turn`)."""
+        return self._turns.turn()
+
+    def close(self) -> None:
+        self._turns.close()
 
     def _fail(self, action: str, path: Path | str, exc: OSError) -> StoreError:
         return _io_error(action, path, exc, self.root)
