@@ -98,3 +98,14 @@ def test_hash_each_on_threads_equals_one_at_a_time():
     data = memoryview(np.random.default_rng(3).bytes(digest.PARALLEL_MIN + 12345))
     pieces = [data[i : i + 100_000] for i in range(0, len(data), 100_000)]
     assert digest.hash_each(pieces) == [digest.hash_bytes(p) for p in pieces]
+
+
+def test_prefetch_is_only_a_hint(store_dir, make_md, small_packs):
+    with ModelStore(store_dir) as store:
+        store.save_model(_model(4), make_md("m"))
+        backend = store.objects.backend
+        backend.prefetch("packs/00/" + "0" * 62, 0, 1 << 20)  # no such pack: nothing happens
+        key = "/".join(_packs(store_dir)[0].relative_to(store_dir / "objects").parts)
+        backend.prefetch(key, 0, 1 << 40)  # past the end: nothing happens
+        loaded, _ = store.load_model("m")
+    assert all(np.array_equal(loaded[k], v) for k, v in _model(4).items())

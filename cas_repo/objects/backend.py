@@ -129,6 +129,10 @@ class ObjectBackend(abc.ABC):
             filled.append(pos)
         return filled
 
+    def prefetch(self, key: str, offset: int, length: int) -> None:  # noqa: B027 - optional hint
+        """Hint that ``length`` bytes from ``offset`` of ``key`` are about to be read (a
+        folder: start reading them from the disk now); may do nothing."""
+
     def read(self, key: str) -> bytes:
         """The whole blob."""
         return self.read_range(key, 0, self.stat(key).size)

@@ -414,6 +414,20 @@ class LocalBackend(ObjectBackend):
         finally:
             os.close(fd)
 
+    def prefetch(self, key: str, offset: int, length: int) -> None:
+        """``posix_fadvise(WILLNEED)``: the kernel reads the range ahead while the caller
+        copies and hashes what came before (best effort: any failure is ignored)."""
+        try:
+            fd = self._open(key)
+        except (ObjectNotFoundError, StoreError):
+            return  # the read itself reports it
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except (OSError, AttributeError):
+            pass
+        finally:
+            os.close(fd)
+
     def _in_dir(self, key: str, action: str, fn: Callable[[str, int], _T]) -> _T:
         """Run ``fn(name, dir_fd)`` for ``key`` inside its folder, reached without symlinks."""
         path = self._path(key)

@@ -231,6 +231,14 @@ class ObjectStore:
                 n -= len(targets[i])
                 self._check(locs[i], targets[i])
 
+        spans: dict[Digest, tuple[int, int]] = {}
+        for pack, offset, members in runs:
+            end = offset + sum(locs[i].stored_size for i in members)
+            lo, hi = spans.get(pack, (offset, end))
+            spans[pack] = (min(lo, offset), max(hi, end))
+        for pack, (lo, hi) in spans.items():
+            if hi - lo >= _READ_RUN:
+                self.backend.prefetch(pack_key(pack), lo, hi - lo)
         workers = min(4, os.cpu_count() or 1, len(runs))
         if workers > 1 and sum(locs[i].size for _p, _o, m in runs for i in m) >= PARALLEL_MIN:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-read") as pool:
