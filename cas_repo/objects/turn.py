@@ -25,7 +25,9 @@ from pathlib import Path
 
 # Beside the log folder, not a key: never listed, read or published; only locked.
 TURN_FILE = "log.turn"
-TURN_WAIT = 2.0
+# A turn lasts one commit (a few ms; a stalled fsync, longer): waiting beyond this for a
+# holder that is stopped or starved of CPU costs more than racing it.
+TURN_WAIT = 0.5
 _OPEN = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 

@@ -21,7 +21,7 @@ ABOUT = (
     "every save writes a new pack). Every save takes the next log position with a create-only "
     "`link(2)`; a loser folds the winner's commit in and tries the next one. On a folder the "
     "processes of one machine first catch up, then take turns at the commit (an advisory "
-    "`flock`, waited for at most 2 s: a hint that spares them fsynced attempts that lose, "
+    "`flock`, waited for at most 0.5 s: a hint that spares them fsynced attempts that lose, "
     "never what decides). Processes load their models and make one untimed save "
     "first, then start together at a barrier; every process records the latency of each of "
     "its saves. *Throughput*: all saves over the wall time from the barrier to the last "
