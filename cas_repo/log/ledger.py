@@ -183,7 +183,8 @@ class Ledger:
             # turn nearly every attempt wins, where on a folder a lost race has paid a
             # commit's write and fsync for nothing; and a turn spent folding others'
             # commits would make every other writer wait for it.
-            self._refresh()
+            if self.log.backend.takes_commit_turns:
+                self._refresh()  # on a folder one failed open when there is nothing new
             with self.log.backend.commit_turn():
                 return self._commit(build)
 

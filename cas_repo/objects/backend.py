@@ -44,6 +44,9 @@ class ObjectBackend(abc.ABC):
     preferred_pack_size: int | None = None
     #: How many blobs the store may read at once (an object store: overlap round trips).
     read_concurrency: int = 1
+    #: Whether :meth:`commit_turn` has turns to take (a folder); the ledger then catches
+    #: up before taking one.
+    takes_commit_turns: bool = False
 
     @abc.abstractmethod
     def put(self, key: str, parts: Sequence[Buffer]) -> bool:

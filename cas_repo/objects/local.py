@@ -17,7 +17,7 @@ from typing import TypeVar
 from .. import faults
 from ..errors import ObjectNotFoundError, StoreError, StoreFullError
 from .backend import Buffer, ObjectBackend, ObjectInfo
-from .keys import is_valid_key
+from .keys import LOG, is_valid_key
 from .temps import TEMP_PREFIX, abandoned, temp_name
 from .turn import CommitTurns
 
@@ -145,6 +145,8 @@ class LocalBackend(ObjectBackend):
     filesystem refuses it, writes fall back to the cache.
     """
 
+    takes_commit_turns = True
+
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, direct_io: bool = True) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
@@ -154,7 +156,7 @@ class LocalBackend(ObjectBackend):
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._fail("create", self.root, exc) from exc
-        self._turns = CommitTurns(self.root)
+        self._turns = CommitTurns(lambda: self._open_dir(self.root / LOG, create=True))
 
     def commit_turn(self) -> AbstractContextManager[object]:
         """This machine's processes create log commits one at a time (see :mod:`.turn`)."""

@@ -19,23 +19,20 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-# Beside the log folder, not a key: never listed, read or published; only locked.
-TURN_FILE = "log.turn"
 # A turn lasts one commit (a few ms; a stalled fsync, longer): waiting beyond this for a
 # holder that is stopped or starved of CPU costs more than racing it.
 TURN_WAIT = 0.5
-_OPEN = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 class CommitTurns:
-    """The turn file of one folder store, opened on first use and kept open."""
+    """Turns on one folder store's log folder itself (``flock`` of its descriptor: no
+    file is added to the store), opened on first use and kept open."""
 
-    def __init__(self, root: Path) -> None:
-        self._path = root / TURN_FILE
+    def __init__(self, open_folder: Callable[[], int]) -> None:
+        self._open_folder = open_folder
         self._fd: int | None = None
         self._unusable = False
         self._lock = threading.Lock()  # flock is per open file: threads take turns here first
@@ -55,8 +52,8 @@ class CommitTurns:
     def _open(self) -> int | None:
         if self._fd is None and not self._unusable:
             try:
-                self._fd = os.open(self._path, _OPEN, 0o644)
-            except OSError:  # a read-only or foreign folder, a planted symlink: race without turns
+                self._fd = self._open_folder()
+            except Exception:  # an unreadable folder, a planted symlink: race without turns
                 self._unusable = True
         return self._fd
 
