@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3 as _blake3
@@ -16,6 +18,11 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 
 # Multi-threaded hashing only pays for large inputs; below this one thread is faster.
 _THREADED_MIN = 8 << 20
+# Many pieces adding up to this much are hashed by a few threads at once (BLAKE3 releases
+# the GIL): measured here, 256 KiB chunks hash at ~4.5 GB/s on one thread and ~9 GB/s on
+# two when each thread takes a run of consecutive pieces (one task per piece: ~5.6 GB/s).
+PARALLEL_MIN = 8 << 20
+_PARALLEL_RUN = 64
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -73,6 +80,19 @@ def hash_bytes(data: bytes | bytearray | memoryview, *, key: bytes | None = None
     hasher = _blake3_hasher(key, threaded=len(data) >= _THREADED_MIN)
     hasher.update(data)
     return Digest(hasher.digest())
+
+
+def hash_each(pieces: Sequence[bytes | memoryview]) -> list[Digest]:
+    """The BLAKE3-256 of every piece, in order; large inputs on up to 4 threads."""
+    workers = min(4, os.cpu_count() or 1)
+    if workers < 2 or sum(len(p) for p in pieces) < PARALLEL_MIN:
+        return [hash_bytes(p) for p in pieces]
+
+    def run(start: int) -> list[Digest]:
+        return [hash_bytes(p) for p in pieces[start : start + _PARALLEL_RUN]]
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-hash") as pool:
+        return [d for run_digests in pool.map(run, range(0, len(pieces), _PARALLEL_RUN)) for d in run_digests]
 
 
 class Hasher:

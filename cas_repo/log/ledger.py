@@ -179,26 +179,37 @@ class Ledger:
             Whatever ``build`` raises (nothing is committed then).
         """
         with self._lock:
-            for _ in range(MAX_ATTEMPTS):
-                st = self._refresh()
-                if not self._end_listed:
-                    self._check_end(st)
-                ops = tuple(build(st))
-                if not ops:
-                    return st.position, ()
-                position = st.position + 1
-                data, commit = self.log.prepare(Commit(self.writer, ops, position, prev=st.chain,
-                                                       author=self.author))
-                if self._create(position, data, ops):
-                    # Fold exactly what other processes will read back (records filled in).
-                    if len(self._fold(st, position, commit, commit.chain_after(st.chain))) != len(ops):
-                        raise IntegrityError(f"commit {position} holds an operation its own state refuses; "
-                                             "this is a bug in cas-repo: run `cas-repo fsck`")
-                    if faults.ARMED:
-                        faults.crash_point("after-commit")
-                    if position % CHECKPOINT_EVERY == 0:
-                        self._checkpoint(st)
-                    return position, ops
+            # Catch up first, then take the machine's turn (see objects/turn.py): with the
+            # turn nearly every attempt wins, where on a folder a lost race has paid a
+            # commit's write and fsync for nothing; and a turn spent folding others'
+            # commits would make every other writer wait for it.
+            if self.log.backend.takes_commit_turns:
+                self._refresh()  # on a folder one failed open when there is nothing new
+            with self.log.backend.commit_turn():
+                return self._commit(build)
+
+    def _commit(self, build: Build) -> tuple[int, tuple[Op, ...]]:
+        """The commit loop of :meth:`commit` (holding the ledger's lock, and the turn if any)."""
+        for _ in range(MAX_ATTEMPTS):
+            st = self._refresh()
+            if not self._end_listed:
+                self._check_end(st)
+            ops = tuple(build(st))
+            if not ops:
+                return st.position, ()
+            position = st.position + 1
+            data, commit = self.log.prepare(Commit(self.writer, ops, position, prev=st.chain,
+                                                   author=self.author))
+            if self._create(position, data, ops):
+                # Fold exactly what other processes will read back (records filled in).
+                if len(self._fold(st, position, commit, commit.chain_after(st.chain))) != len(ops):
+                    raise IntegrityError(f"commit {position} holds an operation its own state refuses; "
+                                         "this is a bug in cas-repo: run `cas-repo fsck`")
+                if faults.ARMED:
+                    faults.crash_point("after-commit")
+                if position % CHECKPOINT_EVERY == 0:
+                    self._checkpoint(st)
+                return position, ops
         raise ConcurrentModificationError(f"gave up after losing {MAX_ATTEMPTS} races for the next log "
                                           "position; retry")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +44,9 @@ class ObjectBackend(abc.ABC):
     preferred_pack_size: int | None = None
     #: How many blobs the store may read at once (an object store: overlap round trips).
     read_concurrency: int = 1
+    #: Whether :meth:`commit_turn` has turns to take (a folder); the ledger then catches
+    #: up before taking one.
+    takes_commit_turns: bool = False
 
     @abc.abstractmethod
     def put(self, key: str, parts: Sequence[Buffer]) -> bool:
@@ -57,6 +61,14 @@ class ObjectBackend(abc.ABC):
         and a reader sees either nothing or the winner's whole bytes, never a mix. The
         blob is durable when this returns True.
         """
+
+    def commit_turn(self) -> AbstractContextManager[object]:
+        """A context in which this process takes its turn at creating log commits.
+
+        Only a hint to spare racing writers wasted attempts (a folder: one process of the
+        machine at a time); ``create`` stays the arbiter. Default: no turns.
+        """
+        return nullcontext()
 
     def get(self, key: str) -> bytes | None:
         """The whole blob at ``key``, or None if there is none (one request where possible)."""
@@ -119,6 +131,10 @@ class ObjectBackend(abc.ABC):
                 pos += n
             filled.append(pos)
         return filled
+
+    def prefetch(self, key: str, offset: int, length: int) -> None:  # noqa: B027 - optional hint
+        """Hint that ``length`` bytes from ``offset`` of ``key`` are about to be read (a
+        folder: start reading them from the disk now); may do nothing."""
 
     def read(self, key: str) -> bytes:
         """The whole blob."""

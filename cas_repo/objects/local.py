@@ -9,6 +9,7 @@ import os
 import stat as stat_mod
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -16,8 +17,9 @@ from typing import TypeVar
 from .. import faults
 from ..errors import ObjectNotFoundError, StoreError, StoreFullError
 from .backend import Buffer, ObjectBackend, ObjectInfo
-from .keys import is_valid_key
+from .keys import LOG, is_valid_key
 from .temps import TEMP_PREFIX, abandoned, temp_name
+from .turn import CommitTurns
 
 _T = TypeVar("_T")
 
@@ -143,6 +145,8 @@ class LocalBackend(ObjectBackend):
     filesystem refuses it, writes fall back to the cache.
     """
 
+    takes_commit_turns = True
+
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True, direct_io: bool = True) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
@@ -152,6 +156,14 @@ class LocalBackend(ObjectBackend):
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._fail("create", self.root, exc) from exc
+        self._turns = CommitTurns(lambda: self._open_dir(self.root / LOG, create=True))
+
+    def commit_turn(self) -> AbstractContextManager[object]:
+        """This machine's processes create log commits one at a time (see :mod:`.turn`)."""
+        return self._turns.turn()
+
+    def close(self) -> None:
+        self._turns.close()
 
     def _fail(self, action: str, path: Path | str, exc: OSError) -> StoreError:
         return _io_error(action, path, exc, self.root)
@@ -401,6 +413,20 @@ class LocalBackend(ObjectBackend):
             return [_preadv_all(fd, views, offset) for offset, views in ranges]
         except OSError as exc:
             raise self._fail("read", key, exc) from exc
+        finally:
+            os.close(fd)
+
+    def prefetch(self, key: str, offset: int, length: int) -> None:
+        """``posix_fadvise(WILLNEED)``: the kernel reads the range ahead while the caller
+        copies and hashes what came before (best effort: any failure is ignored)."""
+        try:
+            fd = self._open(key)
+        except (ObjectNotFoundError, StoreError):
+            return  # the read itself reports it
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except (OSError, AttributeError):
+            pass
         finally:
             os.close(fd)
 

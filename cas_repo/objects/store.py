@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from .. import compression
-from ..digest import Digest, hash_bytes, hash_many
+from ..digest import PARALLEL_MIN, Digest, hash_bytes, hash_many
 from ..errors import IntegrityError, StoreError
 from .backend import ObjectBackend, ObjectInfo
 from .keys import PACKS, pack_key, parse_pack_key
@@ -21,6 +21,9 @@ from .pack import TAIL_SIZE, Location, PackEntry, decode_index, encode_pack, ind
 PACK_TARGET = 64 << 20
 # Ranges of one pack closer than this are read with one call.
 _COALESCE_GAP = 64 << 10
+# A load reads adjacent raw entries into their arrays with one call of at most this many
+# bytes, then verifies them (see read_into).
+_READ_RUN = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,31 +71,55 @@ class ObjectStore:
 
         Each pack is published atomically; entries are stored once even if listed twice.
         Every pack gets a new name (its nonce), never one gc has forgotten and may be
-        deleting right now.
+        deleting right now. A save of several packs is a pipeline: one thread publishes
+        a pack while the caller compresses, lays out and hashes the next one (the disk
+        and BLAKE3 both release the GIL), at most one pack ahead so that memory stays
+        bounded. Returns only once every pack is published.
         """
         locations: list[Location] = []
         batch: list[PackEntry] = []
         size = 0
         seen: set[Digest] = set()
-        for e in entries:
-            if e.digest in seen:
-                continue
-            seen.add(e.digest)
-            codec, stored = compression.maybe_compress(e.data) if e.compress else (compression.RAW, e.data)
-            batch.append(PackEntry(e.digest, e.kind, codec, len(e.data), stored))
-            size += len(stored)
-            if size >= self.pack_target:
-                locations += self._write_pack(batch)
-                batch, size = [], 0
-        if batch:
-            locations += self._write_pack(batch)
+        publisher: ThreadPoolExecutor | None = None
+        pending: Future[bool] | None = None
+        try:
+            for e in entries:
+                if e.digest in seen:
+                    continue
+                seen.add(e.digest)
+                codec, stored = compression.maybe_compress(e.data) if e.compress else (compression.RAW, e.data)
+                batch.append(PackEntry(e.digest, e.kind, codec, len(e.data), stored))
+                size += len(stored)
+                if size >= self.pack_target:
+                    key, parts, locs = self._lay_out(batch)
+                    if pending is not None:
+                        pending.result()
+                    if publisher is None:
+                        publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cas-pack")
+                    pending = publisher.submit(self.backend.put, key, parts)
+                    locations += locs
+                    batch, size = [], 0
+            if batch:
+                key, parts, locs = self._lay_out(batch)
+                if pending is not None:
+                    pending.result()
+                    pending = None
+                self.backend.put(key, parts)
+                locations += locs
+            if pending is not None:
+                pending.result()
+        finally:
+            if publisher is not None:
+                # A failure above leaves the pack in flight to finish (or fail) on its own:
+                # an unreferenced pack, which gc collects, as after a crash.
+                publisher.shutdown(wait=True)
         return locations
 
-    def _write_pack(self, batch: list[PackEntry]) -> list[Location]:
+    def _lay_out(self, batch: list[PackEntry]) -> tuple[str, list[bytes | memoryview], list[Location]]:
+        """A pack of ``batch``: its key (the hash of all of its bytes), parts and locations."""
         parts, spans = encode_pack(batch)
         name = hash_many(parts)
-        self.backend.put(pack_key(name), parts)
-        return [
+        return pack_key(name), parts, [
             Location(e.digest, e.kind, name, off, n, e.size, e.codec)
             for e, (off, n) in zip(batch, spans)
         ]
@@ -175,28 +202,51 @@ class ObjectStore:
             if len(data) != len(targets[i]):
                 raise IntegrityError("a chunk's size differs from its manifest entry", expected=locs[i].digest.hex)
             targets[i][:] = data
+        # Runs of adjacent entries, each read with one call and then verified; cut at
+        # _READ_RUN bytes so that a large load spreads over a few threads, each reading
+        # (page faults and copy in the kernel) and hashing its own runs.
+        runs: list[tuple[Digest, int, list[int]]] = []
+        run_bytes = 0
         for pack, idxs in direct.items():
             idxs.sort(key=lambda i: locs[i].offset)
-            ranges: list[tuple[int, list[memoryview]]] = []
-            members: list[list[int]] = []
             end = -1
             for i in idxs:
                 loc = locs[i]
-                if ranges and loc.offset == end:
-                    ranges[-1][1].append(targets[i])
-                    members[-1].append(i)
+                run = runs[-1] if runs else None
+                if run is not None and run[0] == pack and loc.offset == end and run_bytes < _READ_RUN:
+                    run[2].append(i)
+                    run_bytes += loc.stored_size
                 else:
-                    ranges.append((loc.offset, [targets[i]]))
-                    members.append([i])
+                    runs.append((pack, loc.offset, [i]))
+                    run_bytes = loc.stored_size
                 end = loc.offset + loc.stored_size
-            filled = self.backend.read_ranges_into(pack_key(pack), ranges)
-            for n, group in zip(filled, members):
-                for i in group:
-                    if n < len(targets[i]):
-                        raise IntegrityError(f"pack {pack.hex} is shorter than its index says (truncated)",
-                                             expected=locs[i].digest.hex)
-                    n -= len(targets[i])
-                    self._check(locs[i], targets[i])
+
+        def fill(run: tuple[Digest, int, list[int]]) -> None:
+            pack, offset, members = run
+            n = self.backend.read_ranges_into(pack_key(pack), [(offset, [targets[i] for i in members])])[0]
+            for i in members:
+                if n < len(targets[i]):
+                    raise IntegrityError(f"pack {pack.hex} is shorter than its index says (truncated)",
+                                         expected=locs[i].digest.hex)
+                n -= len(targets[i])
+                self._check(locs[i], targets[i])
+
+        spans: dict[Digest, tuple[int, int]] = {}
+        for pack, offset, members in runs:
+            end = offset + sum(locs[i].stored_size for i in members)
+            lo, hi = spans.get(pack, (offset, end))
+            spans[pack] = (min(lo, offset), max(hi, end))
+        for pack, (lo, hi) in spans.items():
+            if hi - lo >= _READ_RUN:
+                self.backend.prefetch(pack_key(pack), lo, hi - lo)
+        workers = min(4, os.cpu_count() or 1, len(runs))
+        if workers > 1 and sum(locs[i].size for _p, _o, m in runs for i in m) >= PARALLEL_MIN:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-read") as pool:
+                for _ in pool.map(fill, runs):
+                    pass
+        else:
+            for run in runs:
+                fill(run)
 
     @staticmethod
     def _verify(loc: Location, stored: memoryview) -> bytes | memoryview:

@@ -18,9 +18,11 @@ TITLE = "Concurrency: processes saving at once"
 ABOUT = (
     "Each process opens its own `ModelStore` on one local folder (default mode, fsync on) "
     "and saves real 100-tree `LGBModel`s (~300 KB pickled; each save a different model, so "
-    "every save writes a new pack) — no lock is taken anywhere: every save races for the "
-    "next log position with a create-only `link(2)`, and a loser folds the winner's commit "
-    "in and tries the next one. Processes load their models and make one untimed save "
+    "every save writes a new pack). Every save takes the next log position with a create-only "
+    "`link(2)`; a loser folds the winner's commit in and tries the next one. On a folder the "
+    "processes of one machine first catch up, then take turns at the commit (an advisory "
+    "`flock`, waited for at most 0.5 s: a hint that spares them fsynced attempts that lose, "
+    "never what decides). Processes load their models and make one untimed save "
     "first, then start together at a barrier; every process records the latency of each of "
     "its saves. *Throughput*: all saves over the wall time from the barrier to the last "
     "save, 1 process against 2 saving different models, the two runs alternated "
@@ -231,11 +233,12 @@ def run(quick: bool) -> list[Result]:
         Timing(tuple(lat)).result("concurrency", "8 processes: latency of a save"),
         explain(relative_to(Result("concurrency", f"8 processes: p99 latency (n={len(lat)})", p99 * 1e3, "ms"),
                             "median", median * 1e3, "<=", TAIL_FACTOR),
-                "with 8 processes on 2 cores a save waits for CPU as much as for the log; each lost race "
-                "costs a wasted temp file write + fsync before the next attempt."),
+                "with 8 processes on 2 cores a save waits for CPU (pickling, hashing) as much as for "
+                "its turn at the log; see lost races (with turns, a race is lost only to a writer "
+                "that did not wait for its turn)."),
         explain(bounded(Result("concurrency", "8 processes: longest save (wait included)", worst, "s"),
                         "<=", MAX_WAIT_S),
-                "a save that lost many races in a row; see lost races."),
+                "a save that waited for the CPU and for its turn; see lost races."),
         Result("concurrency", "8 processes: lost races per save", statistics.mean(eight["lost"]), "races",
                note=f"max {max(eight['lost'])} for one save"),
     ]

@@ -284,6 +284,19 @@ def bytes_on_disk(root: str | os.PathLike[str]) -> int:
     return total
 
 
+def drop_page_cache(path: str | os.PathLike[str]) -> str:
+    """Empty the page cache for a cold read: the whole machine's (``sync`` then
+    ``/proc/sys/vm/drop_caches``) where allowed, else the files under ``path``; says which."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return "drop_caches"
+    except OSError:
+        drop_file_cache(path)
+        return "fadvise"
+
+
 def drop_file_cache(path: str | os.PathLike[str]) -> None:
     """Ask the kernel to forget the cached pages of every file under ``path`` (best effort)."""
     for dirpath, _dirs, files in os.walk(path):

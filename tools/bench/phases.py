@@ -24,10 +24,11 @@ from typing import Any
 _SITES = (
     ("cas_repo.serialization", None, "dumps", "pickling"),
     ("cas_repo.content", None, "_refs", "chunking (FastCDC)"),
+    ("cas_repo.content", None, "hash_each", "chunk hashing (BLAKE3)"),
     ("cas_repo.content", None, "hash_bytes", "chunk hashing (BLAKE3)"),
     ("cas_repo.saving", None, "to_content", "manifest"),
     ("cas_repo.compression", None, "maybe_compress", "compress"),
-    ("cas_repo.objects.store", "ObjectStore", "_write_pack", "pack encode + hash"),
+    ("cas_repo.objects.store", "ObjectStore", "_lay_out", "pack encode + hash"),
     ("cas_repo.objects.local", "LocalBackend", "put", "pack write + fsync"),
     ("cas_repo.log.ledger", "Ledger", "_refresh", "log catch-up"),
     ("cas_repo.log.ops", None, "metadata_json", "metadata encode"),
