@@ -75,7 +75,10 @@ def _flock_within(fd: int, seconds: float) -> bool:
     # Wait in the kernel, which hands the lock on as soon as it is free (polling with
     # sleeps let some writers wait 5× longer than others here), from a helper thread so
     # that a stopped holder costs a bounded wait.
-    waiter = _Waiter(fd)
+    # The helper waits on a duplicate of the descriptor (the same open file, so the same
+    # lock) that only it closes: a wait that outlives this store's close can never lock or
+    # unlock whatever file a reused descriptor number names by then.
+    waiter = _Waiter(os.dup(fd))
     threading.Thread(target=waiter.take, name="cas-commit-turn", daemon=True).start()
     return waiter.result(seconds)
 
@@ -89,16 +92,18 @@ class _Waiter:
 
     def take(self) -> None:
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except OSError:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except OSError:
+                return
+            with self.lock:
+                if self.abandoned:  # its caller went on without: hand the turn on at once
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+                else:
+                    self.got = True  # held now through the caller's descriptor (the same open file)
+        finally:
+            os.close(self.fd)
             self.done.set()
-            return
-        with self.lock:
-            if self.abandoned:  # its caller went on without: hand the turn on at once
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            else:
-                self.got = True
-        self.done.set()
 
     def result(self, seconds: float) -> bool:
         self.done.wait(seconds)
