@@ -9,7 +9,7 @@ from typing import Any
 
 from . import serialization
 from .chunking import BUFFER_CHUNKING, SMALL_BUFFER, STREAM_CHUNKING, cut
-from .compression import compresses_well
+from .compression import SMALL_STREAM, compresses_well
 from .digest import Digest, hash_bytes
 from .errors import IntegrityError
 from .location import CHUNK, MANIFEST
@@ -56,7 +56,13 @@ def to_content(model: Any) -> Content:
     """
     ser = serialization.dumps(model)
     entries: dict[Digest, NewEntry] = {}
-    stream = _refs(ser.stream, STREAM_CHUNKING, True, entries)
+    # A small stream is stored as it is: zstd would cost more of its save and of every
+    # load (~35 % of pickling it, measured on a LightGBM model) than the bytes it saves
+    # are worth. A larger one decides from a sample of its middle, like a buffer.
+    n = len(ser.stream)
+    mid = max(0, n // 2 - BUFFER_CHUNKING.avg // 2)
+    compress = n >= SMALL_STREAM and compresses_well(memoryview(ser.stream)[mid : mid + BUFFER_CHUNKING.avg])
+    stream = _refs(ser.stream, STREAM_CHUNKING, compress, entries)
     buffers = []
     for buf in ser.buffers:
         params = BUFFER_CHUNKING if buf.nbytes >= SMALL_BUFFER else STREAM_CHUNKING
