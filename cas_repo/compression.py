@@ -18,6 +18,10 @@ ZSTD_LEVEL = 1
 # Keep the compressed form only when it saves at least this fraction: decompressing costs
 # time on every load, and float arrays rarely get below ~0.9.
 MIN_SAVING = 0.10
+# Pickle streams below this size are stored uncompressed (see content.to_content): for a
+# ~300 KB LightGBM model zstd took 1.2 ms to compress and 0.5 ms to decompress against
+# 3.3 ms of pickling, to save ~180 KB a save.
+SMALL_STREAM = 1 << 20
 
 
 @functools.cache

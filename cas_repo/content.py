@@ -9,7 +9,7 @@ from typing import Any
 
 from . import serialization
 from .chunking import BUFFER_CHUNKING, SMALL_BUFFER, STREAM_CHUNKING, cut
-from .compression import compresses_well
+from .compression import SMALL_STREAM, compresses_well
 from .digest import Digest, hash_bytes, hash_each
 from .errors import IntegrityError
 from .location import CHUNK, MANIFEST
@@ -66,7 +66,13 @@ def to_content(model: Any) -> Content:
     digests = hash_each([p for pieces in cuts for p in pieces])
     entries: dict[Digest, NewEntry] = {}
     start = len(cuts[0])
-    stream = _refs(cuts[0], digests[:start], True, entries)
+    # A small stream is stored as it is: zstd would cost more of its save and of every
+    # load (~35 % of pickling it, measured on a LightGBM model) than the bytes it saves
+    # are worth. A larger one decides from a sample of its middle, like a buffer.
+    n = len(ser.stream)
+    mid = max(0, n // 2 - BUFFER_CHUNKING.avg // 2)
+    compress = n >= SMALL_STREAM and compresses_well(memoryview(ser.stream)[mid : mid + BUFFER_CHUNKING.avg])
+    stream = _refs(cuts[0], digests[:start], compress, entries)
     buffers = []
     for buf, pieces in zip(ser.buffers, cuts[1:]):
         # Decide once per buffer from a sample: float arrays rarely compress, and trying

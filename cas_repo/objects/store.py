@@ -19,6 +19,8 @@ from .pack import TAIL_SIZE, Location, PackEntry, decode_index, encode_pack, ind
 # A pack is one PUT and one fsync: large enough that a save of a 300 KB model is a
 # single pack, small enough that an object store can take it in one request.
 PACK_TARGET = 64 << 20
+# A pack up to this size is joined into one buffer before it is hashed and written.
+_JOIN_MAX = 4 << 20
 # Ranges of one pack closer than this are read with one call.
 _COALESCE_GAP = 64 << 10
 # A load reads adjacent raw entries into their arrays with one call of at most this many
@@ -118,6 +120,10 @@ class ObjectStore:
     def _lay_out(self, batch: list[PackEntry]) -> tuple[str, list[bytes | memoryview], list[Location]]:
         """A pack of ``batch``: its key (the hash of all of its bytes), parts and locations."""
         parts, spans = encode_pack(batch)
+        if sum(len(p) for p in parts) <= _JOIN_MAX:
+            # One buffer: BLAKE3 hashes it in one pass (~2× faster than in ~10 KiB pieces)
+            # and the file gets one write instead of one per entry.
+            parts = [b"".join(parts)]
         name = hash_many(parts)
         return pack_key(name), parts, [
             Location(e.digest, e.kind, name, off, n, e.size, e.codec)

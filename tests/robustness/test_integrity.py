@@ -28,7 +28,7 @@ HEX = re.compile(r"[0-9a-f]{64}")
 def _model(seed: int) -> dict:
     rng = np.random.default_rng(seed)
     return {
-        "text": (f"model {seed} " * 20_000).encode(),        # compresses: zstd chunks
+        "text": (f"model {seed} " * 150_000).encode(),       # compresses: zstd chunks (over 1 MiB)
         "noise": rng.bytes(200_000),                         # does not: raw stream chunks
         "weights": rng.standard_normal(60_000),              # 480 KB out-of-band buffer
     }
