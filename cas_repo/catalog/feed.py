@@ -29,6 +29,7 @@ from ..log.ops import (
 from ..log.state import Head, PolicyHead, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
+from .cluster import keep_clustered
 from .convert import naive_utc
 from .maintenance import IN_PACKS, forget_rows
 from .retention import insert_marks
@@ -71,6 +72,7 @@ class IndexFeeder:
                 fold(s, store_id, batch)
                 batch = []
         fold(s, store_id, batch)
+        keep_clustered(s)
         return True
 
     def is_current(self, have: tuple[str, int] | None) -> bool:
