@@ -9,7 +9,7 @@ model of a few versions (~1.5 against ~2.7 ms), so readers pick by the model's c
 
 Rows folded after the last rewrite form a tail in log order that every scan by min/max
 reads in full (~8 ms per 100,000 rows at 1M): the catalog rewrites the table once the
-tail reaches :data:`CLUSTER_TAIL` rows, after a catch-up (~7.5 s at 1M rows).
+tail reaches :data:`CLUSTER_TAIL` rows, after a catch-up (~7.5–10 s at 1M rows).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..errors import CatalogError
 from .catalog import Session
 
 # Unordered rows that make the next catch-up rewrite the table in model order.
-CLUSTER_TAIL = 65_536
+CLUSTER_TAIL = 32_768
 
 def unclustered_rows(s: Session) -> int:
     """Rows of ``versions`` appended since the table was last put in model order."""
