@@ -240,3 +240,28 @@ def test_reads_kept_in_flight_give_the_commits_one_at_a_time_reads_give(tmp_path
     path.unlink()  # and a missing one below others is damage, not the end of the log
     with pytest.raises(LogDamagedError, match="missing"):
         list(overlapped.after(0, None))
+
+
+def test_decoding_a_checkpoint_leaves_the_garbage_collector_as_it_found_it(tmp_path, make_md, monkeypatch):
+    import gc
+
+    from cas_repo.errors import IntegrityError
+    from cas_repo.log import checkpoint
+
+    with ModelStore(tmp_path / "cas") as store:
+        store.save_model(1, make_md("m"))
+        with store.ledger.cached() as st:
+            data = checkpoint.encode(st)
+            monkeypatch.setattr(checkpoint, "CHECKPOINT_FORMAT", "cas-repo/checkpoint/unknown")
+            unknown = checkpoint.encode(st)
+            monkeypatch.undo()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            assert list(checkpoint.decode(data).models) == ["m"]
+            assert gc.isenabled() is enabled
+            with pytest.raises(IntegrityError, match="unknown checkpoint format"):
+                checkpoint.decode(unknown)
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
