@@ -531,7 +531,7 @@ def versions_from_rows(rows: list[tuple]) -> list[VersionRow]:
         VersionRow(
             model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
             saved_at=aware_utc(r[5]), logical_size=r[6],
-            metadata=md, tags=r[9], parents=parents_of(md.get("parents") or ()), deleted=r[8],
+            metadata=md, tags=r[9], parents=parents_of(p) if (p := md.get("parents")) else (), deleted=r[8],
             event_id=r[10], logged=lg,
         )
         for r, md, lg in zip(rows, _parse_many([r[7] for r in rows]), _parse_many([r[11] for r in rows]))
