@@ -15,6 +15,7 @@ from cas_repo import ModelStore
 from cas_repo.log.commit import Commit
 from cas_repo.log.ops import ForgetPacks
 from cas_repo.objects.keys import checkpoint_key, pack_key
+from cas_repo.objects.local import LocalBackend
 
 
 def _two(tmp_path):
@@ -200,3 +201,67 @@ def test_a_start_up_that_replays_a_long_log_leaves_a_checkpoint(tmp_path, make_m
         s.ledger.log.delete_checkpoint(7)
         s.save_model(7, make_md("m"))  # commit 8 folded by a warm process: no checkpoint
         assert s.ledger.log.checkpoints() == [7]  # (written by the start-up of this process)
+
+
+class _Overlapping(LocalBackend):
+    """A folder read as an object store is: listed, then many GETs at once."""
+
+    read_concurrency = 4
+
+
+def test_reads_kept_in_flight_give_the_commits_one_at_a_time_reads_give(tmp_path, make_md, monkeypatch):
+    from cas_repo.errors import LogDamagedError
+    from cas_repo.log import log as log_module
+    from cas_repo.log.log import Log
+    from cas_repo.objects.keys import log_key
+
+    monkeypatch.setattr(log_module, "_FETCH_AHEAD", 5)  # the window refills many times over
+    with ModelStore(tmp_path / "cas") as store:
+        for i in range(23):
+            store.save_model(i, make_md(f"m{i % 3}"))
+    objects = tmp_path / "cas" / "objects"
+    one_by_one = [(p, c.digest, chain) for p, c, chain in Log(LocalBackend(objects)).after(0, None)]
+    overlapped = Log(_Overlapping(objects))
+    assert [(p, c.digest, chain) for p, c, chain in overlapped.after(0, None)] == one_by_one
+    assert [p for p, _, _ in overlapped.after(17, one_by_one[16][2])] == list(range(18, 24))
+    first = overlapped.after(0, None)
+    assert next(first)[0] == 1
+    first.close()  # a reader that stops early leaves no read behind to wait for
+
+    # A damaged commit stops the read there, whatever was fetched past it.
+    path = objects / log_key(12)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b'"position"', b'"pos1tion"'))
+    seen = []
+    with pytest.raises(LogDamagedError):
+        for p, _, _ in overlapped.after(0, None):
+            seen.append(p)
+    assert seen == list(range(1, 12))
+    path.unlink()  # and a missing one below others is damage, not the end of the log
+    with pytest.raises(LogDamagedError, match="missing"):
+        list(overlapped.after(0, None))
+
+
+def test_decoding_a_checkpoint_leaves_the_garbage_collector_as_it_found_it(tmp_path, make_md, monkeypatch):
+    import gc
+
+    from cas_repo.errors import IntegrityError
+    from cas_repo.log import checkpoint
+
+    with ModelStore(tmp_path / "cas") as store:
+        store.save_model(1, make_md("m"))
+        with store.ledger.cached() as st:
+            data = checkpoint.encode(st)
+            monkeypatch.setattr(checkpoint, "CHECKPOINT_FORMAT", "cas-repo/checkpoint/unknown")
+            unknown = checkpoint.encode(st)
+            monkeypatch.undo()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            assert list(checkpoint.decode(data).models) == ["m"]
+            assert gc.isenabled() is enabled
+            with pytest.raises(IntegrityError, match="unknown checkpoint format"):
+                checkpoint.decode(unknown)
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()

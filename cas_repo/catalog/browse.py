@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .catalog import Session
+from .catalog import ZONE_SCAN_VERSIONS, Session
 from .convert import aware_utc, naive_utc
 
 # Sort keys a caller may name, mapped to SQL we wrote; a caller's text never reaches SQL.
@@ -201,9 +201,10 @@ def facets(s: Session) -> Facets:
 
 def version_facts(s: Session, model_id: str, at: datetime | None = None) -> list[VersionFacts]:
     """Every version of ``model_id`` (saved by ``at``, when given), oldest first."""
-    rows = s.rows(
-        "SELECT version, kind, rollback_of, saved_at, manifest, logical_size, new_bytes, metrics, "
-        "hyperparameters, parents FROM versions WHERE model_id = ? ORDER BY version", [model_id])
+    with s.by_min_max(_long_history(s, model_id)):
+        rows = s.rows(
+            "SELECT version, kind, rollback_of, saved_at, manifest, logical_size, new_bytes, metrics, "
+            "hyperparameters, parents FROM versions WHERE model_id = ? ORDER BY version", [model_id])
     if at is not None:
         made = {r[0] for r in s.rows(
             "SELECT version FROM events WHERE model_id = ? AND kind IN ('save', 'rollback') "
@@ -216,12 +217,23 @@ def version_facts(s: Session, model_id: str, at: datetime | None = None) -> list
             for r in rows]
 
 
+def _long_history(s: Session, model_id: str) -> bool:
+    """Whether ``model_id`` has enough versions that its rows are best read by min/max."""
+    (head,), = s.rows("SELECT coalesce(max(head_version), 0) FROM models WHERE model_id = ?", [model_id])
+    return head >= ZONE_SCAN_VERSIONS
+
+
 def version_metrics(s: Session, model_id: str, at: datetime | None = None) -> dict[int, dict[str, float]]:
     """Each version's current metric values (``v_metrics``: saved, or logged later), or
     those it had at ``at`` (``metrics_as_of``): version -> {metric: value}."""
     if at is None:
-        rows = s.rows("SELECT version, metric, value FROM v_metrics WHERE model_id = ? AND value IS NOT NULL "
-                      "ORDER BY version, metric", [model_id])
+        # v_metrics's rows of one model, one MAP per version: unnesting them in DuckDB
+        # cost more than the rest of a 1,000-version model's page reads.
+        with s.by_min_max(_long_history(s, model_id)):
+            maps = s.rows("SELECT version, map_concat(metrics, coalesce(logged, MAP {}::MAP(VARCHAR, DOUBLE))) "
+                          "FROM versions WHERE model_id = ? ORDER BY version", [model_id])
+        rows = [(version, metric, value) for version, m in maps for metric, value in sorted(m.items())
+                if value is not None]
     else:
         rows = s.rows("SELECT version, metric, value FROM metrics_as_of(?) WHERE model_id = ? "
                       "AND value IS NOT NULL ORDER BY version, metric", [naive_utc(at), model_id])

@@ -58,6 +58,11 @@ VERSION_COLS = (
 )
 
 
+# From this many versions on, a model's rows are read by their row groups' min/max
+# rather than through the model_id index (see cluster.py).
+ZONE_SCAN_VERSIONS = 64
+
+
 def _parse_many(texts: list[str]) -> list[Any]:
     # One parse of a JSON array is ~40% cheaper than a json.loads call per document.
     return json.loads("[" + ",".join(texts) + "]") if texts else []
@@ -441,6 +446,24 @@ class Session:
         except duckdb.Error:
             pass
 
+    @contextmanager
+    def by_min_max(self, on: bool = True) -> Iterator[None]:
+        """Queries inside read tables by their row groups' min/max, never through an ART index.
+
+        For a model with many versions in a table kept in model order (``cluster.py``):
+        the index fetches each row from a different vector, the min/max read one row group.
+        """
+        if not on:
+            yield
+            return
+        self.rows("SET index_scan_max_count = 0")
+        self.rows("SET index_scan_percentage = 0")
+        try:
+            yield
+        finally:
+            self.rows("RESET index_scan_max_count")
+            self.rows("RESET index_scan_percentage")
+
     # -- reads -----------------------------------------------------------------------
 
     def content_locations(self, manifest: str) -> tuple[Location | None, dict[str, Location]]:
@@ -466,13 +489,15 @@ class Session:
 
     def history(self, model_id: str) -> list[VersionRow]:
         # Two single-filter queries: DuckDB uses the model_id index only for a scan whose
-        # one filter is model_id, and a join would scan every version.
-        state = self.rows("SELECT deleted FROM models WHERE model_id = ?", [model_id])
+        # one filter is model_id, and a join would scan every version. A long history is
+        # read by min/max instead, from the rows the catalog keeps in model order.
+        state = self.rows("SELECT deleted, head_version FROM models WHERE model_id = ?", [model_id])
         if not state:
             return []
-        rows = self.rows(
-            f"SELECT {VERSION_COLS.replace('m.deleted', '?')} FROM versions v "
-            "WHERE v.model_id = ? ORDER BY v.version", [state[0][0], model_id])
+        with self.by_min_max(state[0][1] >= ZONE_SCAN_VERSIONS):
+            rows = self.rows(
+                f"SELECT {VERSION_COLS.replace('m.deleted', '?')} FROM versions v "
+                "WHERE v.model_id = ? ORDER BY v.version", [state[0][0], model_id])
         return versions_from_rows(rows)
 
     def stats(self) -> StoreStats:
@@ -506,7 +531,7 @@ def versions_from_rows(rows: list[tuple]) -> list[VersionRow]:
         VersionRow(
             model_id=r[0], version=r[1], manifest=r[2], kind=r[3], rollback_of=r[4],
             saved_at=aware_utc(r[5]), logical_size=r[6],
-            metadata=md, tags=r[9], parents=parents_of(md.get("parents") or ()), deleted=r[8],
+            metadata=md, tags=r[9], parents=parents_of(p) if (p := md.get("parents")) else (), deleted=r[8],
             event_id=r[10], logged=lg,
         )
         for r, md, lg in zip(rows, _parse_many([r[7] for r in rows]), _parse_many([r[11] for r in rows]))

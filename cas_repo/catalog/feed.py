@@ -29,6 +29,7 @@ from ..log.ops import (
 from ..log.state import Head, PolicyHead, admit
 from .bulk_fold import BULK_MIN, bulkable, fold_run
 from .catalog import Session
+from .cluster import keep_clustered
 from .convert import naive_utc
 from .maintenance import IN_PACKS, forget_rows
 from .retention import insert_marks
@@ -65,12 +66,16 @@ class IndexFeeder:
                                self.ledger.log.backend.url, position, have[1])
             return False
         batch: list[tuple[int, Commit]] = []
+        folded = 0
         for p, commit in self.ledger.log_after(have[1] if have else 0):
             batch.append((p, commit))
+            folded += 1
             if len(batch) >= _BATCH:
                 fold(s, store_id, batch)
                 batch = []
         fold(s, store_id, batch)
+        if folded:
+            keep_clustered(s)
         return True
 
     def is_current(self, have: tuple[str, int] | None) -> bool:

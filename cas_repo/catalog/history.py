@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 
 from ..log.state import VersionRow
-from .catalog import VERSION_COLS, Session, versions_from_rows
+from .catalog import VERSION_COLS, ZONE_SCAN_VERSIONS, Session, versions_from_rows
 from .convert import aware_utc, naive_utc
 from .values import (
     AliasChange,
@@ -32,15 +32,28 @@ def events(s: Session, model_id: str) -> list[Event]:
     for seq, key, value in s.rows(
             "SELECT seq, key, value FROM event_tags WHERE model_id = ? ORDER BY seq, key", [model_id]):
         tags.setdefault(seq, {})[key] = value
+    found = s.rows("SELECT seq, kind, version, event_at, author, host FROM v_events WHERE model_id = ? ORDER BY seq",
+                   [model_id])
+    # The metrics v_metric_history gives each event (a save's or rollback's own, a metrics
+    # event's logged values), read table by table: DuckDB does not push a filter on that
+    # view through its joins, and joined every version with every event first (~2.7 s at
+    # 1M versions). A long history's versions are read by min/max (see cluster.py).
+    saves = {version for _, kind, version, *_ in found if kind in ("save", "rollback")}
+    with s.by_min_max(len(saves) >= ZONE_SCAN_VERSIONS):
+        saved = {version: m for version, m in s.rows(
+            "SELECT version, metrics FROM versions WHERE model_id = ?", [model_id]) if version in saves}
+    logged: dict[int, dict[str, float]] = {}
+    for seq, key, value in s.rows("SELECT seq, metric, value FROM metric_log WHERE model_id = ? ORDER BY seq, metric",
+                                  [model_id]):
+        logged.setdefault(seq, {})[key] = value
     metrics: dict[int, dict[str, float]] = {}
-    for seq, key, value in s.rows(
-            "SELECT seq, metric, value FROM v_metric_history WHERE model_id = ? ORDER BY seq, metric", [model_id]):
-        metrics.setdefault(seq, {})[key] = value
+    for seq, kind, version, *_ in found:
+        held = dict(sorted(saved.get(version, {}).items())) if kind in ("save", "rollback") else {}
+        if held or seq in logged:
+            metrics[seq] = {**held, **logged.get(seq, {})}
     return [
         Event(model_id, seq, kind, version, aware_utc(at), tags.get(seq, {}), author, host, metrics.get(seq, {}))
-        for seq, kind, version, at, author, host in s.rows(
-            "SELECT seq, kind, version, event_at, author, host FROM v_events WHERE model_id = ? ORDER BY seq",
-            [model_id])
+        for seq, kind, version, at, author, host in found
     ]
 
 

@@ -16,7 +16,10 @@ store's history. Checkpoints from before the chain (formats 1 and 2) are not use
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +105,28 @@ def decode(data: bytes, key: StoreKey | None = None) -> StoreState:
     raw = compression.decompress_all(payload)
     if key:
         key.check(raw)
+    with _collector_paused():
+        return _state(raw)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off meanwhile (back on after, if it was on).
+
+    Parsing a checkpoint and building its state makes millions of containers, none of
+    them in a cycle; every few hundred allocations the collector ran and rescanned the
+    ones already built: at 100,000 versions the decode took 3.4 s with it, 1.5 s without.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _state(raw: bytes) -> StoreState:
     try:
         obj = json.loads(raw)
         if obj.get("format") != CHECKPOINT_FORMAT:

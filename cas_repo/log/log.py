@@ -13,8 +13,10 @@ way is damage, never the end of the log (:meth:`Log.after`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 
 from ..digest import hash_bytes
 from ..errors import IntegrityError, LogDamagedError
@@ -24,9 +26,16 @@ from ..sealing import StoreKey
 from .commit import Commit, body_json, split_digest_line, with_digest_line
 from .state import StoreState
 
-# How many commits past the last one a catch-up fetches at once from a backend that
-# overlaps requests (an object store); a folder is read one commit at a time.
-_FETCH_BATCH = 64
+# Reading the commits after a position from a backend that overlaps requests (an object
+# store): up to this many GETs in flight, kept full while the commits before them are
+# checked and folded, from a pool of this many threads per unit of the backend's
+# `read_concurrency`. A commit is ~1 KB, so each GET costs one round trip and the rate
+# is how many overlap: with 20 ms added to each GET from SeaweedFS on loopback, 1,200
+# commits took 3.7 s fetched 64 at a time by 8 threads (the batch waited for its slowest
+# GET, the fold for the whole batch), 1.0 s with 32 threads kept busy, 0.76 s with 64.
+# A folder is read one commit at a time.
+_FETCH_AHEAD = 256
+_THREADS_PER_SLOT = 8
 _RESTORE = "restore it from a copy of the store (`cas-repo fsck --repair-from COPY`)"
 
 
@@ -196,17 +205,37 @@ class Log:
                     raise missing_error(position + i + 1, listed[-1])
                 listed = listed[:i]  # created since the listing: the next refresh takes it
                 break
-        with ThreadPoolExecutor(max_workers=self.backend.read_concurrency, thread_name_prefix="cas-log") as pool:
-            for i in range(0, len(listed), _FETCH_BATCH):
-                for p, data, commit in self._fetch(pool, listed[i:i + _FETCH_BATCH]):
-                    chain = self.link(chain, p, commit)
-                    yield p, data, commit, chain
+        for p, data in self._fetch(listed):
+            commit = self.decode(p, data)
+            chain = self.link(chain, p, commit)
+            yield p, data, commit, chain
 
-    def _fetch(self, pool: ThreadPoolExecutor, positions: list[int]) -> Iterator[tuple[int, bytes, Commit]]:
-        for p, data in zip(positions, pool.map(lambda q: self.backend.get(log_key(q)), positions)):
-            if data is None:
-                raise missing_error(p, positions[-1])
-            yield p, data, self.decode(p, data)
+    def _fetch(self, positions: list[int]) -> Iterator[tuple[int, bytes]]:
+        """The stored bytes of each of ``positions``, in order, with up to :data:`_FETCH_AHEAD`
+        GETs in flight while the caller works on the ones before them."""
+        if not positions:
+            return
+        workers = min(self.backend.read_concurrency * _THREADS_PER_SLOT, len(positions))
+        pending: deque[tuple[int, Future[bytes | None]]] = deque()
+        ahead = iter(positions)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cas-log") as pool:
+            try:
+                for p in islice(ahead, _FETCH_AHEAD):
+                    pending.append((p, pool.submit(self.backend.get, log_key(p))))
+                while pending:
+                    p, got = pending.popleft()
+                    following = next(ahead, None)
+                    if following is not None:
+                        pending.append((following, pool.submit(self.backend.get, log_key(following))))
+                    data = got.result()
+                    if data is None:
+                        raise missing_error(p, positions[-1])
+                    yield p, data
+            finally:
+                # A caller that stops early (damage, or it had enough) does not wait for
+                # the reads it will never use.
+                for _, f in pending:
+                    f.cancel()
 
     def newest_listed(self) -> int:
         """The highest position a listing of the log shows (0: none)."""

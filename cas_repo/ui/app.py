@@ -67,7 +67,9 @@ def create_app(store: ModelStore) -> Starlette:
         return pages.models_page(store, q, at)
 
     def model(request: Request, at: datetime | None) -> dict[str, Any]:
-        return pages.model_page(store, request.query_params.get("id", ""), at)
+        p = request.query_params
+        return pages.model_page(store, p.get("id", ""), at, pages.whole_number(p.get("page"), "page", 1),
+                                p.get("all") not in (None, "", "0"))
 
     def version(request: Request, at: datetime | None) -> dict[str, Any]:
         p = request.query_params

@@ -24,7 +24,10 @@ from ..text import who
 from . import charts
 
 PAGE_SIZE = 50
-TABLE_VERSIONS = 200  # rows of a model's versions table (the newest)
+# A model's page lists this many versions (newest first page) and timeline events (the
+# newest), with links to older pages and to the whole list; the charts draw every version.
+TABLE_VERSIONS = 100
+TIMELINE_EVENTS = 100
 # Words in a metric's name that make its smallest value the best one (errors and losses);
 # every other metric (IC, ICIR, returns, Qlib's negative max_drawdown) is best at its largest.
 _LOWER_IS_BETTER = frozenset({"loss", "logloss", "error", "mse", "mae", "rmse", "mape"})
@@ -124,7 +127,10 @@ def models_page(store: ModelStore, q: ModelQuery, at: datetime | None) -> dict[s
             "pages": max(1, -(-page.total // PAGE_SIZE)), "sorts": list(browse.SORTS)}
 
 
-def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[str, Any]:
+def model_page(store: ModelStore, model_id: str, at: datetime | None, page: int = 1,
+               show_all: bool = False) -> dict[str, Any]:
+    """A model's page: ``page`` of its versions table (1: the newest), or every version and
+    event with ``show_all``."""
     validate_model_id(model_id)
     # One catalog session for the page (each catches the index up with the log first).
     with store.catalog.session() as s:
@@ -146,10 +152,15 @@ def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[st
         metric_charts.append(charts.line_chart(name, [p[0] for p in pts], [p[1] for p in pts]))
     bytes_chart = charts.bar_chart("bytes added to the store", [v.version for v in versions],
                                    [v.new_bytes for v in versions], human)
-    # The table lists the newest versions only: a page of thousands of rows helps no one,
-    # and every version stays in the charts (and in v_versions).
-    first = max(len(versions) - TABLE_VERSIONS, 0)
-    table = [(v, versions[i - 1] if i > 0 else None) for i, v in enumerate(versions) if i >= first]
+    # The table and the timeline list a page of the newest versions and events (thousands
+    # of rows cost the server and the reader more than they help; `all` lists them); every
+    # version stays in the charts (and in v_versions).
+    pages = max(1, -(-len(versions) // TABLE_VERSIONS))
+    page = min(max(page, 1), pages)
+    end = len(versions) if show_all else len(versions) - (page - 1) * TABLE_VERSIONS
+    first = 0 if show_all else max(end - TABLE_VERSIONS, 0)
+    table = [(versions[i], versions[i - 1] if i > 0 else None) for i in range(first, end)]
+    timeline = events if show_all else events[-TIMELINE_EVENTS:]
     hp_names = sorted({k for v, _ in table for k in v.hyperparameters})
     spans = alias_spans(moves)
     current = sorted((sp for sp in spans if sp.until is None), key=lambda sp: sp.alias)
@@ -159,7 +170,8 @@ def model_page(store: ModelStore, model_id: str, at: datetime | None) -> dict[st
     return {"model_id": model_id, "events": events, "versions": versions, "metric_charts": metric_charts,
             "bytes_chart": bytes_chart, "hp_names": hp_names, "deleted": deleted,
             "table": table, "metric_names": names, "values": values, "best": best_values(values, names),
-            "aliases": current, "alias_moves": moves, "aliases_at": aliases_at}
+            "aliases": current, "alias_moves": moves, "aliases_at": aliases_at, "timeline": timeline,
+            "page": page, "pages": pages, "show_all": show_all}
 
 
 def _ref(text: str) -> tuple[str, int]:

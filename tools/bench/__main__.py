@@ -41,6 +41,7 @@ SCENARIOS = [
     "startup",
     "watch",
     "mirror",
+    "s3_scale",
 ]
 
 DEFAULT_OUT = Path("docs/benchmarks.md")
