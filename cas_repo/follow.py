@@ -183,10 +183,8 @@ def changes(ledger: Ledger, after: int | None = None, *, wanted: ChangeFilter | 
     Raises:
         InvalidWatchFilterError: ``poll`` is not > 0, or ``after`` is negative or past the log's end.
     """
-    if not (isinstance(poll, (int, float)) and poll > 0):
-        raise InvalidWatchFilterError(f"poll is a number of seconds > 0, got {poll!r:.40}")
-    return _follow(ledger, start_position(ledger, after), wanted or ChangeFilter(), poll, stop or threading.Event(),
-                   idle_timeout)
+    looks = with_progress(ledger, after, wanted=wanted, poll=poll, stop=stop, idle_timeout=idle_timeout)
+    return (c for c in looks if isinstance(c, Change))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +202,11 @@ def with_progress(ledger: Ledger, after: int | None = None, *, wanted: ChangeFil
     if not (isinstance(poll, (int, float)) and poll > 0):
         raise InvalidWatchFilterError(f"poll is a number of seconds > 0, got {poll!r:.40}")
     return _follow(ledger, start_position(ledger, after), wanted or ChangeFilter(), poll, stop or threading.Event(),
-                   idle_timeout, progress=True)
+                   idle_timeout)
 
 
 def _follow(ledger: Ledger, position: int, wanted: ChangeFilter, poll: float, stop: threading.Event,
-            idle_timeout: float | None, *, progress: bool = False) -> Iterator[Any]:
+            idle_timeout: float | None) -> Iterator[Change | CaughtUp]:
     store_id = ""
     quiet_since = time.monotonic()
     while not stop.is_set():
@@ -232,8 +230,7 @@ def _follow(ledger: Ledger, position: int, wanted: ChangeFilter, poll: float, st
         now = time.monotonic()
         if position > before:
             quiet_since = now
-            if progress:
-                yield CaughtUp(position)
+            yield CaughtUp(position)
         if idle_timeout is not None and now - quiet_since >= idle_timeout:
             return  # (idle_timeout 0: as soon as caught up)
         stop.wait(poll)
