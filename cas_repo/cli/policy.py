@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -13,6 +11,7 @@ from ..errors import InvalidPolicyError
 from ..text import count
 from .maintenance import EXIT_OK, EXIT_PROBLEMS, duration_arg
 from .render import Output, human_bytes
+from .stopping import stopping_on_signals
 
 if TYPE_CHECKING:
     from ..maintenance import MaintenancePlan, MaintenanceReport, PolicyRecord
@@ -211,11 +210,6 @@ def _maintain_every(args: argparse.Namespace, out: Output) -> int:
     every: timedelta = args.every
     if every <= timedelta(0):
         raise UsageError("--every takes a positive duration, such as 1h or 15m")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()  # the run in progress finishes; the loop ends before sleeping again
-
     def on_report(report: MaintenanceReport) -> None:
         if out.json_mode:
             out.json(report.to_json())
@@ -227,16 +221,13 @@ def _maintain_every(args: argparse.Namespace, out: Output) -> int:
         text = exc.for_cli() if isinstance(exc, CasRepoError) else f"{type(exc).__name__}: {exc}"
         out.error(f"maintain run failed: {text}; the next run is in {format_duration(every)}")
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    # A signal lets the run in progress finish; the loop ends before sleeping again.
+    with stopping_on_signals() as stop:
         if not out.json_mode:
             out.line(f"maintain every {format_duration(every)} (stop with SIGTERM or Ctrl-C)")
             out.stdout.flush()
         with open_store(args) as store:
             state = maintain_every(store, every, stop, on_report=on_report, on_error=on_error, dry_run=args.dry_run)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     if not out.json_mode:
         out.line(f"stopped after {state.runs} runs ({state.failures} failed)")
     return EXIT_OK

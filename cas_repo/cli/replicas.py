@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ..text import count
 from .models import ref
 from .render import Output, human_bytes
+from .stopping import stopping_on_signals
 
 if TYPE_CHECKING:
     from ..maintenance.copying import CopyReport
@@ -71,11 +70,9 @@ def cmd_mirror(args: argparse.Namespace, out: Output) -> int:
         if not args.follow:
             show(m.run(full=args.full, progress=out.progress))
             return 0
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        follow(m, stop, show, interval=args.interval, full=args.full,
-               on_error=lambda exc: out.error(f"{exc}; retrying at the next poll"))
+        with stopping_on_signals() as stop:
+            follow(m, stop, show, interval=args.interval, full=args.full,
+                   on_error=lambda exc: out.error(f"{exc}; retrying at the next poll"))
     return 0
 
 

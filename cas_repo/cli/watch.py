@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 from ..follow import KINDS, Change
 from .render import Output
+from .stopping import stopping_on_signals
 
 SECRET_ENV = "CAS_REPO_WEBHOOK_SECRET"
 
@@ -63,22 +60,6 @@ def _handler(args: argparse.Namespace, out: Output) -> Callable[[Change], None]:
     return Webhook(args.post, secret.encode(), timeout=args.timeout)
 
 
-@contextmanager
-def _stopping_on_signals() -> Iterator[threading.Event]:
-    """An event SIGTERM and SIGINT set (instead of ending the process), so the current handler finishes."""
-    stop = threading.Event()
-
-    def ask(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    before = {s: signal.signal(s, ask) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for s, h in before.items():
-            signal.signal(s, h)
-
-
 def cmd_watch(args: argparse.Namespace, out: Output) -> int:
     from ..watch import run_watch
     from . import UsageError, open_store
@@ -87,7 +68,7 @@ def cmd_watch(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("--retries is >= 0, --poll > 0 and --backoff >= 0")
     after = 0 if args.from_start else args.after
     handler = _handler(args, out)
-    with open_store(args) as store, _stopping_on_signals() as stop:
+    with open_store(args) as store, stopping_on_signals() as stop:
         report = run_watch(store, handler, cursor=args.cursor, after=after, models=args.model, kinds=args.kind,
                            aliases=args.alias, once=args.once, poll=args.poll, retries=args.retries,
                            backoff=args.backoff, stop=stop)
